@@ -1,0 +1,8 @@
+from .inference import extract_feature_maps, init_model, match_images
+from .launch import (ConfigError, build_runner, init_cpu_dist, load_config,
+                     run_cli, save_test_outputs)
+
+__all__ = [
+    'ConfigError', 'build_runner', 'init_cpu_dist', 'load_config', 'run_cli',
+    'save_test_outputs', 'init_model', 'extract_feature_maps', 'match_images'
+]

@@ -1,0 +1,344 @@
+"""Cross-dataset test and validation loops.
+
+A re-ID test is not "one dataloader, one metric": a checkpoint is evaluated on
+several named sets, each made of a query and a gallery split, and every query
+is matched against every gallery image with QAConv. The loops here
+
+1. build one dataloader per split from the ``test_dataloader`` (or
+   ``val_dataloader``) config, used as a template whose ``dataset`` is
+   replaced by the split's dataset config;
+2. extract the feature maps once per split (sharded across ranks under
+   distributed testing, gathered back in dataset order);
+3. score the query x gallery pairs with ``model.head.match`` (query rows split
+   across ranks, then gathered), plus the query x query and gallery x gallery
+   blocks when a metric asks for them (k-reciprocal re-ranking);
+4. hand one dict per set to the metrics (``ReIDMetric``), whose keys are named
+   ``<set>/Rank-1``, ``<set>/mAP``, ...
+
+Config example::
+
+    test_dataloader = dict(batch_size=128, num_workers=4,
+                           sampler=dict(type='DefaultSampler', shuffle=False))
+    test_evaluator = dict(type='ReIDMetric')
+    test_cfg = dict(
+        type='ReIDTestLoop',
+        test_sets=dict(
+            cuhk03=dict(query=dict(type='CUHK03NP', data_root=..., split='query',
+                                   pipeline=test_pipeline),
+                        gallery=dict(type='CUHK03NP', data_root=...,
+                                     split='gallery', pipeline=test_pipeline))))
+"""
+import copy
+import time
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.dist import all_gather, get_dist_info
+from mmengine.evaluator import Evaluator
+from mmengine.model import is_model_wrapper
+from mmengine.runner import BaseLoop, autocast
+from mmengine.utils import ProgressBar
+from torch.utils.data import DataLoader
+
+from mmreid_gs.registry import LOOPS
+
+
+def _gather_rows(rows: torch.Tensor, world_size: int) -> torch.Tensor:
+    """All-gather row blocks of different lengths (rank order) into one.
+
+    Args:
+        rows (Tensor): This rank's rows, shape [n_r, ...].
+        world_size (int): Number of processes.
+
+    Returns:
+        Tensor: Rows of every rank concatenated in rank order.
+    """
+    if world_size == 1:
+        return rows
+    count = torch.tensor([rows.shape[0]], dtype=torch.long,
+                         device=rows.device)
+    counts = [int(c.item()) for c in all_gather(count)]
+    padded = rows.new_zeros((max(counts), ) + tuple(rows.shape[1:]))
+    padded[:rows.shape[0]] = rows
+    parts = all_gather(padded)
+    return torch.cat([p[:n] for p, n in zip(parts, counts)], dim=0)
+
+
+class _ReIDLoopMixin:
+    """Feature extraction and QAConv scoring shared by test and val loops."""
+
+    mode = 'test'
+
+    def _init_sets(self, runner, dataloader, evaluator, test_sets,
+                   fp16: bool, progress: bool) -> None:
+        if not isinstance(dataloader, dict):
+            raise TypeError(
+                f'{type(self).__name__} builds one dataloader per test set '
+                f'from the `{self.mode}_dataloader` config, so that config '
+                f'must be a dict, not {type(dataloader).__name__}.')
+        if isinstance(test_sets, (list, tuple)):
+            sets = {}
+            for i, item in enumerate(test_sets):
+                if 'name' not in item:
+                    raise KeyError(f'{self.mode}_cfg.test_sets[{i}] needs a '
+                                   '`name` (or pass test_sets as a dict '
+                                   'name -> dict(query=..., gallery=...)).')
+                item = dict(item)
+                sets[item.pop('name')] = item
+            test_sets = sets
+        if not test_sets:
+            raise ValueError(f'{self.mode}_cfg.test_sets is empty: name at '
+                             'least one set with a query and a gallery.')
+        for name, item in test_sets.items():
+            for split in ('query', 'gallery'):
+                if split not in item:
+                    raise KeyError(f'{self.mode}_cfg.test_sets.{name} has no '
+                                   f'`{split}` dataset config.')
+        self._runner = runner
+        self.dataloader_cfg = copy.deepcopy(dict(dataloader))
+        self.test_sets = dict(test_sets)
+        self.fp16 = fp16
+        self.progress = progress
+        # The loader being processed; hooks (LoggerHook) read its length.
+        self.dataloader: Optional[DataLoader] = None
+        if isinstance(evaluator, (dict, list)):
+            self.evaluator = runner.build_evaluator(evaluator)
+        else:
+            self.evaluator = evaluator
+
+    # ------------------------------------------------------------------
+    def _model(self):
+        model = self.runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def _build_loader(self, dataset_cfg) -> DataLoader:
+        cfg = copy.deepcopy(self.dataloader_cfg)
+        cfg['dataset'] = copy.deepcopy(dataset_cfg)
+        cfg.setdefault('sampler', dict(type='DefaultSampler', shuffle=False))
+        return self.runner.build_dataloader(cfg, seed=self.runner.seed)
+
+    @torch.no_grad()
+    def extract(self, dataset_cfg, desc: str):
+        """Extract the feature maps of one split in dataset order.
+
+        Args:
+            dataset_cfg (dict): Dataset config of the split.
+            desc (str): Name shown in the log.
+
+        Returns:
+            tuple: ``(dataset, feats)`` with feats of shape [N, c, h, w] on
+            the CPU (float32), row i belonging to ``dataset[i]``.
+        """
+        loader = self._build_loader(dataset_cfg)
+        self.dataloader = loader
+        dataset = loader.dataset
+        if len(dataset) == 0:
+            raise ValueError(f'{desc}: the dataset is empty; check its '
+                             'data_root and split.')
+        model = self._model()
+        rank, world_size = get_dist_info()
+        bar = ProgressBar(len(loader)) if (self.progress
+                                           and rank == 0) else None
+        indices, feats = [], []
+        for idx, data_batch in enumerate(loader):
+            self.runner.call_hook(
+                f'before_{self.mode}_iter', batch_idx=idx,
+                data_batch=data_batch)
+            data = model.data_preprocessor(data_batch, False)
+            with autocast(enabled=self.fp16):
+                out = model.extract_feat(data['inputs'])
+            feats.append(out.float())
+            indices.extend(
+                int(s.metainfo['sample_idx']) for s in data['data_samples'])
+            self.runner.call_hook(
+                f'after_{self.mode}_iter', batch_idx=idx,
+                data_batch=data_batch, outputs=None)
+            if bar is not None:
+                bar.update()
+        local = torch.cat(feats) if feats else None
+        idx_t = torch.tensor(indices, dtype=torch.long, device=local.device)
+        if world_size > 1:
+            idx_t = _gather_rows(idx_t, world_size)
+            local = _gather_rows(local, world_size)
+        out = local.new_zeros((len(dataset), ) + tuple(local.shape[1:]))
+        # Padded duplicates of DefaultSampler write the same rows again.
+        out[idx_t] = local
+        return dataset, out
+
+    @torch.no_grad()
+    def score(self, query: torch.Tensor, gallery: torch.Tensor,
+              desc: str) -> torch.Tensor:
+        """QAConv scores of every query x gallery pair, rows across ranks.
+
+        Args:
+            query (Tensor): Query maps [q, c, h, w].
+            gallery (Tensor): Gallery maps [g, c, h, w].
+            desc (str): Name shown in the log.
+
+        Returns:
+            Tensor: Logits [q, g] on the CPU, identical on every rank.
+        """
+        head = self._model().head
+        rank, world_size = get_dist_info()
+        device = next(head.parameters()).device
+        num_q = query.shape[0]
+        per_rank = (num_q + world_size - 1) // world_size
+        start, end = min(rank * per_rank, num_q), min((rank + 1) * per_rank,
+                                                      num_q)
+        # Query rows in chunks so that the progress bar moves.
+        chunk = max(1, min(256, end - start))
+        steps = range(start, end, chunk)
+        bar = ProgressBar(len(steps)) if (self.progress and rank == 0
+                                          and len(steps) > 1) else None
+        gallery_dev = gallery.to(device)
+        rows = []
+        for i in steps:
+            with autocast(enabled=self.fp16):
+                s = head.match(query[i:i + chunk].to(device), gallery_dev)
+            rows.append(s.float().cpu())
+            if bar is not None:
+                bar.update()
+        local = torch.cat(rows) if rows else torch.zeros(0, gallery.shape[0])
+        return _gather_rows(local, world_size)
+
+    def _needs_self_scores(self) -> bool:
+        return any(
+            getattr(m, 'needs_self_scores', False)
+            for m in self.evaluator.metrics)
+
+    def evaluate_sets(self) -> Dict[str, float]:
+        """Run every named set and return all metrics."""
+        logger = self.runner.logger
+        self.runner.model.eval()
+        metrics: Dict[str, float] = {}
+        for name, item in self.test_sets.items():
+            tic = time.time()
+            q_ds, q_feats = self.extract(item['query'], f'{name}/query')
+            g_ds, g_feats = self.extract(item['gallery'], f'{name}/gallery')
+            tic_score = time.time()
+            sample = dict(
+                name=name,
+                scores=self.score(q_feats, g_feats, f'{name} q x g'),
+                query_pids=np.asarray(q_ds.get_gt_labels()),
+                gallery_pids=np.asarray(g_ds.get_gt_labels()),
+                query_camids=np.asarray(q_ds.get_cam_ids()),
+                gallery_camids=np.asarray(g_ds.get_cam_ids()),
+                query_paths=[
+                    q_ds.get_data_info(i)['img_path'] for i in range(len(q_ds))
+                ],
+                gallery_paths=[
+                    g_ds.get_data_info(i)['img_path'] for i in range(len(g_ds))
+                ])
+            q_times = _timestamps(q_ds)
+            g_times = _timestamps(g_ds)
+            if q_times is not None and g_times is not None:
+                sample['query_times'] = q_times
+                sample['gallery_times'] = g_times
+            if self._needs_self_scores():
+                sample['scores_qq'] = self.score(q_feats, q_feats,
+                                                 f'{name} q x q')
+                sample['scores_gg'] = self.score(g_feats, g_feats,
+                                                 f'{name} g x g')
+            del q_feats, g_feats
+            tic_eval = time.time()
+            set_metrics = {}
+            for metric in self.evaluator.metrics:
+                metric.process(None, [sample])
+                set_metrics.update(metric.compute_metrics(metric.results))
+                metric.results.clear()
+            metrics.update(set_metrics)
+            logger.info(
+                f'{name}: {len(q_ds)} queries x {len(g_ds)} gallery; '
+                f'features {tic_score - tic:.1f}s, matching '
+                f'{tic_eval - tic_score:.1f}s, metrics '
+                f'{time.time() - tic_eval:.1f}s; ' + ', '.join(
+                    f'{k.split("/", 1)[-1]}: {v:.4f}'
+                    for k, v in set_metrics.items()
+                    if isinstance(v, (float, int))))
+        return metrics
+
+
+def _timestamps(dataset) -> Optional[np.ndarray]:
+    """Timestamps of a split, or None when any item lacks one."""
+    times = []
+    for i in range(len(dataset)):
+        t = dataset.get_data_info(i).get('timestamp')
+        if t is None:
+            return None
+        times.append(t)
+    return np.asarray(times, dtype=np.float64)
+
+
+@LOOPS.register_module()
+class ReIDTestLoop(_ReIDLoopMixin, BaseLoop):
+    """Cross-dataset test loop over named query/gallery sets.
+
+    Args:
+        runner (Runner): The runner.
+        dataloader (dict): Template dataloader config (batch size, workers,
+            sampler); its ``dataset`` is replaced by each split's config.
+        evaluator (dict | list | Evaluator): Metrics, usually
+            ``dict(type='ReIDMetric')``.
+        test_sets (dict | list): ``name -> dict(query=..., gallery=...)``, or
+            a list of dicts with a ``name`` key.
+        fp16 (bool): Extract and match under autocast. Defaults to False.
+        progress (bool): Show progress bars. Defaults to True.
+    """
+    mode = 'test'
+
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, Dict],
+                 evaluator: Union[Evaluator, Dict, List],
+                 test_sets: Union[Dict, Sequence[Dict]] = None,
+                 fp16: bool = False,
+                 progress: bool = True) -> None:
+        # BaseLoop.__init__ would build `dataloader`; ours is a template.
+        self._init_sets(runner, dataloader, evaluator, test_sets, fp16,
+                        progress)
+
+    def run(self) -> dict:
+        """Evaluate every named set and return the metrics."""
+        self.runner.call_hook('before_test')
+        self.runner.call_hook('before_test_epoch')
+        metrics = self.evaluate_sets()
+        self.runner.call_hook('after_test_epoch', metrics=metrics)
+        self.runner.call_hook('after_test')
+        return metrics
+
+
+@LOOPS.register_module()
+class ReIDValLoop(_ReIDLoopMixin, BaseLoop):
+    """Validation during training with the same sets as
+    :class:`ReIDTestLoop` (configured through ``val_cfg``/``val_dataloader``/
+    ``val_evaluator``).
+
+    Args:
+        runner (Runner): The runner.
+        dataloader (dict): Template dataloader config.
+        evaluator (dict | list | Evaluator): Metrics.
+        test_sets (dict | list): Named query/gallery sets.
+        fp16 (bool): Extract and match under autocast. Defaults to False.
+        progress (bool): Show progress bars. Defaults to False.
+    """
+    mode = 'val'
+
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, Dict],
+                 evaluator: Union[Evaluator, Dict, List],
+                 test_sets: Union[Dict, Sequence[Dict]] = None,
+                 fp16: bool = False,
+                 progress: bool = False) -> None:
+        self._init_sets(runner, dataloader, evaluator, test_sets, fp16,
+                        progress)
+
+    def run(self) -> dict:
+        """Evaluate every named set and return the metrics."""
+        self.runner.call_hook('before_val')
+        self.runner.call_hook('before_val_epoch')
+        metrics = self.evaluate_sets()
+        self.runner.call_hook('after_val_epoch', metrics=metrics)
+        self.runner.call_hook('after_val')
+        return metrics

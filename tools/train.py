@@ -1,0 +1,98 @@
+"""Train a QAConv-GS re-ID model.
+
+    python tools/train.py configs/qaconv_gs_market.py [--work-dir DIR]
+        [--resume [CKPT]] [--amp] [--cfg-options k=v ...] [--launcher ...]
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+
+from mmreid_gs.apis.launch import (build_runner, config_error, init_cpu_dist,
+                                   load_config, run_cli)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a re-ID model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the given checkpoint, or, without a path, from '
+        'the latest checkpoint in the work dir')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='enable automatic mixed precision training')
+    parser.add_argument(
+        '--no-validate', action='store_true',
+        help='do not evaluate during training')
+    parser.add_argument(
+        '--seed', type=int, default=None, help='random seed')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings in the config, e.g. '
+        'train_cfg.max_epochs=8 model.head.loss.type=HardTripletLoss')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def merge_args(cfg: Config, args) -> Config:
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if optim_wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
+            raise config_error(
+                f'--amp needs optim_wrapper.type OptimWrapper, got '
+                f'{optim_wrapper}')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise config_error(f'--resume: checkpoint not found: '
+                               f'{args.resume}')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+    if args.seed is not None:
+        cfg.randomness = dict(cfg.get('randomness', {}), seed=args.seed)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    cfg = merge_args(cfg, args)
+    init_cpu_dist(cfg)
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))
