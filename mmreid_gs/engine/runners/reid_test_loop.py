@@ -71,7 +71,8 @@ class _ReIDLoopMixin:
     mode = 'test'
 
     def _init_sets(self, runner, dataloader, evaluator, test_sets,
-                   fp16: bool, progress: bool) -> None:
+                   pipeline, fp16: bool, progress: bool,
+                   keep_outputs: bool) -> None:
         if not isinstance(dataloader, dict):
             raise TypeError(
                 f'{type(self).__name__} builds one dataloader per test set '
@@ -90,16 +91,27 @@ class _ReIDLoopMixin:
         if not test_sets:
             raise ValueError(f'{self.mode}_cfg.test_sets is empty: name at '
                              'least one set with a query and a gallery.')
+        test_sets = copy.deepcopy(dict(test_sets))
         for name, item in test_sets.items():
             for split in ('query', 'gallery'):
                 if split not in item:
                     raise KeyError(f'{self.mode}_cfg.test_sets.{name} has no '
                                    f'`{split}` dataset config.')
+                if item[split].get('pipeline') is None:
+                    if pipeline is None:
+                        raise KeyError(
+                            f'{self.mode}_cfg.test_sets.{name}.{split} has '
+                            f'no pipeline and {self.mode}_cfg.pipeline is '
+                            'not set.')
+                    item[split]['pipeline'] = copy.deepcopy(pipeline)
         self._runner = runner
         self.dataloader_cfg = copy.deepcopy(dict(dataloader))
-        self.test_sets = dict(test_sets)
+        self.test_sets = test_sets
         self.fp16 = fp16
         self.progress = progress
+        self.keep_outputs = keep_outputs
+        # Per-set scores, labels and paths of the last run (keep_outputs).
+        self.outputs: Dict[str, dict] = {}
         # The loader being processed; hooks (LoggerHook) read its length.
         self.dataloader: Optional[DataLoader] = None
         if isinstance(evaluator, (dict, list)):
@@ -248,6 +260,11 @@ class _ReIDLoopMixin:
                 set_metrics.update(metric.compute_metrics(metric.results))
                 metric.results.clear()
             metrics.update(set_metrics)
+            if self.keep_outputs:
+                for metric in self.evaluator.metrics:
+                    sample.update(
+                        getattr(metric, 'last_outputs', {}).get(name, {}))
+                self.outputs[name] = sample
             logger.info(
                 f'{name}: {len(q_ds)} queries x {len(g_ds)} gallery; '
                 f'features {tic_score - tic:.1f}s, matching '
@@ -282,8 +299,12 @@ class ReIDTestLoop(_ReIDLoopMixin, BaseLoop):
             ``dict(type='ReIDMetric')``.
         test_sets (dict | list): ``name -> dict(query=..., gallery=...)``, or
             a list of dicts with a ``name`` key.
+        pipeline (list[dict], optional): Test pipeline given to every split
+            whose dataset config has none.
         fp16 (bool): Extract and match under autocast. Defaults to False.
         progress (bool): Show progress bars. Defaults to True.
+        keep_outputs (bool): Keep every set's scores, labels and paths in
+            ``self.outputs`` (``tools/test.py --out``). Defaults to False.
     """
     mode = 'test'
 
@@ -292,11 +313,13 @@ class ReIDTestLoop(_ReIDLoopMixin, BaseLoop):
                  dataloader: Union[DataLoader, Dict],
                  evaluator: Union[Evaluator, Dict, List],
                  test_sets: Union[Dict, Sequence[Dict]] = None,
+                 pipeline: Optional[List[dict]] = None,
                  fp16: bool = False,
-                 progress: bool = True) -> None:
+                 progress: bool = True,
+                 keep_outputs: bool = False) -> None:
         # BaseLoop.__init__ would build `dataloader`; ours is a template.
-        self._init_sets(runner, dataloader, evaluator, test_sets, fp16,
-                        progress)
+        self._init_sets(runner, dataloader, evaluator, test_sets, pipeline,
+                        fp16, progress, keep_outputs)
 
     def run(self) -> dict:
         """Evaluate every named set and return the metrics."""
@@ -319,8 +342,11 @@ class ReIDValLoop(_ReIDLoopMixin, BaseLoop):
         dataloader (dict): Template dataloader config.
         evaluator (dict | list | Evaluator): Metrics.
         test_sets (dict | list): Named query/gallery sets.
+        pipeline (list[dict], optional): Test pipeline given to every split
+            whose dataset config has none.
         fp16 (bool): Extract and match under autocast. Defaults to False.
         progress (bool): Show progress bars. Defaults to False.
+        keep_outputs (bool): Keep every set's outputs. Defaults to False.
     """
     mode = 'val'
 
@@ -329,10 +355,12 @@ class ReIDValLoop(_ReIDLoopMixin, BaseLoop):
                  dataloader: Union[DataLoader, Dict],
                  evaluator: Union[Evaluator, Dict, List],
                  test_sets: Union[Dict, Sequence[Dict]] = None,
+                 pipeline: Optional[List[dict]] = None,
                  fp16: bool = False,
-                 progress: bool = False) -> None:
-        self._init_sets(runner, dataloader, evaluator, test_sets, fp16,
-                        progress)
+                 progress: bool = False,
+                 keep_outputs: bool = False) -> None:
+        self._init_sets(runner, dataloader, evaluator, test_sets, pipeline,
+                        fp16, progress, keep_outputs)
 
     def run(self) -> dict:
         """Evaluate every named set and return the metrics."""

@@ -1,0 +1,21 @@
+# QAConv-GS trained on RandPerson (4 epochs, lr step at 2), tested on
+# Market-1501, CUHK03-NP and MSMT17.
+_base_ = [
+    './_base_/models/qaconv_r50_ibn.py',
+    './_base_/datasets/reid_data.py',
+    './_base_/datasets/market1501.py',
+    './_base_/datasets/cuhk03_np.py',
+    './_base_/datasets/msmt17.py',
+    './_base_/datasets/randperson.py',
+    './_base_/schedules/qaconv_gs_4e.py',
+    './_base_/default_runtime.py',
+]
+
+train_dataloader = dict(
+    dataset=dict(_base_.randperson_train, pipeline=_base_.train_pipeline))
+test_sets = dict(
+    market1501=_base_.market1501_test,
+    cuhk03_np=_base_.cuhk03_np_test,
+    msmt17=_base_.msmt17_test)
+test_cfg = dict(test_sets=test_sets)
+val_cfg = dict(test_sets=test_sets)
