@@ -1,0 +1,18 @@
+"""Datasets, transforms and samplers of mmreid_gs."""
+from .base_reid_dataset import BaseReIDDataset
+from .clonedperson import ClonedPerson
+from .cuhk03_np import CUHK03NP
+from .market1501 import Market1501
+from .msmt17 import MSMT17
+from .pipelines import reid_test_pipeline, reid_train_pipeline
+from .randperson import RandPerson
+from .samplers import GraphSampler
+from .synthetic import SyntheticReID
+from .transforms import PackReIDInputs, RandomOcclusion, ReIDColorJitter
+
+__all__ = [
+    'BaseReIDDataset', 'Market1501', 'CUHK03NP', 'MSMT17', 'RandPerson',
+    'ClonedPerson', 'SyntheticReID', 'GraphSampler', 'PackReIDInputs',
+    'RandomOcclusion', 'ReIDColorJitter', 'reid_train_pipeline',
+    'reid_test_pipeline'
+]
