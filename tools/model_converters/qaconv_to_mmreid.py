@@ -1,0 +1,337 @@
+"""Convert a checkpoint of the public QAConv code into an mmreid_gs one.
+
+The public code (``main.py`` / ``main_gs.py`` of ShengcaiLiao/QAConv) saves
+``checkpoint.pth.tar`` as ``dict(model=..., criterion=..., optim=...,
+epoch=...[, base_loss, final_epochs, lr_stepped])`` where
+
+* ``model`` is the state dict of its ``resmap.ResNet``: ``base.*`` (the
+  torchvision ResNet or IBN-Net: ``conv1``, ``bn1``, ``layer1``..``layer4``,
+  ``fc``), ``neck_conv.weight`` and ``neck_bn.*``;
+* ``criterion`` is the state dict of the loss module, which holds the QAConv
+  matcher as ``matcher.bn.*``, ``matcher.fc.*`` and ``matcher.logit_bn.*``
+  (``ClassMemoryLoss`` of QAConv 1.x adds ``class_memory``/``valid_class``).
+
+Models saved from ``nn.DataParallel`` carry ``module.`` prefixes; a single
+flat dict holding both the model and the matcher keys is accepted too.
+
+Key mapping (our ``QAConvReID``):
+
+* ``base.*``        -> ``backbone.*`` (``base.layer4.*`` and ``base.fc.*`` are
+  dropped: our backbone stops at layer3)
+* ``neck_conv.*``   -> ``neck.conv.*``
+* ``neck_bn.*``     -> ``neck.bn.*``
+* ``matcher.*``     -> ``head.*`` (``bn``, ``fc``, ``logit_bn``)
+
+Usage::
+
+    python tools/model_converters/qaconv_to_mmreid.py \
+        checkpoint.pth.tar work_dirs/qaconv_public/converted.pth
+    python tools/test.py configs/qaconv_gs_market.py \
+        work_dirs/qaconv_public/converted.pth
+
+The output is an MMEngine checkpoint ``dict(meta=..., state_dict=...)``; the
+meta records the source and the model settings read from the weights (depth,
+IBN type, neck channels, feature-map size ``hw``).
+"""
+import argparse
+import os
+import os.path as osp
+import pickle
+import re
+import zipfile
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+MATCHER_MODULES = ('bn.', 'fc.', 'logit_bn.')
+# parts of the public loss modules that are no part of our model
+KNOWN_LOSS_STATE = ('class_memory', 'valid_class')
+# stage block counts (layer1..layer3) -> depth
+DEPTHS = {
+    ('basic', (2, 2, 2)): 18,
+    ('basic', (3, 4, 6)): 34,
+    ('bottleneck', (3, 4, 6)): 50,
+    ('bottleneck', (3, 4, 23)): 101,
+    ('bottleneck', (3, 8, 36)): 152,
+}
+
+
+def _numpy_safe_globals():
+    """Numpy scalar types that old checkpoints may hold (e.g. a loss).
+
+    Only those not allow-listed yet: ``torch.serialization.safe_globals``
+    removes its entries on exit, which must not drop an existing allow-list.
+    """
+    core = getattr(np, '_core', None) or np.core
+    types = [core.multiarray.scalar, np.dtype]
+    types += [
+        type(np.dtype(t))
+        for t in ('float64', 'float32', 'float16', 'int64', 'int32', 'bool')
+    ]
+    present = torch.serialization.get_safe_globals()
+    return [t for t in types if t not in present]
+
+
+def load_checkpoint_file(path):
+    """Load a checkpoint with ``weights_only=True`` (numpy scalars allowed).
+
+    Args:
+        path (str): The checkpoint file.
+
+    Returns:
+        dict: The loaded object.
+
+    Raises:
+        FileNotFoundError: When ``path`` does not exist.
+        ValueError: When ``path`` is not a PyTorch checkpoint of a dict or
+            holds objects that are not weights.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    with open(path, 'rb') as f:
+        magic = f.read(1)
+    if not zipfile.is_zipfile(path) and magic != b'\x80':
+        raise ValueError(f'{path} is not a PyTorch checkpoint (neither the '
+                         'zip format of torch.save nor a pickle)')
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            checkpoint = torch.load(path, map_location='cpu',
+                                    weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f'{path} holds objects that are not weights and will not be '
+            f'unpickled (torch.load weights_only=True): {err}') from err
+    except Exception as err:  # zip/pickle format errors of any kind
+        raise ValueError(
+            f'{path} is not a PyTorch checkpoint: {type(err).__name__}: '
+            f'{err}') from err
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'{path} is not a checkpoint dict: it holds a '
+                         f'{type(checkpoint).__name__}')
+    return checkpoint
+
+
+def _strip_module(key):
+    while key.startswith('module.'):
+        key = key[len('module.'):]
+    return key
+
+
+def _is_state_dict(obj):
+    return isinstance(obj, dict) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor)
+        for k, v in obj.items())
+
+
+def merge_qaconv_checkpoint(checkpoint):
+    """Flatten the public checkpoint variants into one state dict.
+
+    Accepts ``dict(model=..., criterion=...)`` (the public layout),
+    ``dict(state_dict=...)`` and flat state dicts, with or without
+    ``module.`` prefixes. Criterion keys without the ``matcher.`` prefix
+    (a matcher saved on its own) get it.
+
+    Args:
+        checkpoint (dict): The loaded checkpoint.
+
+    Returns:
+        OrderedDict: ``key -> tensor`` in the public naming (``base.*``,
+        ``neck_conv.*``, ``neck_bn.*``, ``matcher.*``).
+
+    Raises:
+        ValueError: When no tensors are found.
+    """
+    parts = []
+    if 'model' in checkpoint or 'criterion' in checkpoint:
+        for name in ('model', 'criterion', 'matcher'):
+            part = checkpoint.get(name)
+            if isinstance(part, dict) and 'state_dict' in part:
+                part = part['state_dict']
+            if part is not None:
+                parts.append((name, part))
+    elif isinstance(checkpoint.get('state_dict'), dict):
+        parts.append(('model', checkpoint['state_dict']))
+    else:
+        parts.append(('model', checkpoint))
+
+    merged = OrderedDict()
+    for name, part in parts:
+        if not isinstance(part, dict):
+            raise ValueError(f'"{name}" is a {type(part).__name__}, not a '
+                             'state dict')
+        for key, value in part.items():
+            if not isinstance(value, torch.Tensor):
+                continue
+            key = _strip_module(key)
+            if name in ('criterion', 'matcher') and key.startswith(
+                    MATCHER_MODULES):
+                key = 'matcher.' + key
+            if key in merged:
+                raise ValueError(f'key "{key}" appears twice in the '
+                                 'checkpoint')
+            merged[key] = value
+    if not merged:
+        raise ValueError('no tensors found (expected "model"/"criterion" '
+                         'state dicts or a flat state dict)')
+    return merged
+
+
+def _convert(state):
+    """Map the keys of a flat public state dict.
+
+    Returns:
+        tuple: ``(converted, dropped, unmapped)``.
+    """
+    converted, dropped, unmapped = OrderedDict(), [], []
+    for key, value in state.items():
+        key = _strip_module(key)
+        if key.startswith('base.'):
+            rest = key[len('base.'):]
+            if rest.startswith(('layer4.', 'fc.')):
+                dropped.append(key)
+            else:
+                converted['backbone.' + rest] = value
+        elif key.startswith('neck_conv.'):
+            converted['neck.conv.' + key[len('neck_conv.'):]] = value
+        elif key.startswith('neck_bn.'):
+            converted['neck.bn.' + key[len('neck_bn.'):]] = value
+        elif key.startswith('matcher.') and key[len('matcher.'):].startswith(
+                MATCHER_MODULES):
+            converted['head.' + key[len('matcher.'):]] = value
+        elif key in KNOWN_LOSS_STATE:
+            dropped.append(key)
+        else:
+            unmapped.append(key)
+    return converted, dropped, unmapped
+
+
+def convert_qaconv(state, source='<state dict>', strict=True):
+    """Convert public QAConv weights to the keys of our ``QAConvReID``.
+
+    Args:
+        state (dict): A public checkpoint (``dict(model=..., criterion=...)``)
+            or a flat state dict in the public naming (see the module
+            docstring).
+        source (str): Name of the source in error messages.
+        strict (bool): Whether to require the backbone and the matcher
+            weights. Defaults to True.
+
+    Returns:
+        OrderedDict: ``backbone.*``, ``neck.*`` and ``head.*`` tensors.
+
+    Raises:
+        ValueError: When expected weights are missing (``strict``).
+    """
+    converted, _, _ = convert_qaconv_with_report(state, source, strict)
+    return converted
+
+
+def convert_qaconv_with_report(state, source='<state dict>', strict=True):
+    """Same as :func:`convert_qaconv` but also returns what was left out.
+
+    Returns:
+        tuple: ``(converted, dropped, unmapped)``; ``dropped`` lists the known
+        keys left out on purpose (``layer4``, ``fc``, class memory),
+        ``unmapped`` the unknown ones.
+    """
+    try:
+        if not _is_state_dict(state):
+            state = merge_qaconv_checkpoint(state)
+        converted, dropped, unmapped = _convert(state)
+    except ValueError as err:
+        raise ValueError(f'{source}: {err}') from err
+    missing = []
+    if not any(k.startswith('backbone.') for k in converted):
+        missing.append('base.* (backbone)')
+    if 'head.fc.weight' not in converted:
+        missing.append('matcher.fc.weight (QAConv matcher, saved in '
+                       '"criterion")')
+    if strict and missing:
+        raise ValueError(
+            f'{source} lacks expected QAConv weights: {", ".join(missing)}; '
+            f'found keys such as {list(state)[:8]}')
+    return converted, dropped, unmapped
+
+
+def infer_model_settings(converted):
+    """Read the model settings from the converted weights.
+
+    Args:
+        converted (dict): Output of :func:`convert_qaconv`.
+
+    Returns:
+        dict: ``depth`` (int or None), ``ibn`` ('a', 'b' or None),
+        ``neck_in_channels``/``neck_out_channels`` and ``hw`` (int or None).
+    """
+    blocks, block_type = {}, 'basic'
+    for key in converted:
+        match = re.match(r'backbone\.layer([1-3])\.(\d+)\.(\w+)', key)
+        if match:
+            stage, index = int(match.group(1)), int(match.group(2))
+            blocks[stage] = max(blocks.get(stage, 0), index + 1)
+            if match.group(3) == 'conv3':
+                block_type = 'bottleneck'
+    counts = tuple(blocks.get(i, 0) for i in (1, 2, 3))
+    if ('backbone.bn1.weight' in converted
+            and 'backbone.bn1.running_mean' not in converted):
+        ibn = 'b'
+    elif any(re.search(r'\.bn1\.IN\.weight$', k) for k in converted):
+        ibn = 'a'
+    else:
+        ibn = None
+    settings = dict(depth=DEPTHS.get((block_type, counts)), ibn=ibn)
+    if 'neck.conv.weight' in converted:
+        out_ch, in_ch = converted['neck.conv.weight'].shape[:2]
+        settings.update(neck_in_channels=int(in_ch),
+                        neck_out_channels=int(out_ch))
+    if 'head.fc.weight' in converted:
+        settings['hw'] = int(converted['head.fc.weight'].shape[1])
+    return settings
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Convert a public QAConv checkpoint (checkpoint.pth.tar) '
+        'into an mmreid_gs QAConvReID checkpoint.')
+    parser.add_argument('src', help='public QAConv checkpoint')
+    parser.add_argument('dst', help='output MMEngine checkpoint (.pth)')
+    parser.add_argument(
+        '--allow-partial',
+        action='store_true',
+        help='write the output even when the backbone or the matcher '
+        'weights are missing')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    checkpoint = load_checkpoint_file(args.src)
+    converted, dropped, unmapped = convert_qaconv_with_report(
+        checkpoint, source=args.src, strict=not args.allow_partial)
+    settings = infer_model_settings(converted)
+    print(f'Converted {len(converted)} tensors from {args.src}')
+    print(f'Model settings read from the weights: {settings}')
+    if dropped:
+        print(f'Dropped {len(dropped)} keys not used by QAConvReID '
+              f'(layer4 / fc / class memory), e.g. {dropped[:4]}')
+    if unmapped:
+        print(f'WARNING: {len(unmapped)} unmapped keys were left out: '
+              f'{unmapped}')
+    meta = dict(
+        converted_from=args.src,
+        converter='tools/model_converters/qaconv_to_mmreid.py',
+        model_settings=settings,
+        dropped_keys=dropped,
+        unmapped_keys=unmapped)
+    epoch = checkpoint.get('epoch')
+    if isinstance(epoch, (int, np.integer)):
+        meta['source_epoch'] = int(epoch)
+    out_dir = osp.dirname(osp.abspath(args.dst))
+    os.makedirs(out_dir, exist_ok=True)
+    torch.save(dict(meta=meta, state_dict=converted), args.dst)
+    print(f'Saved {args.dst}')
+
+
+if __name__ == '__main__':
+    main()
