@@ -1,0 +1,3 @@
+from .qaconv_head import QAConvHead
+
+__all__ = ['QAConvHead']

@@ -1,0 +1,462 @@
+"""QAConv matching head: query-adaptive convolution scores of image pairs."""
+import math
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+from mmreid_gs.registry import MODELS
+
+# Upper bound of the similarity block on CPU: blocks that stay in the cache
+# make the two max reductions after the GEMM much cheaper than blocks of the
+# full memory budget (measured on AVX-512 Xeons with 2 MB of L2 per core).
+CPU_BLOCK_BYTES = 3 * 2**20
+
+
+def _pair_maxima_blocks(q: torch.Tensor,
+                        g: torch.Tensor,
+                        q_blk: int,
+                        g_blk: int,
+                        with_indices: bool = False):
+    """Blockwise QAConv similarity maxima of all query/gallery pairs.
+
+    Each block is ONE matrix multiply ``(q_blk*hw, c) @ (c, g_blk*hw)``
+    viewed as ``[q_blk, hw (query loc s), g_blk, hw (gallery loc r)]``.
+
+    Args:
+        q (Tensor): [nq, hw, c] query features.
+        g (Tensor): [ng, hw, c] gallery features.
+        q_blk (int): Queries per block.
+        g_blk (int): Gallery items per block.
+        with_indices (bool): Whether to also return the argmax locations.
+
+    Returns:
+        tuple: ``(m_q, m_g, idx_q, idx_g)``; ``m_q`` [nq, ng, hw]: for each
+        query location s the max over the gallery locations (the public
+        ``score.max(dim=2)``); ``m_g`` [nq, ng, hw]: for each gallery
+        location r the max over the query locations (``score.max(dim=3)``).
+        The indices (int64, same shapes) are None unless ``with_indices``.
+    """
+    nq, hw, c = q.shape
+    ng = g.size(0)
+    q2 = q.reshape(nq * hw, c)
+    g2t = g.reshape(ng * hw, c).t()
+    m_q = q.new_empty(nq, ng, hw)
+    m_g = q.new_empty(nq, ng, hw)
+    idx_q = idx_g = None
+    if with_indices:
+        idx_q = torch.empty(nq, ng, hw, dtype=torch.long, device=q.device)
+        idx_g = torch.empty(nq, ng, hw, dtype=torch.long, device=q.device)
+    for i in range(0, nq, q_blk):
+        qi = min(q_blk, nq - i)
+        for j in range(0, ng, g_blk):
+            gj = min(g_blk, ng - j)
+            sim = torch.mm(q2[i * hw:(i + qi) * hw],
+                           g2t[:, j * hw:(j + gj) * hw]).view(qi, hw, gj, hw)
+            if with_indices:
+                val, ind = sim.max(dim=3)  # [qi, s, gj]
+                m_q[i:i + qi, j:j + gj] = val.transpose(1, 2)
+                idx_q[i:i + qi, j:j + gj] = ind.transpose(1, 2)
+                val, ind = sim.max(dim=1)  # [qi, gj, r]
+                m_g[i:i + qi, j:j + gj] = val
+                idx_g[i:i + qi, j:j + gj] = ind
+            else:
+                m_q[i:i + qi, j:j + gj] = sim.amax(dim=3).transpose(1, 2)
+                m_g[i:i + qi, j:j + gj] = sim.amax(dim=1)
+            del sim
+    return m_q, m_g, idx_q, idx_g
+
+
+class _PairMaxima(torch.autograd.Function):
+    """Differentiable blockwise similarity maxima with bounded memory.
+
+    Only the argmax locations are kept for the backward pass, which rebuilds
+    the (sparse) gradient of each similarity block and multiplies it back,
+    so no q x g x hw x hw tensor exists beyond a block in either pass. The
+    gradient equals that of ``torch.max`` on the full similarity tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, q, g, q_blk, g_blk):
+        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        m_q, m_g, idx_q, idx_g = _pair_maxima_blocks(
+            q, g, q_blk, g_blk, with_indices=need_grad)
+        if need_grad:
+            ctx.save_for_backward(q, g, idx_q, idx_g)
+        ctx.blocks = (q_blk, g_blk)
+        return m_q, m_g
+
+    @staticmethod
+    def backward(ctx, grad_m_q, grad_m_g):
+        q, g, idx_q, idx_g = ctx.saved_tensors
+        q_blk, g_blk = ctx.blocks
+        nq, hw, c = q.shape
+        ng = g.size(0)
+        grad_m_q = grad_m_q.to(q.dtype)
+        grad_m_g = grad_m_g.to(q.dtype)
+        grad_q = torch.zeros_like(q)
+        grad_g = torch.zeros_like(g)
+        q2, g2 = q.reshape(nq * hw, c), g.reshape(ng * hw, c)
+        for i in range(0, nq, q_blk):
+            qi = min(q_blk, nq - i)
+            for j in range(0, ng, g_blk):
+                gj = min(g_blk, ng - j)
+                d_sim = q.new_zeros(qi, hw, gj, hw)
+                # m_q[p, k, s] = sim[p, s, k, idx_q[p, k, s]]
+                d_sim.scatter_add_(
+                    3, idx_q[i:i + qi, j:j + gj].transpose(1, 2).unsqueeze(3),
+                    grad_m_q[i:i + qi, j:j + gj].transpose(1, 2).unsqueeze(3))
+                # m_g[p, k, r] = sim[p, idx_g[p, k, r], k, r]
+                d_sim.scatter_add_(
+                    1, idx_g[i:i + qi, j:j + gj].unsqueeze(1),
+                    grad_m_g[i:i + qi, j:j + gj].unsqueeze(1))
+                d_sim = d_sim.view(qi * hw, gj * hw)
+                grad_q[i:i + qi] += torch.mm(
+                    d_sim, g2[j * hw:(j + gj) * hw]).view(qi, hw, c)
+                grad_g[j:j + gj] += torch.mm(
+                    d_sim.t(), q2[i * hw:(i + qi) * hw]).view(gj, hw, c)
+        return grad_q, grad_g, None, None
+
+
+@MODELS.register_module()
+class QAConvHead(BaseModule):
+    """Query-adaptive convolution (QAConv) matching head.
+
+    Scores a pair of L2-normalised feature maps Q, G (c x hw each) as the
+    public QAConv code (Liao & Shao, ECCV 2020): S = Q^T G (hw x hw location
+    similarities); the max over the gallery locations for every query
+    location and the max over the query locations for every gallery location
+    (2 x hw values) go through ``bn`` (BatchNorm1d(1) over all values), the
+    shared ``fc`` (Linear(hw, 1)) on each half, the sum of the two halves and
+    ``logit_bn`` (BatchNorm1d(1)): one logit per pair, higher = more similar.
+    The sub-module names equal the public ones, so
+    ``head.load_state_dict(public_qaconv.state_dict(), strict=False)``
+    reproduces its scores.
+
+    :meth:`match` never builds a q x g x hw x hw tensor: the pairs are
+    scored in blocks of ``q_blk`` queries x ``g_blk`` gallery items, each
+    block being one matrix multiply ``(q_blk*hw, c) @ (c, g_blk*hw)`` of at
+    most ``memory_budget_mb`` MiB (on CPU at most ``CPU_BLOCK_BYTES``, cache
+    sized, which is faster). In eval mode the BatchNorm layers are affine
+    maps and ``fc`` is linear, so they are folded into one scale and one
+    offset applied to ``fc.weight``-weighted sums of the maxima. In training
+    mode the BatchNorm layers normalise over all pairs of the call (as the
+    public code), so the maxima of all pairs are gathered first (memory
+    O(q * g * hw)); :meth:`loss` always works that way on the B x B pairs of
+    a batch, with a memory-bounded backward pass.
+
+    Under CUDA autocast the similarity GEMM runs in the autocast dtype
+    (half / bfloat16); the BatchNorm / fc layers always run in float32.
+
+    Args:
+        num_features (int): Channels c of the feature maps.
+        height (int): Height h of the feature maps.
+        width (int): Width w of the feature maps.
+        loss (dict | nn.Module): The pair loss on the B x B logits, called as
+            ``loss(scores, labels) -> (loss, acc)``. Defaults to
+            ``dict(type='PairwiseMatchingLoss')``.
+        memory_budget_mb (float): Upper bound of one similarity block in MiB.
+            Defaults to 256.
+        prob_batch_size (int, optional): Queries per block (overrides the
+            value derived from the budget).
+        gal_batch_size (int, optional): Gallery items per block (overrides
+            the value derived from the budget).
+        init_cfg (dict | list[dict], optional): Initialisation config.
+            Defaults to None: ``fc.weight`` is 1/(h*w) and the BatchNorm
+            layers are reset, as the public ``reset_parameters``.
+    """
+
+    def __init__(self,
+                 num_features: int,
+                 height: int,
+                 width: int,
+                 loss=dict(type='PairwiseMatchingLoss'),
+                 memory_budget_mb: float = 256,
+                 prob_batch_size: Optional[int] = None,
+                 gal_batch_size: Optional[int] = None,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        for name, value in (('num_features', num_features),
+                            ('height', height), ('width', width)):
+            if int(value) <= 0:
+                raise ValueError(f'QAConvHead: {name} must be positive, '
+                                 f'got {value}')
+        if memory_budget_mb <= 0:
+            raise ValueError('QAConvHead: memory_budget_mb must be positive, '
+                             f'got {memory_budget_mb}')
+        self.num_features = int(num_features)
+        self.height = int(height)
+        self.width = int(width)
+        self.memory_budget_mb = memory_budget_mb
+        self.prob_batch_size = prob_batch_size
+        self.gal_batch_size = gal_batch_size
+        self.bn = nn.BatchNorm1d(1)
+        self.fc = nn.Linear(self.height * self.width, 1)
+        self.logit_bn = nn.BatchNorm1d(1)
+        if not isinstance(loss, nn.Module):
+            loss = MODELS.build(loss)
+        self.loss_module = loss
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Reset the BatchNorm layers and set ``fc.weight`` to 1/(h*w)."""
+        self.bn.reset_parameters()
+        self.logit_bn.reset_parameters()
+        with torch.no_grad():
+            self.fc.weight.fill_(1. / (self.height * self.width))
+
+    def reset_running_stats(self) -> None:
+        """Reset the running statistics of ``bn`` and ``logit_bn``."""
+        self.bn.reset_running_stats()
+        self.logit_bn.reset_running_stats()
+
+    # ------------------------------------------------------------------
+    # helpers
+    def _flatten(self, feats: torch.Tensor, name: str) -> torch.Tensor:
+        """Check a feature map batch and return it as [n, hw, c]."""
+        expected = (self.num_features, self.height, self.width)
+        if feats.dim() != 4 or tuple(feats.shape[1:]) != expected:
+            raise ValueError(
+                f'QAConvHead: {name} feature maps must have shape '
+                f'[N, {expected[0]}, {expected[1]}, {expected[2]}] '
+                f'(num_features, height, width of the head), got '
+                f'{tuple(feats.shape)}')
+        return feats.flatten(2).transpose(1, 2).contiguous()
+
+    @staticmethod
+    def _compute_dtype(feats: torch.Tensor) -> torch.dtype:
+        if feats.is_cuda and torch.is_autocast_enabled('cuda'):
+            return torch.get_autocast_dtype('cuda')
+        if feats.dtype in (torch.float16, torch.bfloat16, torch.float64):
+            return feats.dtype
+        return torch.float32
+
+    def block_sizes(self,
+                    num_query: int,
+                    num_gallery: int,
+                    dtype: torch.dtype = torch.float32,
+                    device: torch.device = torch.device('cpu'),
+                    prob_batch_size: Optional[int] = None,
+                    gal_batch_size: Optional[int] = None) -> Tuple[int, int]:
+        """Queries and gallery items per similarity block.
+
+        Args:
+            num_query (int): Number of queries.
+            num_gallery (int): Number of gallery items.
+            dtype (torch.dtype): dtype of the similarity block.
+            device (torch.device): Device of the computation.
+            prob_batch_size (int, optional): Override of the query count.
+            gal_batch_size (int, optional): Override of the gallery count.
+
+        Returns:
+            tuple[int, int]: ``(q_blk, g_blk)``, such that a
+            ``q_blk x g_blk x hw x hw`` block fits in ``memory_budget_mb``
+            (and in ``CPU_BLOCK_BYTES`` on CPU), unless overridden.
+        """
+        hw = self.height * self.width
+        elem = torch.empty((), dtype=dtype).element_size()
+        budget = self.memory_budget_mb * 2**20
+        if torch.device(device).type == 'cpu':
+            budget = min(budget, CPU_BLOCK_BYTES)
+        pairs = max(1, int(budget // (hw * hw * elem)))
+        prob_batch_size = prob_batch_size or self.prob_batch_size
+        gal_batch_size = gal_batch_size or self.gal_batch_size
+        g_blk = gal_batch_size or min(max(num_gallery, 1), pairs)
+        q_blk = prob_batch_size or max(1, pairs // g_blk)
+        return max(1, min(q_blk, max(num_query, 1))), max(1, g_blk)
+
+    def _folded_affine(self) -> Tuple[torch.Tensor, float, float]:
+        """Eval-mode ``bn -> fc -> sum of halves -> logit_bn`` as
+        ``score = scale * (w . m_q + w . m_g) + offset``."""
+        w = self.fc.weight.detach().reshape(-1).double()
+        fc_b = (self.fc.bias.detach().double().sum()
+                if self.fc.bias is not None else w.new_zeros(()))
+
+        def affine(bn):
+            inv = torch.rsqrt(bn.running_var.detach().double() + bn.eps)
+            a = inv * (bn.weight.detach().double() if bn.affine else 1.)
+            b = -bn.running_mean.detach().double() * a
+            if bn.affine:
+                b = b + bn.bias.detach().double()
+            return a.reshape(()), b.reshape(())
+
+        a1, b1 = affine(self.bn)
+        a2, b2 = affine(self.logit_bn)
+        scale = a2 * a1
+        offset = a2 * 2. * (b1 * w.sum() + fc_b) + b2
+        return w, float(scale), float(offset)
+
+    def _uses_batch_stats(self) -> bool:
+        return any(m.training or not m.track_running_stats
+                   or m.running_mean is None
+                   for m in (self.bn, self.logit_bn))
+
+    def _scores_from_maxima(self, m_q: torch.Tensor,
+                            m_g: torch.Tensor) -> torch.Tensor:
+        """The public layer stack on the maxima of all pairs.
+
+        Args:
+            m_q (Tensor): [nq, ng, hw] max over gallery locations.
+            m_g (Tensor): [nq, ng, hw] max over query locations.
+
+        Returns:
+            Tensor: [nq, ng] float32 logits.
+        """
+        nq, ng, hw = m_q.shape
+        x = torch.cat((m_q.float(), m_g.float()), dim=-1).view(-1, 1, hw)
+        x = self.bn(x).view(-1, hw)
+        x = self.fc(x).view(-1, 2).sum(dim=1, keepdim=True)
+        return self.logit_bn(x).view(nq, ng)
+
+    # ------------------------------------------------------------------
+    # public API
+    def match(self,
+              query: torch.Tensor,
+              gallery: torch.Tensor,
+              prob_batch_size: Optional[int] = None,
+              gal_batch_size: Optional[int] = None) -> torch.Tensor:
+        """QAConv logits of every query/gallery pair.
+
+        In eval mode (BatchNorm with running statistics) and when the
+        features do not require grad, the fast folded blockwise path is used
+        and the result carries no gradient. Otherwise (training mode, or
+        features requiring grad) the exact public layer stack runs on the
+        maxima of all pairs (BatchNorm over all pairs in training mode).
+
+        Args:
+            query (Tensor): [q, c, h, w] query feature maps.
+            gallery (Tensor): [g, c, h, w] gallery feature maps.
+            prob_batch_size (int, optional): Queries per block.
+            gal_batch_size (int, optional): Gallery items per block.
+
+        Returns:
+            Tensor: [q, g] float32 logits, higher = more similar.
+        """
+        q = self._flatten(query, 'query')
+        g = self._flatten(gallery, 'gallery')
+        if q.device != g.device:
+            raise ValueError(f'QAConvHead: query on {q.device} but gallery '
+                             f'on {g.device}')
+        nq, ng = q.size(0), g.size(0)
+        dtype = self._compute_dtype(q)
+        q_blk, g_blk = self.block_sizes(nq, ng, dtype, q.device,
+                                        prob_batch_size, gal_batch_size)
+        needs_grad = torch.is_grad_enabled() and (query.requires_grad
+                                                  or gallery.requires_grad)
+        if nq == 0 or ng == 0:
+            return q.new_zeros(nq, ng, dtype=torch.float32)
+        if self._uses_batch_stats() or needs_grad:
+            return self._exact_scores(q, g, dtype, q_blk, g_blk)
+        with torch.no_grad():
+            return self._fast_scores(q, g, dtype, q_blk, g_blk)
+
+    def _exact_scores(self, q, g, dtype, q_blk, g_blk) -> torch.Tensor:
+        """Exact public formula; BatchNorm over all pairs in training."""
+        with torch.autocast(q.device.type, enabled=False):
+            q, g = q.to(dtype), g.to(dtype)
+            if torch.is_grad_enabled() and (q.requires_grad
+                                            or g.requires_grad):
+                m_q, m_g = _PairMaxima.apply(q, g, q_blk, g_blk)
+            else:
+                m_q, m_g, _, _ = _pair_maxima_blocks(q, g, q_blk, g_blk)
+            return self._scores_from_maxima(m_q, m_g)
+
+    def _fast_scores(self, q, g, dtype, q_blk, g_blk) -> torch.Tensor:
+        """Blockwise eval-mode scores with BatchNorm/fc folded."""
+        nq, hw, c = q.shape
+        ng = g.size(0)
+        w, scale, offset = self._folded_affine()
+        out = torch.empty(nq, ng, dtype=torch.float32, device=q.device)
+        g_blk = min(g_blk, ng)
+        q_blk = min(q_blk, nq)
+        with torch.autocast(q.device.type, enabled=False):
+            q2 = q.to(dtype).reshape(nq * hw, c)
+            g2t = g.to(dtype).reshape(ng * hw, c).t()
+            w32 = w.to(device=q.device, dtype=torch.float32)
+            sim_buf = torch.empty(
+                q_blk * hw * g_blk * hw, dtype=dtype, device=q.device)
+            # the maxima of one block row (q_blk queries x all gallery
+            # items), block after block: block j holds [qi, hw, gj] (max
+            # over the gallery locations) and [qi, gj, hw] (max over the
+            # query locations) at offset qi * hw * j
+            max_g_buf = torch.empty(
+                q_blk * hw * ng, dtype=dtype, device=q.device)
+            max_q_buf = torch.empty_like(max_g_buf)
+            n_full = ng // g_blk
+            for i in range(0, nq, q_blk):
+                qi = min(q_blk, nq - i)
+                for j in range(0, ng, g_blk):
+                    gj = min(g_blk, ng - j)
+                    sim = sim_buf[:qi * hw * gj * hw].view(qi * hw, gj * hw)
+                    torch.mm(
+                        q2[i * hw:(i + qi) * hw],
+                        g2t[:, j * hw:(j + gj) * hw],
+                        out=sim)
+                    sim = sim.view(qi, hw, gj, hw)
+                    start, stop = qi * hw * j, qi * hw * (j + gj)
+                    torch.amax(
+                        sim, dim=3, out=max_g_buf[start:stop].view(qi, hw, gj))
+                    torch.amax(
+                        sim, dim=1, out=max_q_buf[start:stop].view(qi, gj, hw))
+                # fc-weighted sums of the maxima, one call per block shape
+                row = out[i:i + qi]
+                if n_full:
+                    size = qi * hw * n_full * g_blk
+                    t = torch.matmul(
+                        w32, max_g_buf[:size].view(n_full, qi, hw,
+                                                   g_blk).float())
+                    t += torch.matmul(
+                        max_q_buf[:size].view(n_full, qi, g_blk,
+                                              hw).float(), w32)
+                    row[:, :n_full * g_blk] = t.transpose(0, 1).reshape(
+                        qi, n_full * g_blk)
+                rest = ng - n_full * g_blk
+                if rest:
+                    start = qi * hw * n_full * g_blk
+                    stop = start + qi * hw * rest
+                    t = torch.matmul(
+                        w32, max_g_buf[start:stop].view(qi, hw, rest).float())
+                    t += torch.matmul(
+                        max_q_buf[start:stop].view(qi, rest, hw).float(), w32)
+                    row[:, n_full * g_blk:] = t
+                row.mul_(scale).add_(offset)
+        return out
+
+    def forward(self,
+                query: torch.Tensor,
+                gallery: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Same as :meth:`match`; ``gallery=None`` scores ``query`` against
+        itself.
+
+        Args:
+            query (Tensor): [q, c, h, w].
+            gallery (Tensor, optional): [g, c, h, w].
+
+        Returns:
+            Tensor: [q, g] logits.
+        """
+        return self.match(query, query if gallery is None else gallery)
+
+    def loss(self, feats: torch.Tensor,
+             labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Pair loss on the B x B logits of a mini-batch.
+
+        All pairs are scored at once with the public layer stack (BatchNorm
+        over all B x B pairs in training mode, diagonal included as in the
+        public code); the loss module decides which pairs count.
+
+        Args:
+            feats (Tensor): [B, c, h, w] feature maps.
+            labels (Tensor): [B] identity labels.
+
+        Returns:
+            dict[str, Tensor]: ``loss`` and ``pair_acc``.
+        """
+        x = self._flatten(feats, 'training')
+        dtype = self._compute_dtype(x)
+        n = x.size(0)
+        q_blk, g_blk = self.block_sizes(n, n, dtype, x.device)
+        scores = self._exact_scores(x, x, dtype, q_blk, g_blk)
+        loss, acc = self.loss_module(scores, labels)
+        return dict(loss=loss, pair_acc=acc)

@@ -1,0 +1,4 @@
+from .pairwise_matching_loss import PairwiseMatchingLoss
+from .triplet_loss import HardTripletLoss
+
+__all__ = ['PairwiseMatchingLoss', 'HardTripletLoss']

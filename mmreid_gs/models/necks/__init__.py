@@ -1,0 +1,3 @@
+from .qaconv_neck import QAConvNeck
+
+__all__ = ['QAConvNeck']

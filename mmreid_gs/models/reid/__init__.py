@@ -1,0 +1,3 @@
+from .qaconv_reid import QAConvReID
+
+__all__ = ['QAConvReID']

@@ -1,0 +1,160 @@
+"""QAConvHead against a plain implementation of the public QAConv formula."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmreid_gs.models.heads import QAConvHead
+from mmreid_gs.models.losses import PairwiseMatchingLoss
+
+
+class RefQAConv(nn.Module):
+    """The public QAConv scoring (einsum over all pairs at once)."""
+
+    def __init__(self, num_features, height, width):
+        super().__init__()
+        self.num_features, self.height, self.width = (num_features, height,
+                                                      width)
+        self.bn = nn.BatchNorm1d(1)
+        self.fc = nn.Linear(height * width, 1)
+        self.logit_bn = nn.BatchNorm1d(1)
+
+    def forward(self, prob, gal):
+        hw = self.height * self.width
+        p, g = prob.size(0), gal.size(0)
+        prob = prob.reshape(p, self.num_features, hw)
+        gal = gal.reshape(g, self.num_features, hw)
+        score = torch.einsum('pcs,gcr->pgrs', prob, gal)
+        score = torch.cat((score.max(dim=2)[0], score.max(dim=3)[0]), dim=-1)
+        score = self.bn(score.view(-1, 1, hw)).view(-1, hw)
+        score = self.fc(score).view(-1, 2).sum(dim=1, keepdim=True)
+        return self.logit_bn(score).view(p, g)
+
+
+def _feats(n, c=8, h=4, w=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(n, c, h, w, generator=gen), dim=1)
+
+
+def _randomised_ref(c=8, h=4, w=3, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    ref = RefQAConv(c, h, w)
+    with torch.no_grad():
+        ref.fc.weight.copy_(torch.rand(1, h * w, generator=gen) + 0.5)
+        ref.fc.bias.fill_(0.3)
+        for bn, (m, v, wt, b) in ((ref.bn, (0.2, 0.05, 1.3, -0.1)),
+                                  (ref.logit_bn, (1.5, 0.7, 0.8, 0.2))):
+            bn.running_mean.fill_(m)
+            bn.running_var.fill_(v)
+            bn.weight.fill_(wt)
+            bn.bias.fill_(b)
+    return ref
+
+
+def test_init_matches_public_reset_parameters():
+    head = QAConvHead(16, 4, 3)
+    assert torch.allclose(head.fc.weight, torch.full((1, 12), 1 / 12))
+    assert isinstance(head.bn, nn.BatchNorm1d) and head.bn.num_features == 1
+    assert isinstance(head.logit_bn, nn.BatchNorm1d)
+    assert isinstance(head.loss_module, PairwiseMatchingLoss)
+    keys = set(head.state_dict())
+    assert {'bn.weight', 'bn.running_mean', 'fc.weight', 'fc.bias',
+            'logit_bn.weight', 'logit_bn.running_var'} <= keys
+
+
+@pytest.mark.parametrize('budget_kw', [
+    dict(),
+    dict(memory_budget_mb=1e-4),  # one pair per block
+    dict(prob_batch_size=3, gal_batch_size=2),
+])
+def test_eval_match_equals_public_formula(budget_kw):
+    ref = _randomised_ref().eval()
+    head = QAConvHead(8, 4, 3, **budget_kw)
+    missing, unexpected = head.load_state_dict(ref.state_dict(), strict=False)
+    assert not unexpected and not missing
+    head.eval()
+    q, g = _feats(7, seed=2), _feats(5, seed=3)
+    with torch.no_grad():
+        expected = ref(q, g)
+        got = head.match(q, g)
+    assert got.shape == (7, 5)
+    assert torch.allclose(got, expected, atol=1e-4, rtol=0)
+    q_blk, g_blk = head.block_sizes(7, 5)
+    if 'memory_budget_mb' in budget_kw:
+        assert (q_blk, g_blk) == (1, 1)
+
+
+def test_block_sizes_respect_budget():
+    head = QAConvHead(64, 24, 8, memory_budget_mb=64)
+    hw = 24 * 8
+    q_blk, g_blk = head.block_sizes(1000, 5000, device=torch.device('cuda'))
+    assert q_blk * g_blk * hw * hw * 4 <= 64 * 2**20
+    assert q_blk * g_blk * hw * hw * 4 > 32 * 2**20  # not needlessly small
+    q_blk, g_blk = head.block_sizes(1000, 5000)  # cpu: cache sized
+    assert q_blk * g_blk * hw * hw * 4 <= 64 * 2**20
+
+
+def test_eval_match_with_grad_features_is_exact_and_differentiable():
+    ref = _randomised_ref().eval()
+    head = QAConvHead(8, 4, 3, prob_batch_size=2, gal_batch_size=2)
+    head.load_state_dict(ref.state_dict(), strict=False)
+    head.eval()
+    q = _feats(3, seed=4).requires_grad_()
+    g = _feats(4, seed=5).requires_grad_()
+    q_ref = q.detach().clone().requires_grad_()
+    g_ref = g.detach().clone().requires_grad_()
+    out, expected = head.match(q, g), ref(q_ref, g_ref)
+    assert torch.allclose(out, expected, atol=1e-5)
+    weights = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert torch.allclose(q.grad, q_ref.grad, atol=1e-5)
+    assert torch.allclose(g.grad, g_ref.grad, atol=1e-5)
+
+
+def test_training_loss_equals_reference_on_batch():
+    ref = _randomised_ref().train()
+    head = QAConvHead(8, 4, 3, memory_budget_mb=1e-4).train()
+    head.load_state_dict(ref.state_dict(), strict=False)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    x = _feats(6, seed=6).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+
+    out = head.loss(x, labels)
+    scores_ref = ref(x_ref, x_ref)
+    loss_ref, acc_ref = PairwiseMatchingLoss()(scores_ref, labels)
+    assert torch.allclose(out['loss'], loss_ref, atol=1e-5)
+    assert torch.allclose(out['pair_acc'], acc_ref)
+    # BatchNorm over all B x B pairs: running statistics updated alike
+    assert torch.allclose(head.bn.running_mean, ref.bn.running_mean)
+    assert torch.allclose(head.bn.running_var, ref.bn.running_var)
+    assert torch.allclose(head.logit_bn.running_var, ref.logit_bn.running_var)
+    out['loss'].backward()
+    loss_ref.backward()
+    assert torch.allclose(x.grad, x_ref.grad, atol=1e-5)
+    assert torch.allclose(head.fc.weight.grad, ref.fc.weight.grad, atol=1e-5)
+    assert torch.allclose(head.bn.weight.grad, ref.bn.weight.grad, atol=1e-5)
+
+
+def test_training_mode_match_uses_batch_statistics():
+    ref = _randomised_ref().train()
+    head = QAConvHead(8, 4, 3).train()
+    head.load_state_dict(ref.state_dict(), strict=False)
+    q, g = _feats(4, seed=7), _feats(3, seed=8)
+    with torch.no_grad():
+        assert torch.allclose(head.match(q, g), ref(q, g), atol=1e-5)
+
+
+def test_match_rejects_wrong_shapes():
+    head = QAConvHead(8, 4, 3)
+    with pytest.raises(ValueError, match=r'\[N, 8, 4, 3\].*\(2, 8, 5, 3\)'):
+        head.match(torch.zeros(2, 8, 5, 3), torch.zeros(2, 8, 4, 3))
+    assert head.eval().match(torch.zeros(0, 8, 4, 3),
+                             _feats(2)).shape == (0, 2)
+
+
+def test_triplet_loss_through_head():
+    head = QAConvHead(8, 4, 3, loss=dict(type='HardTripletLoss', margin=4.))
+    labels = torch.tensor([0, 0, 1, 1])
+    out = head.train().loss(_feats(4, seed=9).requires_grad_(), labels)
+    assert set(out) == {'loss', 'pair_acc'} and out['loss'].requires_grad

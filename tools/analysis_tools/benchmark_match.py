@@ -1,0 +1,226 @@
+"""Benchmark QAConv matching: the public einsum formula vs QAConvHead.match.
+
+Prints, from one run on random unit-norm feature maps:
+
+* pairs/s of the public QAConv formula (a plain reference written below:
+  ``einsum('pcs,gcr->pgrs')`` on blocks of ``--ref-prob-batch`` queries x
+  ``--ref-gal-batch`` gallery items, max over both location axes, cat,
+  BatchNorm1d, Linear, sum, BatchNorm1d), on the first ``--ref-gallery``
+  gallery items (it is a rate; the full gallery would only take longer);
+* pairs/s of ``QAConvHead.match`` on the full query x gallery problem and
+  the ratio of the two rates;
+* the largest difference between the two score matrices on the common part;
+* the fp32 GEMM GFLOP/s of ``torch.mm`` measured in the same run, on the
+  shape of one matching block ``(q_blk*hw, c) @ (c, g_blk*hw)`` and on a
+  large shape with the same inner size c (the better figure is the
+  reference), and the matching GFLOP/s (2*q*g*hw*hw*c flops) as a
+  percentage of it.
+
+Example::
+
+    python tools/analysis_tools/benchmark_match.py
+    python tools/analysis_tools/benchmark_match.py --num-query 64 \\
+        --num-gallery 512 --threads 2
+    python tools/analysis_tools/benchmark_match.py --device cuda --amp
+"""
+import argparse
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmreid_gs.models.heads import QAConvHead
+
+
+class PublicQAConv(nn.Module):
+    """Plain implementation of the public QAConv scoring formula."""
+
+    def __init__(self, num_features, height, width):
+        super().__init__()
+        self.num_features, self.height, self.width = (num_features, height,
+                                                      width)
+        self.bn = nn.BatchNorm1d(1)
+        self.fc = nn.Linear(height * width, 1)
+        self.logit_bn = nn.BatchNorm1d(1)
+
+    def forward(self, prob, gal):
+        hw = self.height * self.width
+        p, g = prob.size(0), gal.size(0)
+        prob = prob.reshape(p, self.num_features, hw)
+        gal = gal.reshape(g, self.num_features, hw)
+        score = torch.einsum('pcs,gcr->pgrs', prob, gal)
+        score = torch.cat((score.max(dim=2)[0], score.max(dim=3)[0]), dim=-1)
+        score = self.bn(score.view(-1, 1, hw)).view(-1, hw)
+        score = self.fc(score).view(-1, 2).sum(dim=1, keepdim=True)
+        return self.logit_bn(score).view(p, g)
+
+    def match(self, prob, gal, prob_batch_size, gal_batch_size):
+        """Blocks of the public evaluation (``pairwise_distance``)."""
+        out = torch.empty(prob.size(0), gal.size(0), device=prob.device)
+        for i in range(0, prob.size(0), prob_batch_size):
+            for k in range(0, gal.size(0), gal_batch_size):
+                out[i:i + prob_batch_size, k:k + gal_batch_size] = self(
+                    prob[i:i + prob_batch_size], gal[k:k + gal_batch_size])
+        return out
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Benchmark QAConv matching (public formula vs ours)')
+    parser.add_argument('--num-query', type=int, default=256)
+    parser.add_argument('--num-gallery', type=int, default=2048)
+    parser.add_argument('--channels', type=int, default=64)
+    parser.add_argument('--height', type=int, default=24)
+    parser.add_argument('--width', type=int, default=8)
+    parser.add_argument(
+        '--ref-gallery',
+        type=int,
+        default=256,
+        help='gallery items scored by the (slow) reference')
+    parser.add_argument('--ref-prob-batch', type=int, default=32)
+    parser.add_argument('--ref-gal-batch', type=int, default=32)
+    parser.add_argument(
+        '--memory-budget-mb', type=float, default=256,
+        help='QAConvHead memory_budget_mb')
+    parser.add_argument('--prob-batch', type=int, default=None,
+                        help='override of the head\'s queries per block')
+    parser.add_argument('--gal-batch', type=int, default=None,
+                        help='override of the head\'s gallery per block')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch.set_num_threads (default: torch\'s)')
+    parser.add_argument(
+        '--repeat', type=int, default=3,
+        help='interleaved timed rounds of all measurements (best kept)')
+    parser.add_argument(
+        '--device',
+        default='cuda' if torch.cuda.is_available() else 'cpu',
+        help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--amp', action='store_true',
+                        help='CUDA autocast (half matmul) for our head')
+    parser.add_argument('--seed', type=int, default=0)
+    return parser.parse_args()
+
+
+def timed(fn, device):
+    """Wall time of one call of ``fn``."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def gemm_runner(m, k, n, device, min_flops=1e10):
+    """A function running fp32 ``torch.mm`` (m, k) @ (k, n) a few times,
+    and its flop count."""
+    gen = torch.Generator(device='cpu').manual_seed(1)
+    a = torch.randn(m, k, generator=gen).to(device)
+    b = torch.randn(k, n, generator=gen).to(device)
+    out = torch.empty(m, n, device=device)
+    calls = max(1, int(min_flops // (2 * m * k * n)))
+
+    def run():
+        for _ in range(calls):
+            torch.mm(a, b, out=out)
+
+    return run, 2. * m * k * n * calls
+
+
+def main():
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    c, h, w = args.channels, args.height, args.width
+    hw = h * w
+    gen = torch.Generator(device='cpu').manual_seed(args.seed)
+    query = F.normalize(torch.randn(args.num_query, c, h, w, generator=gen),
+                        dim=1).to(device)
+    gallery = F.normalize(
+        torch.randn(args.num_gallery, c, h, w, generator=gen),
+        dim=1).to(device)
+
+    ref = PublicQAConv(c, h, w)
+    with torch.no_grad():  # trained-looking, non-trivial layer parameters
+        ref.fc.weight.uniform_(0.5 / hw, 1.5 / hw, generator=gen)
+        ref.bn.running_mean.fill_(0.6)
+        ref.bn.running_var.fill_(0.01)
+        ref.logit_bn.running_mean.fill_(1.2)
+        ref.logit_bn.running_var.fill_(0.02)
+    ref = ref.to(device).eval()
+    head = QAConvHead(
+        c,
+        h,
+        w,
+        memory_budget_mb=args.memory_budget_mb,
+        prob_batch_size=args.prob_batch,
+        gal_batch_size=args.gal_batch)
+    head.load_state_dict(ref.state_dict(), strict=False)
+    head = head.to(device).eval()
+
+    n_ref = min(args.ref_gallery, args.num_gallery)
+    gal_ref = gallery[:n_ref]
+    dtype = torch.float16 if args.amp and device.type == 'cuda' else \
+        torch.float32
+    q_blk, g_blk = head.block_sizes(args.num_query, args.num_gallery, dtype,
+                                    device, args.prob_batch, args.gal_batch)
+    big = 16 * hw
+    gemm_block, flops_block = gemm_runner(q_blk * hw, c, g_blk * hw, device)
+    gemm_large, flops_large = gemm_runner(big, c, big, device)
+    scores = {}
+
+    def run_ref():
+        scores['ref'] = ref.match(query, gal_ref, args.ref_prob_batch,
+                                  args.ref_gal_batch)
+
+    def run_ours():
+        with torch.autocast(device.type, enabled=args.amp):
+            scores['ours'] = head.match(query, gallery)
+
+    # interleaved rounds, best time of each kept (robust to a busy machine)
+    runs = dict(ref=run_ref, ours=run_ours, gemm_block=gemm_block,
+                gemm_large=gemm_large)
+    best = {name: float('inf') for name in runs}
+    with torch.no_grad():
+        gemm_block()  # warm-up
+        gemm_large()
+        head.match(query[:2], gallery[:8])
+        ref.match(query[:2], gal_ref[:8], 2, 8)
+        for _ in range(args.repeat):
+            for name, fn in runs.items():
+                best[name] = min(best[name], timed(fn, device))
+    t_ref, t_ours = best['ref'], best['ours']
+    max_diff = (scores['ours'][:, :n_ref] - scores['ref']).abs().max().item()
+    gemm_block = flops_block / best['gemm_block'] / 1e9
+    gemm_large = flops_large / best['gemm_large'] / 1e9
+    gemm_ref = max(gemm_block, gemm_large)
+
+    pairs_ref = args.num_query * n_ref / t_ref
+    pairs_ours = args.num_query * args.num_gallery / t_ours
+    flops = 2. * args.num_query * args.num_gallery * hw * hw * c
+    ours_gflops = flops / t_ours / 1e9
+    print(f'device: {device} threads: {torch.get_num_threads()} '
+          f'maps: {c}x{h}x{w} queries: {args.num_query} '
+          f'gallery: {args.num_gallery} (reference: {n_ref}) '
+          f'best of {args.repeat}')
+    print(f'public einsum formula : {pairs_ref:12.0f} pairs/s '
+          f'({args.ref_prob_batch}x{args.ref_gal_batch} blocks, '
+          f'{t_ref:.2f} s)')
+    print(f'QAConvHead.match      : {pairs_ours:12.0f} pairs/s '
+          f'({q_blk}x{g_blk} blocks, {t_ours:.2f} s)'
+          f'{" autocast" if args.amp else ""}')
+    print(f'speed-up              : {pairs_ours / pairs_ref:12.2f} x')
+    print(f'max |score diff|      : {max_diff:12.2e}')
+    print(f'fp32 GEMM (torch.mm)  : {gemm_block:12.1f} GFLOP/s '
+          f'[{q_blk * hw}x{c}]@[{c}x{g_blk * hw}], {gemm_large:.1f} '
+          f'GFLOP/s [{big}x{c}]@[{c}x{big}]')
+    print(f'matching              : {ours_gflops:12.1f} GFLOP/s = '
+          f'{100 * ours_gflops / gemm_ref:.1f} % of the GEMM '
+          f'({gemm_ref:.1f} GFLOP/s)')
+
+
+if __name__ == '__main__':
+    main()
