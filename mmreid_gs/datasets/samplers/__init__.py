@@ -1,0 +1,3 @@
+from .graph_sampler import GraphSampler
+
+__all__ = ['GraphSampler']

@@ -1,0 +1,354 @@
+"""Class graphs for the Graph Sampler: feature maps -> nearest classes.
+
+Pure functions (no Runner): :func:`build_class_graph` scores classes with a
+matcher (e.g. ``QAConvHead.match``) and returns, for every class, its most
+similar other classes. Two modes:
+
+- exact (``num_candidates=None``): every class against every class, in row
+  blocks (``C^2`` matcher pairs);
+- candidates (``num_candidates=N``): a cheap first stage proposes ``N``
+  candidate classes per class, the matcher re-scores only those (``C * N``
+  matcher pairs) and the best ``num_neighbors`` are kept.
+"""
+import math
+from typing import Callable, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Matcher = Callable[[Tensor, Tensor], Tensor]
+
+__all__ = [
+    'build_class_graph', 'class_graph_from_scores', 'compute_class_scores',
+    'candidate_classes', 'CANDIDATE_FUNCTIONS'
+]
+
+
+# ---------------------------------------------------------------- proxies
+def _gap_prepare(features: Tensor) -> Tensor:
+    """Global average pooling over locations, then L2 normalisation."""
+    pooled = features.flatten(2).mean(dim=2) if features.dim() > 2 \
+        else features
+    return F.normalize(pooled.float(), dim=1)
+
+
+def _gap_score(q: Tensor, g: Tensor) -> Tensor:
+    return q @ g.t()
+
+
+def _pooled_prepare(features: Tensor) -> Tensor:
+    """2x2 average pooling of the maps and L2 normalisation per location.
+
+    Returns:
+        Tensor: [C, c, L] with L = ceil(h/2) * ceil(w/2) locations.
+    """
+    if features.dim() != 4:
+        raise ValueError("candidate_fn='pooled' needs feature maps "
+                         f'[C, c, h, w]; got shape {list(features.shape)}.')
+    pooled = F.avg_pool2d(features.float(), 2, ceil_mode=True)
+    return F.normalize(pooled.flatten(2), dim=1)
+
+
+def _pooled_score(q: Tensor, g: Tensor) -> Tensor:
+    """Unweighted QAConv on pooled maps: mean over query locations of the
+    best gallery location plus the converse. Computed in cache-sized blocks
+    of about 4 MiB (one GEMM each)."""
+    nq, c, loc = q.shape
+    ng = g.shape[0]
+    out = q.new_empty(nq, ng)
+    q2 = q.transpose(1, 2).reshape(nq * loc, c)
+    g2t = g.transpose(1, 2).reshape(ng * loc, c).t()
+    q_blk = min(nq, 8)
+    g_blk = max(1, 2**20 // (q_blk * loc * loc))
+    for i in range(0, nq, q_blk):
+        qi = min(q_blk, nq - i)
+        for j in range(0, ng, g_blk):
+            gj = min(g_blk, ng - j)
+            sim = torch.mm(q2[i * loc:(i + qi) * loc],
+                           g2t[:, j * loc:(j + gj) * loc]).view(
+                               qi, loc, gj, loc)
+            out[i:i + qi, j:j + gj] = sim.amax(3).mean(1) + sim.amax(1).mean(2)
+    return out
+
+
+#: Named first-stage proxies: name -> (prepare(features), score(q, g)).
+#: ``'gap'``: cosine of global-average-pooled maps (C^2 * c work).
+#: ``'pooled'``: QAConv-like max matching on 2x2-pooled maps (16x cheaper
+#: than the full 24x8 QAConv, much better recall than ``'gap'``).
+CANDIDATE_FUNCTIONS = {
+    'gap': (_gap_prepare, _gap_score),
+    'pooled': (_pooled_prepare, _pooled_score),
+}
+
+
+# ---------------------------------------------------------------- helpers
+def _check_scores(scores: Tensor, nq: int, ng: int, who: str) -> Tensor:
+    if not isinstance(scores, Tensor) or tuple(scores.shape) != (nq, ng):
+        shape = list(scores.shape) if isinstance(scores, Tensor) else type(
+            scores).__name__
+        raise ValueError(f'{who} must return a Tensor [q, g] = [{nq}, {ng}]; '
+                         f'got {shape}.')
+    scores = scores.float()
+    return torch.nan_to_num(scores, nan=-math.inf)
+
+
+def _resolve_rows(rows: Optional[Union[Sequence[int], Tensor]],
+                  num_classes: int) -> Tensor:
+    if rows is None:
+        return torch.arange(num_classes)
+    rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1).cpu()
+    if rows.numel() and (rows.min() < 0 or rows.max() >= num_classes):
+        raise ValueError(f'rows must be class indices in [0, {num_classes - 1}]'
+                         f'; got values from {int(rows.min())} to '
+                         f'{int(rows.max())}.')
+    return rows
+
+
+def _check_num_neighbors(num_neighbors: int, num_classes: int) -> int:
+    if int(num_neighbors) != num_neighbors or not \
+            0 <= num_neighbors < num_classes:
+        raise ValueError(
+            f'num_neighbors must be an integer in [0, C-1] = [0, '
+            f'{num_classes - 1}] (C = {num_classes} classes, self excluded); '
+            f'got {num_neighbors}.')
+    return int(num_neighbors)
+
+
+def _resolve_num_candidates(num_candidates: Union[int, float],
+                            num_neighbors: int, num_classes: int) -> int:
+    if isinstance(num_candidates, float) and 0 < num_candidates < 1:
+        n = max(num_neighbors, math.ceil(num_candidates * num_classes))
+    elif int(num_candidates) == num_candidates and num_candidates >= 1:
+        n = int(num_candidates)
+    else:
+        raise ValueError(
+            'num_candidates must be None (exact), an integer >= '
+            'num_neighbors or a fraction of C in (0, 1); got '
+            f'{num_candidates!r}.')
+    if n < num_neighbors:
+        raise ValueError(f'num_candidates ({n}) must be >= num_neighbors '
+                         f'({num_neighbors}).')
+    return min(n, num_classes - 1)
+
+
+def class_graph_from_scores(scores: Tensor,
+                            num_neighbors: int,
+                            largest: bool = True,
+                            rows: Optional[Union[Sequence[int],
+                                                 Tensor]] = None) -> Tensor:
+    """Nearest classes from a class-by-class score (or distance) matrix.
+
+    The class itself is excluded; NaN counts as the worst value; ties go to
+    the smaller class index (stable sort), so the result is deterministic.
+
+    Args:
+        scores (Tensor): [R, C] scores of the classes ``rows`` (default: all
+            C classes, R = C) against all C classes.
+        num_neighbors (int): Neighbours per class, ``0 <= k < C``.
+        largest (bool): True when higher means more similar (scores, logits);
+            False for distances. Defaults to True.
+        rows (Sequence[int] | Tensor, optional): The class of every row of
+            ``scores``; None means ``range(C)``. Defaults to None.
+
+    Returns:
+        Tensor: LongTensor [R, num_neighbors] on the CPU, best first.
+    """
+    if not isinstance(scores, Tensor):
+        scores = torch.as_tensor(scores)
+    if scores.dim() != 2:
+        raise ValueError('scores must be a 2-D [R, C] matrix; got shape '
+                         f'{list(scores.shape)}.')
+    num_classes = scores.shape[1]
+    k = _check_num_neighbors(num_neighbors, num_classes)
+    if rows is None and scores.shape[0] != num_classes:
+        raise ValueError('scores of a subset of classes ([R, C] with R != C)'
+                         ' need `rows`; got shape '
+                         f'{list(scores.shape)} without rows.')
+    rows = _resolve_rows(rows, num_classes) if rows is not None else \
+        torch.arange(scores.shape[0])
+    if rows.numel() != scores.shape[0]:
+        raise ValueError(f'rows has {rows.numel()} entries but scores has '
+                         f'{scores.shape[0]} rows.')
+    if rows.numel() and int(rows.max()) >= num_classes:
+        raise ValueError('scores must have one column per class; row class '
+                         f'{int(rows.max())} >= {num_classes} columns.')
+    worst = -math.inf if largest else math.inf
+    s = torch.nan_to_num(scores.float(), nan=worst).clone()
+    s[torch.arange(rows.numel(), device=s.device), rows.to(s.device)] = worst
+    order = torch.sort(s, dim=1, descending=largest, stable=True).indices
+    # the masked self may tie with other worst values: drop it explicitly
+    keep = order != rows.to(order.device)[:, None]
+    order = order[keep].view(rows.numel(), num_classes - 1)
+    return order[:, :k].cpu()
+
+
+def compute_class_scores(features: Tensor,
+                         matcher: Matcher,
+                         rows: Optional[Union[Sequence[int], Tensor]] = None,
+                         block_size: int = 256) -> Tensor:
+    """Score classes ``rows`` against all classes, in row blocks.
+
+    Args:
+        features (Tensor): [C, ...] one feature (map) per class, e.g.
+            [C, c, h, w].
+        matcher (callable): ``matcher(q [q, ...], g [g, ...]) -> [q, g]``
+            similarity logits (higher = more similar).
+        rows (Sequence[int] | Tensor, optional): Classes to score; None means
+            all. Defaults to None.
+        block_size (int): Query rows per matcher call. Defaults to 256.
+
+    Returns:
+        Tensor: float [R, C] scores on the features' device.
+    """
+    num_classes = features.shape[0]
+    rows = _resolve_rows(rows, num_classes)
+    out = []
+    for i in range(0, rows.numel(), max(1, int(block_size))):
+        blk = rows[i:i + block_size].to(features.device)
+        out.append(
+            _check_scores(matcher(features[blk], features), blk.numel(),
+                          num_classes, 'matcher'))
+    if not out:
+        return features.new_empty(0, num_classes, dtype=torch.float)
+    return torch.cat(out)
+
+
+def candidate_classes(features: Tensor,
+                      num_candidates: int,
+                      candidate_fn: Union[str, Matcher, None] = 'pooled',
+                      rows: Optional[Union[Sequence[int], Tensor]] = None,
+                      block_size: int = 256) -> Tensor:
+    """First stage: ``num_candidates`` cheap-proxy candidates per class.
+
+    Args:
+        features (Tensor): [C, c, h, w] one feature map per class.
+        num_candidates (int): Candidates per class (self excluded), < C.
+        candidate_fn (str | callable | None): A name of
+            :data:`CANDIDATE_FUNCTIONS` (``'pooled'``, ``'gap'``), or a
+            callable ``fn(q, g) -> [q, g]`` scores on the raw features.
+            None means ``'pooled'``. Defaults to ``'pooled'``.
+        rows (Sequence[int] | Tensor, optional): Classes to propose for; None
+            means all. Defaults to None.
+        block_size (int): Query rows per proxy call. Defaults to 256.
+
+    Returns:
+        Tensor: LongTensor [R, num_candidates] on the features' device,
+        sorted by class index.
+    """
+    num_classes = features.shape[0]
+    rows = _resolve_rows(rows, num_classes)
+    if candidate_fn is None:
+        candidate_fn = 'pooled'
+    if isinstance(candidate_fn, str):
+        if candidate_fn not in CANDIDATE_FUNCTIONS:
+            raise ValueError(f'Unknown candidate_fn {candidate_fn!r}; use one '
+                             f'of {sorted(CANDIDATE_FUNCTIONS)} or a callable.')
+        prepare, score = CANDIDATE_FUNCTIONS[candidate_fn]
+        prepared = prepare(features)
+    elif callable(candidate_fn):
+        prepared, score = features, candidate_fn
+    else:
+        raise ValueError('candidate_fn must be a name or a callable; got '
+                         f'{type(candidate_fn).__name__}.')
+    out = []
+    for i in range(0, rows.numel(), max(1, int(block_size))):
+        blk = rows[i:i + block_size].to(features.device)
+        s = _check_scores(score(prepared[blk], prepared), blk.numel(),
+                          num_classes, 'candidate_fn')
+        s[torch.arange(blk.numel(), device=s.device), blk] = -math.inf
+        out.append(s.topk(num_candidates, dim=1).indices.sort(dim=1).values)
+    if not out:
+        return torch.empty(0, num_candidates, dtype=torch.long)
+    return torch.cat(out)
+
+
+def build_class_graph(features: Tensor,
+                      matcher: Matcher,
+                      num_neighbors: int,
+                      num_candidates: Optional[Union[int, float]] = None,
+                      block_size: int = 256,
+                      candidate_fn: Union[str, Matcher, None] = None,
+                      rows: Optional[Union[Sequence[int], Tensor]] = None,
+                      return_candidates: bool = False
+                      ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    """Each class's ``num_neighbors`` most similar other classes.
+
+    Exact mode (``num_candidates=None``): ``matcher(features[i:j],
+    features)`` for row blocks, the class itself masked, the
+    ``num_neighbors`` largest similarities kept (ties to the smaller class
+    index).
+
+    Candidates mode: a cheap proxy (``candidate_fn``) proposes
+    ``num_candidates`` classes per class, ``matcher`` re-scores only those
+    (one matcher call per class, ``num_candidates`` gallery maps each), and
+    the best ``num_neighbors`` are kept. On QAConv feature maps (64x24x8)
+    with the default ``'pooled'`` proxy and ``num_candidates = 10%`` of C,
+    this keeps >= 95% of the exact neighbours at a fraction of the cost; see
+    ``tools/analysis_tools/benchmark_graph.py``.
+
+    Args:
+        features (Tensor): [C, c, h, w] one feature map per class (any
+            [C, ...] works for exact mode and callable proxies).
+        matcher (callable): ``matcher(q [q, ...], g [g, ...]) -> Tensor
+            [q, g]`` similarity logits, higher = more similar (e.g.
+            ``QAConvHead.match``). Called under the caller's grad mode; wrap
+            the call in ``torch.no_grad()``.
+        num_neighbors (int): Neighbours per class, ``0 <= k < C`` (the
+            Graph Sampler uses ``P - 1``).
+        num_candidates (int | float, optional): None for the exact graph;
+            an integer ``N >= num_neighbors`` of candidates per class, or a
+            fraction of C in (0, 1). ``N >= C - 1`` falls back to exact.
+            Defaults to None.
+        block_size (int): Query rows per matcher/proxy call in the exact
+            mode and the first stage. Defaults to 256.
+        candidate_fn (str | callable, optional): First-stage proxy:
+            ``'pooled'`` (default), ``'gap'`` or a callable ``fn(q, g) ->
+            [q, g]``. Only used with ``num_candidates``. Defaults to None.
+        rows (Sequence[int] | Tensor, optional): Compute only these classes'
+            rows (to share the work between ranks); None means all C.
+            Defaults to None.
+        return_candidates (bool): Also return the candidates [R, N] (or None
+            in the exact mode). Defaults to False.
+
+    Returns:
+        Tensor | tuple: LongTensor [R, num_neighbors] on the CPU (R = C
+        unless ``rows``), best first; with ``return_candidates`` a tuple
+        (neighbours, candidates).
+    """
+    if not isinstance(features, Tensor) or features.dim() < 2:
+        raise ValueError('features must be a Tensor [C, ...] with one '
+                         'feature (map) per class; got '
+                         f'{getattr(features, "shape", type(features))}.')
+    if not callable(matcher):
+        raise ValueError('matcher must be callable: matcher(q, g) -> [q, g].')
+    num_classes = features.shape[0]
+    if num_classes < 2:
+        raise ValueError('build_class_graph needs at least 2 classes; got '
+                         f'{num_classes}.')
+    k = _check_num_neighbors(num_neighbors, num_classes)
+    rows = _resolve_rows(rows, num_classes)
+    block_size = max(1, int(block_size))
+    n = None if num_candidates is None else _resolve_num_candidates(
+        num_candidates, k, num_classes)
+
+    if n is None or n >= num_classes - 1:
+        outs = []
+        for i in range(0, rows.numel(), block_size):
+            blk = rows[i:i + block_size]
+            scores = compute_class_scores(features, matcher, blk, block_size)
+            outs.append(class_graph_from_scores(scores, k, rows=blk))
+        nbrs = torch.cat(outs) if outs else torch.empty(0, k,
+                                                         dtype=torch.long)
+        return (nbrs, None) if return_candidates else nbrs
+
+    cands = candidate_classes(features, n, candidate_fn, rows, block_size)
+    nbrs = torch.empty(rows.numel(), k, dtype=torch.long)
+    for r in range(rows.numel()):
+        cand = cands[r]
+        s = _check_scores(
+            matcher(features[rows[r]:rows[r] + 1], features[cand]), 1, n,
+            'matcher')[0]
+        best = torch.sort(s, descending=True, stable=True).indices[:k]
+        nbrs[r] = cand[best].cpu()
+    return (nbrs, cands.cpu()) if return_candidates else nbrs

@@ -1,0 +1,404 @@
+"""Hook that refreshes the Graph Sampler's class graph before each epoch."""
+import math
+import os
+import os.path as osp
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.dist import all_gather, broadcast, get_dist_info
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import DefaultScope
+from mmengine.runner import BaseLoop
+from mmengine.utils import ProgressBar
+from torch.utils.data import DataLoader, Dataset
+
+from mmreid_gs.datasets.samplers import GraphSampler
+from mmreid_gs.engine.graph import (build_class_graph,
+                                    class_graph_from_scores,
+                                    compute_class_scores)
+from mmreid_gs.registry import HOOKS
+
+
+class _ClassImages(Dataset):
+    """The chosen image of each class, loaded through a pipeline."""
+
+    def __init__(self, dataset, indices: Sequence[int],
+                 pipeline: Callable) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+        self.pipeline = pipeline
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Dict:
+        info = self.dataset.get_data_info(int(self.indices[i]))
+        out = self.pipeline(dict(info))
+        if out is None:
+            raise ValueError(
+                'GraphSamplerHook: the pipeline dropped the image '
+                f"{info.get('img_path')} (dataset index {self.indices[i]}); "
+                'use the test pipeline, without filtering transforms.')
+        return out
+
+
+def _graph_seed(seed: int, epoch: int) -> int:
+    """A seed for the hook's image choice, distinct from the sampler's
+    ``seed + epoch`` stream."""
+    return (int(seed) * 1000003 + int(epoch) * 7919 + 0x9E3779B1) % 2**63
+
+
+@HOOKS.register_module()
+class GraphSamplerHook(Hook):
+    """Refresh the class graph of :class:`GraphSampler` before every epoch.
+
+    From epoch ``pk_epochs`` on (0-based; earlier epochs keep random PK
+    batches), before each training epoch the hook
+
+    1. picks one random image per class (generator seeded from the
+       sampler's seed and the epoch: the same on every rank);
+    2. loads them through ``pipeline`` (the test pipeline) in batches of
+       ``batch_size``, stacks them with ``model.data_preprocessor`` and
+       extracts feature maps with ``model.extract_feat`` in eval mode under
+       ``torch.no_grad()`` (the previous train/eval flag of every sub-module
+       is restored afterwards, so ``norm_eval`` backbones stay as they were);
+    3. scores classes with ``model.head.match`` and takes each class's
+       ``P - 1`` nearest classes (``P = batch_size / num_instances`` of the
+       sampler) with :func:`build_class_graph` (exact, or two-stage with
+       ``num_candidates``), or, with ``rerank=True``, from the k-reciprocal
+       re-ranked distances ``1 - sigmoid(score)``;
+    4. calls ``sampler.set_graph(neighbours)``.
+
+    Under distributed training every rank extracts the features of a share
+    of the classes and scores a share of the rows; the shares are gathered
+    so that all ranks set the same graph (with re-ranking, rank 0's graph is
+    broadcast).
+
+    Re-ranking: :func:`mmreid_gs.evaluation.functional.re_ranking` takes
+    queries then gallery. The C class images are both, so the hook passes
+    the 2C x 2C block matrix ``[[D, D], [D, D]]`` with ``num_query=C`` and
+    gets the re-ranked C x C matrix (what the public code's
+    ``re_ranking(dist, dist, dist)`` does; each image meets its copy, which
+    is excluded with the class itself). Memory grows with ``(2C)^2``.
+
+    The sampler's state (graph, per-class image lists and pointers) is saved
+    in checkpoints under ``'graph_sampler'`` and restored on resume, so a
+    resumed run samples exactly as an uninterrupted one.
+
+    Args:
+        pipeline (list[dict | callable]): Transforms that load one image for
+            feature extraction (the test pipeline, ending with
+            ``PackReIDInputs``). Built with :class:`mmengine.dataset.Compose`
+            in the default scope (``mmreid_gs`` if none is set).
+        pk_epochs (int): Epochs of random PK sampling before the first graph
+            (paper: 1). Defaults to 1.
+        batch_size (int): Images per forward pass. Defaults to 64.
+        rerank (bool): Use k-reciprocal re-ranked distances. Defaults to
+            False.
+        k1 (int): Re-ranking k1. Defaults to 20.
+        k2 (int): Re-ranking k2. Defaults to 6.
+        lambda_value (float): Re-ranking weight of the original distance.
+            Defaults to 0.3.
+        num_candidates (int | float, optional): None for the exact graph,
+            else candidates per class (count, or fraction of C in (0, 1)) of
+            the two-stage graph; see :func:`build_class_graph`. Ignored with
+            ``rerank`` (which needs all scores). Defaults to None.
+        save_graph (bool): Save ``work_dir/graph/epoch_{k}.npz`` (k =
+            1-based number of the epoch that uses the graph, as in
+            checkpoint names) with ``class_ids``, ``neighbors``,
+            ``sample_indices`` and ``img_paths`` (rank 0). Defaults to False.
+        num_workers (int): DataLoader workers for loading the images.
+            Defaults to 0.
+        progress (bool): Show a progress bar while extracting (rank 0).
+            Defaults to False.
+        candidate_fn (str | callable, optional): First-stage proxy of the
+            two-stage graph. Defaults to None (``'pooled'``).
+        block_size (int): Query rows per matcher call. Defaults to 256.
+
+    Example:
+        >>> custom_hooks = [
+        ...     dict(type='GraphSamplerHook', pipeline=test_pipeline,
+        ...          pk_epochs=1, batch_size=64)
+        ... ]
+        >>> train_dataloader = dict(
+        ...     batch_size=64,
+        ...     sampler=dict(type='GraphSampler', batch_size=64,
+        ...                  num_instances=4),
+        ...     ...)
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 pipeline: Sequence[Union[dict, Callable]],
+                 pk_epochs: int = 1,
+                 batch_size: int = 64,
+                 rerank: bool = False,
+                 k1: int = 20,
+                 k2: int = 6,
+                 lambda_value: float = 0.3,
+                 num_candidates: Optional[Union[int, float]] = None,
+                 save_graph: bool = False,
+                 num_workers: int = 0,
+                 progress: bool = False,
+                 candidate_fn: Optional[Union[str, Callable]] = None,
+                 block_size: int = 256) -> None:
+        if not isinstance(pipeline, (list, tuple)) or not pipeline:
+            raise ValueError('GraphSamplerHook: pipeline must be a non-empty '
+                             'list of transforms (the test pipeline); got '
+                             f'{pipeline!r}.')
+        if int(pk_epochs) < 0 or int(batch_size) < 1:
+            raise ValueError('GraphSamplerHook: pk_epochs must be >= 0 and '
+                             f'batch_size >= 1; got {pk_epochs}, '
+                             f'{batch_size}.')
+        self.pipeline_cfg = list(pipeline)
+        self.pk_epochs = int(pk_epochs)
+        self.batch_size = int(batch_size)
+        self.rerank = bool(rerank)
+        self.k1, self.k2 = int(k1), int(k2)
+        self.lambda_value = float(lambda_value)
+        self.num_candidates = num_candidates
+        self.save_graph = bool(save_graph)
+        self.num_workers = int(num_workers)
+        self.progress = bool(progress)
+        self.candidate_fn = candidate_fn
+        self.block_size = int(block_size)
+        self._pipeline: Optional[Compose] = None
+        self._pending_state = None  # (checkpoint epoch, sampler state)
+        self.last_info: Dict = {}
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _train_dataloader(runner):
+        loop = getattr(runner, '_train_loop', None)
+        if hasattr(runner, '_train_loop') and not isinstance(loop, BaseLoop):
+            return None  # a Runner whose train loop is not built
+        return getattr(runner, 'train_dataloader', None)
+
+    def _get_sampler(self, runner, strict: bool = True):
+        loader = self._train_dataloader(runner)
+        sampler = getattr(loader, 'sampler', None)
+        if isinstance(sampler, GraphSampler):
+            return sampler
+        if strict:
+            raise TypeError(
+                'GraphSamplerHook needs the train sampler to be a '
+                "GraphSampler: set train_dataloader.sampler.type='GraphSampler'"
+                f' (got {type(sampler).__name__}).')
+        return None
+
+    def _check_batch_size(self, runner, sampler: GraphSampler) -> None:
+        loader = self._train_dataloader(runner)
+        size = getattr(loader, 'batch_size', None)
+        if size is not None and size != sampler.batch_size:
+            raise ValueError(
+                f'train_dataloader.batch_size ({size}) must equal '
+                'train_dataloader.sampler.batch_size '
+                f'({sampler.batch_size}): the GraphSampler yields whole '
+                'batches of P x K indices.')
+
+    def _get_pipeline(self) -> Compose:
+        if self._pipeline is None:
+            scope = None if DefaultScope.get_current_instance() else \
+                'mmreid_gs'
+            with DefaultScope.overwrite_default_scope(scope):
+                self._pipeline = Compose(self.pipeline_cfg)
+        return self._pipeline
+
+    @staticmethod
+    def _unwrap(model):
+        return model.module if is_model_wrapper(model) else model
+
+    def _extract(self, model, dataset, indices: List[int],
+                 show: bool) -> torch.Tensor:
+        """Feature maps [len(indices), c, h, w] of dataset images."""
+        loader = DataLoader(
+            _ClassImages(dataset, indices, self._get_pipeline()),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=pseudo_collate)
+        bar = ProgressBar(len(indices)) if show else None
+        feats = []
+        with torch.no_grad():
+            for batch in loader:
+                data = model.data_preprocessor(batch, False)
+                feats.append(model.extract_feat(data['inputs']))
+                if bar is not None:
+                    for _ in range(len(batch['inputs'])):
+                        bar.update()
+        return torch.cat(feats)
+
+    @staticmethod
+    def _gather_rows(part: torch.Tensor, total: int,
+                     world_size: int) -> torch.Tensor:
+        """Concatenate the equal-size row shares of all ranks, keep
+        ``total`` rows."""
+        if world_size == 1:
+            return part[:total]
+        return torch.cat(all_gather(part.contiguous()))[:total]
+
+    # -------------------------------------------------------------- graph
+    def choose_images(self, sampler: GraphSampler, epoch: int) -> np.ndarray:
+        """One random dataset index per class for ``epoch``.
+
+        Args:
+            sampler (GraphSampler): The train sampler (labels and seed).
+            epoch (int): The epoch (0-based).
+
+        Returns:
+            np.ndarray: int64 [C] dataset index of each class's image.
+        """
+        g = torch.Generator().manual_seed(_graph_seed(sampler.seed, epoch))
+        counts = torch.tensor([len(i) for i in sampler.class_indices])
+        pos = (torch.rand(len(counts), generator=g, dtype=torch.float64) *
+               counts).long().clamp(max=counts - 1).numpy()
+        return np.array(
+            [idx[p] for idx, p in zip(sampler.class_indices, pos)],
+            dtype=np.int64)
+
+    def update_graph(self, runner, sampler: GraphSampler) -> torch.Tensor:
+        """Compute the class graph with the current model and set it.
+
+        The model is in eval mode during extraction and scoring (so the
+        head's BatchNorm layers use, and do not update, their running
+        statistics); every sub-module's previous mode is restored after.
+
+        Returns:
+            Tensor: LongTensor [C, P-1] the graph set on the sampler.
+        """
+        model = self._unwrap(runner.model)
+        flags = [(m, m.training) for m in model.modules()]
+        model.eval()
+        try:
+            return self._update_graph(runner, sampler, model)
+        finally:
+            for module, flag in flags:
+                module.training = flag
+
+    def _update_graph(self, runner, sampler: GraphSampler,
+                      model) -> torch.Tensor:
+        start = time.perf_counter()
+        dataset = self._train_dataloader(runner).dataset
+        epoch = runner.epoch
+        num_classes, k = sampler.num_classes, sampler.num_neighbors
+        rank, world_size = get_dist_info()
+        chosen = self.choose_images(sampler, epoch)
+
+        # this rank's share of classes, padded to the same size everywhere
+        chunk = math.ceil(num_classes / world_size)
+        mine = list(range(rank * chunk, min(num_classes, (rank + 1) * chunk)))
+        padded = mine + [0] * (chunk - len(mine))
+        local = self._extract(model, dataset, [int(chosen[c]) for c in padded],
+                              show=self.progress and rank == 0)
+        feats = self._gather_rows(local, num_classes, world_size)
+        t_feat = time.perf_counter() - start
+
+        matcher = model.head.match
+        with torch.no_grad():
+            if self.rerank:
+                part = compute_class_scores(feats, matcher, padded,
+                                            self.block_size)
+                scores = self._gather_rows(part, num_classes, world_size)
+                nbrs = self._rerank_graph(scores, k)
+                if world_size > 1:
+                    nbrs = nbrs.to(feats.device)
+                    broadcast(nbrs, 0)
+                nbrs = nbrs.cpu()
+            else:
+                part = build_class_graph(
+                    feats, matcher, k, self.num_candidates, self.block_size,
+                    self.candidate_fn, rows=padded)
+                nbrs = self._gather_rows(part.to(feats.device), num_classes,
+                                         world_size).cpu()
+        t_score = time.perf_counter() - start - t_feat
+        sampler.set_graph(nbrs)
+        total = time.perf_counter() - start
+
+        mode = 'k-reciprocal re-ranked' if self.rerank else (
+            'exact' if self.num_candidates is None else
+            f'candidates={self.num_candidates}')
+        runner.logger.info(
+            f'GraphSamplerHook: epoch {epoch + 1}: graph of {num_classes} '
+            f'classes x {k} neighbours ({mode}); features {t_feat:.2f}s, '
+            f'scoring {t_score:.2f}s, total {total:.2f}s')
+        self.last_info = dict(
+            epoch=epoch, features_time=t_feat, scoring_time=t_score,
+            total_time=total, sample_indices=chosen)
+        if self.save_graph and rank == 0:
+            self._save(runner, dataset, chosen, nbrs, epoch)
+        return nbrs
+
+    def _rerank_graph(self, scores: torch.Tensor, k: int) -> torch.Tensor:
+        from mmreid_gs.evaluation.functional import re_ranking
+        num_classes = scores.shape[0]
+        # 1 - sigmoid(s) = sigmoid(-s), in float64 to keep small distances
+        dist = torch.sigmoid(-scores.double()).cpu().numpy()
+        full = np.block([[dist, dist], [dist, dist]])
+        reranked = np.asarray(
+            re_ranking(full, num_classes, k1=self.k1, k2=self.k2,
+                       lambda_value=self.lambda_value))
+        if reranked.shape != (num_classes, num_classes):
+            raise ValueError('re_ranking returned shape '
+                             f'{list(reranked.shape)}; expected '
+                             f'[{num_classes}, {num_classes}].')
+        return class_graph_from_scores(
+            torch.from_numpy(reranked), k, largest=False)
+
+    @staticmethod
+    def _save(runner, dataset, chosen, nbrs, epoch) -> None:
+        out_dir = osp.join(runner.work_dir, 'graph')
+        os.makedirs(out_dir, exist_ok=True)
+        paths = [
+            str(dataset.get_data_info(int(i)).get('img_path', ''))
+            for i in chosen
+        ]
+        path = osp.join(out_dir, f'epoch_{epoch + 1}.npz')
+        np.savez_compressed(
+            path,
+            class_ids=np.arange(len(chosen)),
+            neighbors=nbrs.numpy(),
+            sample_indices=np.asarray(chosen),
+            img_paths=np.array(paths, dtype=str))
+        runner.logger.info(f'GraphSamplerHook: graph saved to {path}')
+
+    # --------------------------------------------------------------- hooks
+    def before_train(self, runner) -> None:
+        """Check the sampler and the batch sizes before training starts."""
+        sampler = self._get_sampler(runner)
+        self._check_batch_size(runner, sampler)
+
+    def before_train_epoch(self, runner) -> None:
+        """Restore a resumed sampler state; from ``pk_epochs`` on, set a new
+        graph."""
+        sampler = self._get_sampler(runner)
+        self._check_batch_size(runner, sampler)
+        if self._pending_state is not None:
+            ckpt_epoch, state = self._pending_state
+            self._pending_state = None
+            if ckpt_epoch == runner.epoch:
+                sampler.load_state_dict(state)
+                sampler.set_epoch(runner.epoch)
+                runner.logger.info('GraphSamplerHook: restored the '
+                                   'GraphSampler state of the checkpoint.')
+        if runner.epoch >= self.pk_epochs:
+            self.update_graph(runner, sampler)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Save the sampler state as ``checkpoint['graph_sampler']``."""
+        sampler = self._get_sampler(runner, strict=False)
+        if sampler is not None:
+            checkpoint['graph_sampler'] = sampler.state_dict()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Keep the saved sampler state; it is applied before the next
+        training epoch if the run resumes at the checkpoint's epoch (not
+        when only weights are loaded with ``load_from``)."""
+        state = checkpoint.get('graph_sampler')
+        if state is not None:
+            epoch = checkpoint.get('meta', {}).get('epoch')
+            self._pending_state = (epoch, state)
