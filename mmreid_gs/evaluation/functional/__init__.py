@@ -1,0 +1,10 @@
+from .rank import evaluate_rank
+from .rerank import re_ranking
+from .tlift import tlift
+from .verification import (format_fpr, pair_scores_and_labels,
+                           verification_rates)
+
+__all__ = [
+    'evaluate_rank', 're_ranking', 'tlift', 'verification_rates',
+    'pair_scores_and_labels', 'format_fpr'
+]

@@ -1,0 +1,289 @@
+"""Re-identification metric of named query/gallery test sets."""
+import logging
+from typing import Dict, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import MMLogger, print_log
+
+from mmreid_gs.registry import METRICS
+from ..functional import (evaluate_rank, pair_scores_and_labels, re_ranking,
+                          tlift, verification_rates)
+
+try:  # torch is a dependency of the package; only used for conversion
+    import torch
+except ImportError:  # pragma: no cover - torch is always installed here
+    torch = None
+
+_RERANK_DEFAULTS = dict(k1=20, k2=6, lambda_value=0.3)
+_TLIFT_DEFAULTS = dict(tau=100, sigma=200, K=10, alpha=0.2)
+
+
+def _to_numpy(x, dtype=None) -> Optional[np.ndarray]:
+    if x is None:
+        return None
+    if torch is not None and isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        x = x.numpy()
+    x = np.asarray(x)
+    return x.astype(dtype, copy=False) if dtype is not None else x
+
+
+def sigmoid_distance(scores: np.ndarray) -> np.ndarray:
+    """``1 - sigmoid(scores)``, computed without cancellation.
+
+    Equal to ``sigmoid(-scores)``: a distance in (0, 1) that is monotone
+    decreasing in the score (the ranking of ``-scores`` is unchanged),
+    bounded and non-negative, as k-reciprocal re-ranking requires (it divides
+    columns by their maximum and weights neighbours by ``exp(-distance)``).
+    It is also the probability of "different identity" that the pairwise BCE
+    loss of QAConv trains the logits for.
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, e / (1.0 + e), 1.0 / (1.0 + e))
+
+
+def _options(value: Union[bool, dict, None], defaults: dict,
+             name: str) -> Optional[dict]:
+    """``False``/``None`` -> disabled; ``True`` -> defaults; dict -> merged."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return dict(defaults)
+    if isinstance(value, dict):
+        unknown = set(value) - set(defaults)
+        if unknown:
+            raise ValueError(f'unknown {name} option(s) {sorted(unknown)}; '
+                             f'expected some of {sorted(defaults)}')
+        return {**defaults, **value}
+    raise TypeError(f'{name} must be a bool or a dict of options, got '
+                    f'{type(value).__name__}')
+
+
+class _DropPrefixWarning(logging.Filter):
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return 'prefix is not set' not in record.getMessage()
+
+
+@METRICS.register_module()
+class ReIDMetric(BaseMetric):
+    """CMC / mAP / mINP of one or more named query-gallery test sets.
+
+    Each data sample handed to :meth:`process` is one whole test set::
+
+        dict(name='market1501',
+             scores=...,          # [q, g] QAConv logits, higher = similar
+             query_pids=..., gallery_pids=...,       # [q], [g]
+             query_camids=..., gallery_camids=...,   # [q], [g]
+             query_times=..., gallery_times=...,     # optional, frames
+             scores_qq=..., scores_gg=...)           # [q, q], [g, g]; given
+                                                     # when needs_self_scores
+
+    The distance is ``-scores`` and the ranking is evaluated with the
+    Market-1501 protocol (:func:`evaluate_rank`). Metric names, fractions in
+    [0, 1]: ``<name>/Rank-<k>`` for ``k`` in ``topk``, ``<name>/mAP``,
+    ``<name>/mINP``; with re-ranking the same names suffixed ``_rerank``;
+    with TLift (when the set has timestamps) suffixed ``_tlift``; with
+    verification ``<name>/TPR@FPR=<f>``.
+
+    Re-ranking (Zhong et al., CVPR 2017, :func:`re_ranking`) needs a
+    non-negative distance over all ``q + g`` items: the scores are mapped to
+    ``1 - sigmoid(score)`` (:func:`sigmoid_distance`), which is monotone
+    (same initial ranking as ``-score``), bounded in (0, 1) and non-negative.
+    The ``[g, q]`` block is the transpose of ``scores``.
+
+    TLift (Liao & Shao, ECCV 2020, :func:`tlift`) reweights
+    ``sigmoid(scores)`` with the temporal co-occurrence prior; the lifted
+    similarities are ranked by their negative. It is independent of
+    re-ranking.
+
+    The arrays of the last evaluation are kept in ``last_outputs[name]``
+    (``distmat``, and ``distmat_rerank`` / ``scores_tlift`` when computed,
+    with the ids) so that a tool can export them.
+
+    Args:
+        rerank (bool | dict): Enable k-reciprocal re-ranking; a dict enables
+            it with options among ``k1``, ``k2``, ``lambda_value`` (the flat
+            arguments below otherwise). Defaults to False.
+        k1 (int): Re-ranking k1. Defaults to 20.
+        k2 (int): Re-ranking k2. Defaults to 6.
+        lambda_value (float): Re-ranking lambda. Defaults to 0.3.
+        tlift (bool | dict): Enable TLift for sets with timestamps; a dict
+            enables it with options among ``tau``, ``sigma``, ``K``,
+            ``alpha``. Defaults to False.
+        tau (float): TLift co-occurrence window, frames. Defaults to 100.
+        sigma (float): TLift temporal sensitivity, frames. Defaults to 200.
+        K (int): TLift pivot set size. Defaults to 10.
+        alpha (float): TLift fusion regulariser. Defaults to 0.2.
+        topk (Sequence[int]): Ranks reported from the CMC curve.
+            Defaults to (1, 5, 10).
+        max_rank (int): Length of the CMC curve. Defaults to 50.
+        verification (bool): Also report TPR at the false-positive rates
+            ``fprs`` over all query-gallery pairs. Defaults to False.
+        fprs (Sequence[float]): Rates of the verification.
+            Defaults to (1e-2, 1e-3, 1e-4).
+        collect_device (str): See :class:`mmengine.evaluator.BaseMetric`.
+        prefix (str, optional): See :class:`mmengine.evaluator.BaseMetric`;
+            with the default None the names stay ``<name>/...``.
+    """
+    default_prefix: Optional[str] = None
+
+    def __init__(self,
+                 rerank: Union[bool, dict] = False,
+                 k1: int = 20,
+                 k2: int = 6,
+                 lambda_value: float = 0.3,
+                 tlift: Union[bool, dict] = False,
+                 tau: float = 100,
+                 sigma: float = 200,
+                 K: int = 10,
+                 alpha: float = 0.2,
+                 topk: Sequence[int] = (1, 5, 10),
+                 max_rank: int = 50,
+                 verification: bool = False,
+                 fprs: Sequence[float] = (1e-2, 1e-3, 1e-4),
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
+        # no prefix on purpose (names stay '<set>/...'): silence the base
+        # class warning about it
+        logger = MMLogger.get_current_instance()
+        quiet = _DropPrefixWarning()
+        logger.addFilter(quiet)
+        try:
+            super().__init__(collect_device=collect_device, prefix=prefix)
+        finally:
+            logger.removeFilter(quiet)
+        if isinstance(topk, int):
+            topk = (topk, )
+        topk = tuple(int(k) for k in topk)
+        if not topk or min(topk) < 1 or max(topk) > max_rank:
+            raise ValueError(f'topk must be ranks in [1, max_rank={max_rank}]'
+                             f', got {topk}')
+        self.topk = topk
+        self.max_rank = int(max_rank)
+        self.rerank_cfg = _options(
+            rerank, dict(k1=k1, k2=k2, lambda_value=lambda_value), 'rerank')
+        self.tlift_cfg = _options(
+            tlift, dict(tau=tau, sigma=sigma, K=K, alpha=alpha), 'tlift')
+        self.verification = bool(verification)
+        self.fprs = tuple(float(f) for f in fprs)
+        self.last_outputs: Dict[str, dict] = {}
+
+    @property
+    def needs_self_scores(self) -> bool:
+        """Whether the loop must add ``scores_qq`` and ``scores_gg``."""
+        return self.rerank_cfg is not None
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        """Store the score matrix and the ids of each named test set.
+
+        Args:
+            data_batch: Unused (the loop passes None).
+            data_samples (Sequence[dict]): One dict per test set, see the
+                class docstring.
+        """
+        for sample in data_samples:
+            missing = [
+                k for k in ('scores', 'query_pids', 'gallery_pids',
+                            'query_camids', 'gallery_camids')
+                if sample.get(k) is None
+            ]
+            if missing:
+                raise KeyError(f'ReIDMetric.process: the test set dict lacks '
+                               f'{missing}')
+            result = dict(
+                name=str(sample.get('name', 'test')),
+                scores=_to_numpy(sample['scores'], np.float32))
+            for key in ('query_pids', 'gallery_pids', 'query_camids',
+                        'gallery_camids', 'query_times', 'gallery_times'):
+                result[key] = _to_numpy(sample.get(key))
+            for key in ('scores_qq', 'scores_gg'):
+                result[key] = _to_numpy(sample.get(key), np.float32)
+            self.results.append(result)
+
+    def compute_metrics(self, results: list) -> Dict[str, float]:
+        """Compute the metrics of every stored test set.
+
+        Args:
+            results (list): The dicts stored by :meth:`process`.
+
+        Returns:
+            dict[str, float]: Metric name -> value (fractions in [0, 1]).
+        """
+        metrics = {}
+        for res in results:
+            metrics.update(self._evaluate_set(res))
+        return metrics
+
+    def _rank_metrics(self, name: str, dist: np.ndarray, res: dict,
+                      suffix: str) -> Dict[str, float]:
+        out = evaluate_rank(
+            dist,
+            res['query_pids'],
+            res['gallery_pids'],
+            res['query_camids'],
+            res['gallery_camids'],
+            max_rank=self.max_rank)
+        metrics = {
+            f'{name}/Rank-{k}{suffix}': float(out['cmc'][k - 1])
+            for k in self.topk
+        }
+        metrics[f'{name}/mAP{suffix}'] = out['mAP']
+        metrics[f'{name}/mINP{suffix}'] = out['mINP']
+        return metrics
+
+    def _evaluate_set(self, res: dict) -> Dict[str, float]:
+        name = res['name']
+        scores = res['scores']
+        if scores.ndim != 2:
+            raise ValueError(f'{name}: scores must be [q, g], got shape '
+                             f'{scores.shape}')
+        dist = -scores
+        store = dict(
+            distmat=dist,
+            query_pids=res['query_pids'],
+            gallery_pids=res['gallery_pids'],
+            query_camids=res['query_camids'],
+            gallery_camids=res['gallery_camids'])
+        metrics = self._rank_metrics(name, dist, res, '')
+
+        if self.rerank_cfg is not None:
+            if res.get('scores_qq') is None or res.get('scores_gg') is None:
+                raise KeyError(
+                    f'{name}: re-ranking needs scores_qq [q, q] and scores_gg '
+                    '[g, g] in the test set dict (see needs_self_scores)')
+            full = np.block([[res['scores_qq'], scores],
+                             [scores.T, res['scores_gg']]])
+            rr = re_ranking(
+                sigmoid_distance(full), scores.shape[0], **self.rerank_cfg)
+            store['distmat_rerank'] = rr
+            metrics.update(self._rank_metrics(name, rr, res, '_rerank'))
+
+        if self.tlift_cfg is not None:
+            if res.get('query_times') is None or res.get(
+                    'gallery_times') is None:
+                print_log(
+                    f'{name}: no timestamps, TLift skipped', logger='current')
+            else:
+                lifted = tlift(1.0 - sigmoid_distance(scores),
+                               res['query_camids'], res['gallery_camids'],
+                               res['query_times'], res['gallery_times'],
+                               **self.tlift_cfg)
+                store['scores_tlift'] = lifted
+                metrics.update(
+                    self._rank_metrics(name, -lifted, res, '_tlift'))
+
+        if self.verification:
+            s, y = pair_scores_and_labels(scores, res['query_pids'],
+                                          res['gallery_pids'])
+            rates = verification_rates(s, y, self.fprs)
+            metrics.update({
+                f'{name}/{k}': v
+                for k, v in rates.items() if k.startswith('TPR')
+            })
+        self.last_outputs[name] = store
+        return metrics
