@@ -47,7 +47,8 @@ def clustered_maps(num_classes, seed=0, groups=6, noise=0.5):
 
 @pytest.mark.parametrize('block_size', [1, 5, 256])
 def test_exact_matches_brute_force(block_size):
-    feats = torch.randn(23, 4, 3, 2, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(23, 4, 3, 2, generator=g)
     matcher = CountingMatcher()
     nbrs = build_class_graph(feats, matcher, 6, block_size=block_size)
     assert nbrs.dtype == torch.long and nbrs.shape == (23, 6)

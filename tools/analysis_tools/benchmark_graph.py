@@ -44,7 +44,7 @@ def parse_args():
     parser.add_argument('--fractions', type=float, nargs='+',
                         default=[0.05, 0.1, 0.2],
                         help='num_candidates as fractions of C')
-    parser.add_argument('--proxies', nargs='+', default=['pooled', 'gap'],
+    parser.add_argument('--proxies', nargs='+', default=['gap', 'pooled'],
                         help='first-stage proxies (candidate_fn names)')
     parser.add_argument('--num-neighbors', type=int, default=15,
                         help='neighbours per class (P - 1; paper: 64/4 - 1)')
@@ -54,6 +54,9 @@ def parse_args():
                         metavar=('C', 'H', 'W'), help='feature map shape')
     parser.add_argument('--threads', type=int, default=0,
                         help='torch threads (0: leave the default)')
+    parser.add_argument('--repeats', type=int, default=1,
+                        help='time every run this many times, keep the '
+                        'fastest (steadier on a shared machine)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--reference', action='store_true',
                         help='use the reference matcher even if QAConvHead '
@@ -148,6 +151,18 @@ def gemm_gflops(size=2048, reps=3):
     return 2 * size**3 * reps / (time.perf_counter() - start) / 1e9
 
 
+def timed(repeats, scale, fn, *args, **kwargs):
+    """Run ``fn`` ``repeats`` times; the result and the smallest wall and
+    CPU times, multiplied by ``scale``."""
+    walls, cpus = [], []
+    for _ in range(max(1, repeats)):
+        start, cpu = time.perf_counter(), time.process_time()
+        out = fn(*args, **kwargs)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    return out, min(walls) * scale, min(cpus) * scale
+
+
 def recall(exact, approx):
     hits = sum(
         len(set(e.tolist()) & set(a.tolist())) for e, a in zip(exact, approx))
@@ -183,11 +198,9 @@ def main():
             matcher(feats[:2], feats[:64])  # warm-up
             scale = num_classes / num_rows
             tag = '' if num_rows == num_classes else ' est'
-            start, cpu = time.perf_counter(), time.process_time()
-            exact = build_class_graph(feats, matcher, args.num_neighbors,
-                                      rows=rows)
-            t_exact = (time.perf_counter() - start) * scale
-            c_exact = (time.process_time() - cpu) * scale
+            exact, t_exact, c_exact = timed(
+                args.repeats, scale, build_class_graph, feats, matcher,
+                args.num_neighbors, rows=rows)
             gflops = num_classes**2 * flop_per_pair / t_exact / 1e9
             print(f'C={num_classes}: exact {t_exact:.1f}s{tag} wall, '
                   f'{c_exact:.1f}s CPU ({num_classes**2 / 1e6:.2f}M pairs, '
@@ -196,12 +209,10 @@ def main():
             for frac in args.fractions:
                 n = max(args.num_neighbors, math.ceil(frac * num_classes))
                 for proxy in args.proxies:
-                    start, cpu = time.perf_counter(), time.process_time()
-                    nbrs, cands = build_class_graph(
-                        feats, matcher, args.num_neighbors, n, rows=rows,
+                    (nbrs, cands), t_cand, c_cand = timed(
+                        args.repeats, scale, build_class_graph, feats,
+                        matcher, args.num_neighbors, n, rows=rows,
                         candidate_fn=proxy, return_candidates=True)
-                    t_cand = (time.perf_counter() - start) * scale
-                    c_cand = (time.process_time() - cpu) * scale
                     line = (f'{num_classes:>5} {n:>5} {proxy:>7} '
                             f'{t_exact:>8.1f} {t_cand:>7.1f} '
                             f'{c_exact:>8.1f} {c_cand:>7.1f} '

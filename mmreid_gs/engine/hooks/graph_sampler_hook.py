@@ -116,7 +116,7 @@ class GraphSamplerHook(Hook):
         progress (bool): Show a progress bar while extracting (rank 0).
             Defaults to False.
         candidate_fn (str | callable, optional): First-stage proxy of the
-            two-stage graph. Defaults to None (``'pooled'``).
+            two-stage graph. Defaults to None (``'gap'``).
         block_size (int): Query rows per matcher call. Defaults to 256.
 
     Example:
@@ -187,8 +187,9 @@ class GraphSamplerHook(Hook):
         if strict:
             raise TypeError(
                 'GraphSamplerHook needs the train sampler to be a '
-                "GraphSampler: set train_dataloader.sampler.type='GraphSampler'"
-                f' (got {type(sampler).__name__}).')
+                'GraphSampler: set '
+                "train_dataloader.sampler.type='GraphSampler' (got "
+                f'{type(sampler).__name__}).')
         return None
 
     def _check_batch_size(self, runner, sampler: GraphSampler) -> None:
