@@ -60,12 +60,16 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if optim_wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
+        amp_types = {
+            'OptimWrapper': 'AmpOptimWrapper',
+            'SkipNonFiniteOptimWrapper': 'SkipNonFiniteAmpOptimWrapper'
+        }
+        current = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if current not in amp_types and current not in amp_types.values():
             raise config_error(
-                f'--amp needs optim_wrapper.type OptimWrapper, got '
-                f'{optim_wrapper}')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+                '--amp needs optim_wrapper.type to be one of '
+                f'{sorted(amp_types)}, got {current}')
+        cfg.optim_wrapper.type = amp_types.get(current, current)
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
         cfg.resume = True

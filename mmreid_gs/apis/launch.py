@@ -41,7 +41,7 @@ def _check_option(cfg: Config, key: str) -> None:
     """Refuse ``--cfg-options`` keys whose parent does not exist, and new
     keys anywhere except inside a component (a dict with ``type``)."""
     parts = key.split('.')
-    node = cfg
+    node = dict(cfg.items())
     for depth, part in enumerate(parts):
         is_last = depth == len(parts) - 1
         if isinstance(node, (list, tuple)):

@@ -1,0 +1,96 @@
+# Demo on the embedded synthetic benchmark (no download, CPU, minutes):
+# train QAConv-GS on camera-style domain A, then test on A and on the unseen
+# domain B. The data is generated into data/synthetic_reid/ on first use.
+#
+#   python tools/train.py configs/qaconv_gs_demo.py
+#   python tools/test.py configs/qaconv_gs_demo.py        # untrained network
+#
+# Differences from the paper's settings, for a 2-core CPU: ResNet-18-IBN from
+# scratch (no ImageNet weights, so BN is trained and lr is higher), 128x64
+# input (8x4 maps), B = 32 (8 identities x 4 images).
+_base_ = [
+    './_base_/datasets/reid_data.py',
+    './_base_/schedules/qaconv_gs_15e.py',
+    './_base_/default_runtime.py',
+]
+
+img_height, img_width = 128, 64
+batch_size, num_instances = 32, 4
+max_epochs = 8
+
+synthetic_root = 'data/synthetic_reid'
+domain_a = dict(type='SyntheticReID', data_root=synthetic_root + '/A',
+                domain='A', num_train_ids=200, num_test_ids=100)
+domain_b = dict(type='SyntheticReID', data_root=synthetic_root + '/B',
+                domain='B', num_train_ids=200, num_test_ids=100)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False,
+         interpolation='bicubic'),
+    dict(type='mmpretrain.RandomCrop', crop_size=(img_height, img_width),
+         padding=4, pad_val=0),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='mmpretrain.Rotate', magnitude_range=(0, 5),
+         magnitude_std='inf', prob=1.0, random_negative_prob=0.5, pad_val=0,
+         interpolation='nearest'),
+    dict(type='ReIDColorJitter', brightness=(0.5, 2.0),
+         contrast=(0.5, 2.0), saturation=(0.5, 2.0), hue=(-0.1, 0.1)),
+    dict(type='RandomOcclusion', min_size=0., max_size=0.8, prob=0.5),
+    dict(type='PackReIDInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False,
+         interpolation='bicubic'),
+    dict(type='PackReIDInputs'),
+]
+
+model = dict(
+    type='QAConvReID',
+    data_preprocessor=dict(
+        type='ReIDDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True),
+    backbone=dict(
+        type='ResNetIBN', depth=18, num_stages=3, out_indices=(2, ),
+        norm_eval=False),
+    neck=dict(type='QAConvNeck', in_channels=256, out_channels=64),
+    head=dict(
+        type='QAConvHead', num_features=64, height=img_height // 16,
+        width=img_width // 16, loss=dict(type='PairwiseMatchingLoss')))
+
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(batch_size=batch_size, num_instances=num_instances),
+    dataset=dict(domain_a, split='train', pipeline=train_pipeline))
+
+test_sets = dict(
+    synthetic_A=dict(
+        query=dict(domain_a, split='query'),
+        gallery=dict(domain_a, split='gallery')),
+    synthetic_B_unseen=dict(
+        query=dict(domain_b, split='query'),
+        gallery=dict(domain_b, split='gallery')))
+
+custom_hooks = [
+    dict(type='GraphSamplerHook', pipeline=test_pipeline, pk_epochs=1,
+         batch_size=128)
+]
+test_dataloader = dict(batch_size=128, num_workers=2)
+val_dataloader = test_dataloader
+test_cfg = dict(pipeline=test_pipeline, test_sets=test_sets)
+val_cfg = dict(pipeline=test_pipeline, test_sets=test_sets)
+
+# From scratch: every layer at the same, higher learning rate.
+optim_wrapper = dict(
+    optimizer=dict(lr=0.01),
+    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))
+param_scheduler = [
+    dict(type='MultiStepLR', by_epoch=True, milestones=[6], gamma=0.1)
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+default_hooks = dict(logger=dict(interval=20))
