@@ -7,6 +7,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     # calls sampler.set_epoch() before every epoch (GraphSampler too)
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # augmentation randomness from (seed, epoch): exact --resume
+    epoch_seed=dict(type='EpochSeedHook'),
 )
 
 env_cfg = dict(

@@ -1,4 +1,5 @@
 from .adaptive_schedule_hook import AdaptiveScheduleHook
+from .epoch_seed_hook import EpochSeedHook
 from .graph_sampler_hook import GraphSamplerHook
 
-__all__ = ['AdaptiveScheduleHook', 'GraphSamplerHook']
+__all__ = ['AdaptiveScheduleHook', 'EpochSeedHook', 'GraphSamplerHook']
