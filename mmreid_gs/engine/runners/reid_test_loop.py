@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather, get_dist_info
+from mmengine.dist import all_gather, broadcast, get_dist_info
 from mmengine.evaluator import Evaluator
 from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop, autocast
@@ -123,6 +123,21 @@ class _ReIDLoopMixin:
     def _model(self):
         model = self.runner.model
         return model.module if is_model_wrapper(model) else model
+
+    def _sync_buffers(self) -> None:
+        """Give every rank the buffers (BN running statistics) of rank 0.
+
+        DDP keeps the parameters equal on all ranks, but with
+        ``broadcast_buffers=False`` (MMEngine's default) each rank keeps the
+        running statistics of its own batches. The ranks extract features of
+        different shards, so without this a validation during distributed
+        training mixes several models and differs from a test of the
+        checkpoint (saved by rank 0). A no-op when the buffers are equal.
+        """
+        _, world_size = get_dist_info()
+        if world_size > 1:
+            for buf in self._model().buffers():
+                broadcast(buf, 0)
 
     def _build_loader(self, dataset_cfg) -> DataLoader:
         cfg = copy.deepcopy(self.dataloader_cfg)
@@ -223,6 +238,7 @@ class _ReIDLoopMixin:
         """Run every named set and return all metrics."""
         logger = self.runner.logger
         self.runner.model.eval()
+        self._sync_buffers()
         metrics: Dict[str, float] = {}
         for name, item in self.test_sets.items():
             tic = time.time()
