@@ -12,6 +12,8 @@ import os.path as osp
 import sys
 
 from mmengine.config import DictAction
+from mmengine.dist import broadcast
+from mmengine.model import is_model_wrapper
 
 from mmreid_gs.apis.launch import (build_runner, config_error, init_cpu_dist,
                                    load_config, run_cli,
@@ -88,7 +90,13 @@ def main(argv=None):
     if args.checkpoint is None:
         runner.logger.warning(
             'No checkpoint given: testing the network as initialised.')
-        runner.model.init_weights()
+        # The model may be wrapped (DDP): initialise the module, then give
+        # every rank rank 0's weights (as Runner.train() does).
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        model.init_weights()
+        for tensor in model.state_dict().values():
+            broadcast(tensor, 0)
     runner.test()
     if args.out is not None and runner.rank == 0:
         save_test_outputs(runner.test_loop.outputs, args.out)
