@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmreid_gs.models.heads import QAConvHead
+from mmreid_gs.models.heads import QAConvHead, qaconv_head
 from mmreid_gs.models.losses import PairwiseMatchingLoss
 
 
@@ -158,3 +158,28 @@ def test_triplet_loss_through_head():
     labels = torch.tensor([0, 0, 1, 1])
     out = head.train().loss(_feats(4, seed=9).requires_grad_(), labels)
     assert set(out) == {'loss', 'pair_acc'} and out['loss'].requires_grad
+
+
+@pytest.mark.parametrize('num_query,blocks', [(6, (1, 2)), (1, (1, 2)),
+                                              (3, (1, 1))])
+@pytest.mark.parametrize('threads', [1, 2])
+def test_cpu_worker_threads_give_same_scores(num_query, blocks, threads,
+                                             monkeypatch):
+    """Query rows dealt to threads, or (few queries) gallery ranges split;
+    the gallery laid out for the GEMM in chunks of 4."""
+    monkeypatch.setattr(qaconv_head, 'GALLERY_CHUNK', 4)
+    ref = _randomised_ref().eval()
+    head = QAConvHead(8, 4, 3)
+    head.load_state_dict(ref.state_dict(), strict=False)
+    head.eval()
+    q, g = _feats(num_query, seed=10), _feats(9, seed=11)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            got = head.match(q, g, *blocks)
+        assert torch.get_num_threads() == threads  # restored
+    finally:
+        torch.set_num_threads(before)
+    with torch.no_grad():
+        assert torch.allclose(got, ref(q, g), atol=1e-4, rtol=0)

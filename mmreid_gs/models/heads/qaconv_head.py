@@ -1,5 +1,6 @@
 """QAConv matching head: query-adaptive convolution scores of image pairs."""
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -8,10 +9,14 @@ from mmengine.model import BaseModule
 
 from mmreid_gs.registry import MODELS
 
-# Upper bound of the similarity block on CPU: blocks that stay in the cache
-# make the two max reductions after the GEMM much cheaper than blocks of the
-# full memory budget (measured on AVX-512 Xeons with 2 MB of L2 per core).
-CPU_BLOCK_BYTES = 3 * 2**20
+# Similarity block size on CPU, per worker thread (x ceil(threads / 8), so
+# that the Python loop of many threads does not hold the GIL too long):
+# blocks that stay in the core's cache make the GEMM and the two max
+# reductions after it much faster than blocks of the full memory budget
+# (measured on AVX-512 Xeons with 2 MiB of L2 per core).
+CPU_BLOCK_BYTES_PER_THREAD = 5 * 2**18
+# Gallery items laid out for the GEMM at a time by the eval-mode scoring.
+GALLERY_CHUNK = 512
 
 
 def _pair_maxima_blocks(q: torch.Tensor,
@@ -66,6 +71,97 @@ def _pair_maxima_blocks(q: torch.Tensor,
                 m_g[i:i + qi, j:j + gj] = sim.amax(dim=1)
             del sim
     return m_q, m_g, idx_q, idx_g
+
+
+_OPENMP = None
+
+
+def _cpu_workers(device: torch.device) -> int:
+    """Worker threads for the blockwise CPU scoring: the intra-op thread
+    count when ATen's parallel backend is OpenMP (whose thread count is
+    per-thread state), else 1."""
+    global _OPENMP
+    if device.type != 'cpu':
+        return 1
+    threads = torch.get_num_threads()
+    if threads <= 1:
+        return 1
+    if _OPENMP is None:
+        info = torch.__config__.parallel_info()
+        _OPENMP = 'parallel backend: OpenMP' in info
+    return threads if _OPENMP else 1
+
+
+def _score_rows(q2: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
+                out: torch.Tensor, q_blk: int, g_blk: int, q_starts,
+                g_lo: int, g_hi: int) -> None:
+    """fc-weighted sums of the similarity maxima, blockwise.
+
+    Writes ``out[i, j] = w . max_r S_ij[s, r] + w . max_s S_ij[s, r]`` for
+    the query blocks starting at ``q_starts`` and the gallery range
+    ``[g_lo, g_hi)``, one GEMM ``(q_blk*hw, c) @ (c, g_blk*hw)`` per block.
+    The gallery is laid out for the GEMM (``[c, n*hw]``) one chunk of
+    ``GALLERY_CHUNK`` items at a time, so no full copy of it is made.
+
+    Args:
+        q2 (Tensor): [nq * hw, c] query features (row = query location), in
+            the compute dtype.
+        gal (Tensor): [ng, c, hw] gallery features.
+        w (Tensor): [hw] float32 ``fc`` weights.
+        out (Tensor): [nq, ng] float32 output.
+        q_blk (int): Queries per block.
+        g_blk (int): Gallery items per block.
+        q_starts (Sequence[int]): First query of each query block.
+        g_lo (int): First gallery item.
+        g_hi (int): End of the gallery range.
+    """
+    c, hw = gal.shape[1:]
+    nq = q2.size(0) // hw
+    dtype, device = q2.dtype, q2.device
+    chunk = g_blk * max(1, GALLERY_CHUNK // g_blk)
+    chunk = min(chunk, g_hi - g_lo)
+    sim_buf = torch.empty(q_blk * hw * g_blk * hw, dtype=dtype, device=device)
+    # maxima of the block row of a gallery chunk, block after block: block
+    # j holds [qi, hw, gj] (max over the gallery locations) and [qi, gj, hw]
+    # (max over the query locations) at offset qi * hw * (j - chunk start)
+    max_g_buf = torch.empty(q_blk * hw * chunk, dtype=dtype, device=device)
+    max_q_buf = torch.empty_like(max_g_buf)
+    for c_lo in range(g_lo, g_hi, chunk):
+        c_hi = min(c_lo + chunk, g_hi)
+        n_gal = c_hi - c_lo
+        g2t = gal[c_lo:c_hi].to(dtype).permute(1, 0, 2).reshape(c, -1)
+        n_full = n_gal // g_blk
+        rest = n_gal - n_full * g_blk
+        for i in q_starts:
+            qi = min(q_blk, nq - i)
+            q_rows = q2[i * hw:(i + qi) * hw]
+            for j in range(0, n_gal, g_blk):
+                gj = min(g_blk, n_gal - j)
+                sim = sim_buf[:qi * hw * gj * hw].view(qi * hw, gj * hw)
+                torch.mm(q_rows, g2t[:, j * hw:(j + gj) * hw], out=sim)
+                sim = sim.view(qi, hw, gj, hw)
+                start, stop = qi * hw * j, qi * hw * (j + gj)
+                torch.amax(
+                    sim, dim=3, out=max_g_buf[start:stop].view(qi, hw, gj))
+                torch.amax(
+                    sim, dim=1, out=max_q_buf[start:stop].view(qi, gj, hw))
+            row = out[i:i + qi, c_lo:c_hi]
+            if n_full:
+                size = qi * hw * n_full * g_blk
+                t = torch.matmul(
+                    w, max_g_buf[:size].view(n_full, qi, hw, g_blk).float())
+                t += torch.matmul(
+                    max_q_buf[:size].view(n_full, qi, g_blk, hw).float(), w)
+                row[:, :n_full * g_blk] = t.transpose(0, 1).reshape(
+                    qi, n_full * g_blk)
+            if rest:
+                start = qi * hw * n_full * g_blk
+                stop = start + qi * hw * rest
+                t = torch.matmul(
+                    w, max_g_buf[start:stop].view(qi, hw, rest).float())
+                t += torch.matmul(
+                    max_q_buf[start:stop].view(qi, rest, hw).float(), w)
+                row[:, n_full * g_blk:] = t
 
 
 class _PairMaxima(torch.autograd.Function):
@@ -137,10 +233,13 @@ class QAConvHead(BaseModule):
     :meth:`match` never builds a q x g x hw x hw tensor: the pairs are
     scored in blocks of ``q_blk`` queries x ``g_blk`` gallery items, each
     block being one matrix multiply ``(q_blk*hw, c) @ (c, g_blk*hw)`` of at
-    most ``memory_budget_mb`` MiB (on CPU at most ``CPU_BLOCK_BYTES``, cache
-    sized, which is faster). In eval mode the BatchNorm layers are affine
-    maps and ``fc`` is linear, so they are folded into one scale and one
-    offset applied to ``fc.weight``-weighted sums of the maxima. In training
+    most ``memory_budget_mb`` MiB. On CPU the blocks are cache sized
+    (``CPU_BLOCK_BYTES_PER_THREAD``) and, with several intra-op threads
+    (OpenMP builds of PyTorch), spread over as many worker threads that each
+    run single-threaded kernels; the intra-op thread count is restored
+    afterwards. In eval mode the BatchNorm layers are affine maps and
+    ``fc`` is linear, so they are folded into one scale and one offset
+    applied to ``fc.weight``-weighted sums of the maxima. In training
     mode the BatchNorm layers normalise over all pairs of the call (as the
     public code), so the maxima of all pairs are gathered first (memory
     O(q * g * hw)); :meth:`loss` always works that way on the B x B pairs of
@@ -213,8 +312,8 @@ class QAConvHead(BaseModule):
 
     # ------------------------------------------------------------------
     # helpers
-    def _flatten(self, feats: torch.Tensor, name: str) -> torch.Tensor:
-        """Check a feature map batch and return it as [n, hw, c]."""
+    def _check_shape(self, feats: torch.Tensor, name: str) -> None:
+        """Raise a ValueError unless ``feats`` is [N, c, h, w] of the head."""
         expected = (self.num_features, self.height, self.width)
         if feats.dim() != 4 or tuple(feats.shape[1:]) != expected:
             raise ValueError(
@@ -222,6 +321,10 @@ class QAConvHead(BaseModule):
                 f'[N, {expected[0]}, {expected[1]}, {expected[2]}] '
                 f'(num_features, height, width of the head), got '
                 f'{tuple(feats.shape)}')
+
+    def _flatten(self, feats: torch.Tensor, name: str) -> torch.Tensor:
+        """Check a feature map batch and return it as [n, hw, c]."""
+        self._check_shape(feats, name)
         return feats.flatten(2).transpose(1, 2).contiguous()
 
     @staticmethod
@@ -252,19 +355,28 @@ class QAConvHead(BaseModule):
         Returns:
             tuple[int, int]: ``(q_blk, g_blk)``, such that a
             ``q_blk x g_blk x hw x hw`` block fits in ``memory_budget_mb``
-            (and in ``CPU_BLOCK_BYTES`` on CPU), unless overridden.
+            (and, on CPU, in ``CPU_BLOCK_BYTES_PER_THREAD`` per intra-op
+            thread), unless overridden.
         """
         hw = self.height * self.width
-        elem = torch.empty((), dtype=dtype).element_size()
+        pair_bytes = hw * hw * torch.empty((), dtype=dtype).element_size()
         budget = self.memory_budget_mb * 2**20
+        num_query, num_gallery = max(num_query, 1), max(num_gallery, 1)
         if torch.device(device).type == 'cpu':
-            budget = min(budget, CPU_BLOCK_BYTES)
-        pairs = max(1, int(budget // (hw * hw * elem)))
-        prob_batch_size = prob_batch_size or self.prob_batch_size
-        gal_batch_size = gal_batch_size or self.gal_batch_size
-        g_blk = gal_batch_size or min(max(num_gallery, 1), pairs)
-        q_blk = prob_batch_size or max(1, pairs // g_blk)
-        return max(1, min(q_blk, max(num_query, 1))), max(1, g_blk)
+            # per-thread cache-sized blocks, about square GEMM outputs
+            threads = max(1, torch.get_num_threads())
+            budget = min(budget, CPU_BLOCK_BYTES_PER_THREAD *
+                         math.ceil(threads / 8))
+            pairs = max(1, int(budget // pair_bytes))
+            g_blk = max(1, pairs // max(1, math.isqrt(pairs)))
+        else:
+            pairs = max(1, int(budget // pair_bytes))
+            g_blk = pairs
+        g_blk = min(num_gallery, g_blk)
+        g_blk = gal_batch_size or self.gal_batch_size or g_blk
+        q_blk = (prob_batch_size or self.prob_batch_size
+                 or max(1, pairs // g_blk))
+        return max(1, min(q_blk, num_query)), max(1, g_blk)
 
     def _folded_affine(self) -> Tuple[torch.Tensor, float, float]:
         """Eval-mode ``bn -> fc -> sum of halves -> logit_bn`` as
@@ -333,23 +445,27 @@ class QAConvHead(BaseModule):
         Returns:
             Tensor: [q, g] float32 logits, higher = more similar.
         """
-        q = self._flatten(query, 'query')
-        g = self._flatten(gallery, 'gallery')
-        if q.device != g.device:
-            raise ValueError(f'QAConvHead: query on {q.device} but gallery '
-                             f'on {g.device}')
-        nq, ng = q.size(0), g.size(0)
-        dtype = self._compute_dtype(q)
-        q_blk, g_blk = self.block_sizes(nq, ng, dtype, q.device,
+        self._check_shape(query, 'query')
+        self._check_shape(gallery, 'gallery')
+        if query.device != gallery.device:
+            raise ValueError(f'QAConvHead: query on {query.device} but '
+                             f'gallery on {gallery.device}')
+        nq, ng = query.size(0), gallery.size(0)
+        dtype = self._compute_dtype(query)
+        q_blk, g_blk = self.block_sizes(nq, ng, dtype, query.device,
                                         prob_batch_size, gal_batch_size)
         needs_grad = torch.is_grad_enabled() and (query.requires_grad
                                                   or gallery.requires_grad)
         if nq == 0 or ng == 0:
-            return q.new_zeros(nq, ng, dtype=torch.float32)
+            return query.new_zeros(nq, ng, dtype=torch.float32)
         if self._uses_batch_stats() or needs_grad:
-            return self._exact_scores(q, g, dtype, q_blk, g_blk)
+            return self._exact_scores(
+                self._flatten(query, 'query'),
+                self._flatten(gallery, 'gallery'), dtype, q_blk, g_blk)
         with torch.no_grad():
-            return self._fast_scores(q, g, dtype, q_blk, g_blk)
+            return self._fast_scores(
+                self._flatten(query, 'query'), gallery.flatten(2), dtype,
+                q_blk, g_blk)
 
     def _exact_scores(self, q, g, dtype, q_blk, g_blk) -> torch.Tensor:
         """Exact public formula; BatchNorm over all pairs in training."""
@@ -362,66 +478,59 @@ class QAConvHead(BaseModule):
                 m_q, m_g, _, _ = _pair_maxima_blocks(q, g, q_blk, g_blk)
             return self._scores_from_maxima(m_q, m_g)
 
-    def _fast_scores(self, q, g, dtype, q_blk, g_blk) -> torch.Tensor:
-        """Blockwise eval-mode scores with BatchNorm/fc folded."""
+    def _fast_scores(self, q, gal, dtype, q_blk, g_blk) -> torch.Tensor:
+        """Blockwise eval-mode scores with BatchNorm/fc folded.
+
+        On CPU with several intra-op threads, the blocks are spread over as
+        many Python worker threads, each running single-threaded kernels on
+        its own cache-sized block (no synchronisation between the threads
+        inside a block, which is much faster than splitting every small
+        GEMM and reduction over all threads).
+
+        Args:
+            q (Tensor): [nq, hw, c] query features.
+            gal (Tensor): [ng, c, hw] gallery features.
+        """
         nq, hw, c = q.shape
-        ng = g.size(0)
+        ng = gal.size(0)
         w, scale, offset = self._folded_affine()
         out = torch.empty(nq, ng, dtype=torch.float32, device=q.device)
-        g_blk = min(g_blk, ng)
-        q_blk = min(q_blk, nq)
-        with torch.autocast(q.device.type, enabled=False):
-            q2 = q.to(dtype).reshape(nq * hw, c)
-            g2t = g.to(dtype).reshape(ng * hw, c).t()
-            w32 = w.to(device=q.device, dtype=torch.float32)
-            sim_buf = torch.empty(
-                q_blk * hw * g_blk * hw, dtype=dtype, device=q.device)
-            # the maxima of one block row (q_blk queries x all gallery
-            # items), block after block: block j holds [qi, hw, gj] (max
-            # over the gallery locations) and [qi, gj, hw] (max over the
-            # query locations) at offset qi * hw * j
-            max_g_buf = torch.empty(
-                q_blk * hw * ng, dtype=dtype, device=q.device)
-            max_q_buf = torch.empty_like(max_g_buf)
-            n_full = ng // g_blk
-            for i in range(0, nq, q_blk):
-                qi = min(q_blk, nq - i)
-                for j in range(0, ng, g_blk):
-                    gj = min(g_blk, ng - j)
-                    sim = sim_buf[:qi * hw * gj * hw].view(qi * hw, gj * hw)
-                    torch.mm(
-                        q2[i * hw:(i + qi) * hw],
-                        g2t[:, j * hw:(j + gj) * hw],
-                        out=sim)
-                    sim = sim.view(qi, hw, gj, hw)
-                    start, stop = qi * hw * j, qi * hw * (j + gj)
-                    torch.amax(
-                        sim, dim=3, out=max_g_buf[start:stop].view(qi, hw, gj))
-                    torch.amax(
-                        sim, dim=1, out=max_q_buf[start:stop].view(qi, gj, hw))
-                # fc-weighted sums of the maxima, one call per block shape
-                row = out[i:i + qi]
-                if n_full:
-                    size = qi * hw * n_full * g_blk
-                    t = torch.matmul(
-                        w32, max_g_buf[:size].view(n_full, qi, hw,
-                                                   g_blk).float())
-                    t += torch.matmul(
-                        max_q_buf[:size].view(n_full, qi, g_blk,
-                                              hw).float(), w32)
-                    row[:, :n_full * g_blk] = t.transpose(0, 1).reshape(
-                        qi, n_full * g_blk)
-                rest = ng - n_full * g_blk
-                if rest:
-                    start = qi * hw * n_full * g_blk
-                    stop = start + qi * hw * rest
-                    t = torch.matmul(
-                        w32, max_g_buf[start:stop].view(qi, hw, rest).float())
-                    t += torch.matmul(
-                        max_q_buf[start:stop].view(qi, rest, hw).float(), w32)
-                    row[:, n_full * g_blk:] = t
-                row.mul_(scale).add_(offset)
-        return out
+        q2 = q.to(dtype).reshape(nq * hw, c)
+        w32 = w.to(device=q.device, dtype=torch.float32)
+        q_blk, g_blk = min(q_blk, nq), min(g_blk, ng)
+        q_starts = list(range(0, nq, q_blk))
+        workers = _cpu_workers(q.device)
+        if workers > 1 and len(q_starts) >= workers:
+            # query block rows dealt round-robin
+            tasks = [(q_starts[k::workers], 0, ng) for k in range(workers)]
+        elif workers > 1 and ng >= 2 * g_blk:
+            # few queries: split the gallery into contiguous ranges
+            n_blk = math.ceil(ng / g_blk)
+            cuts = [g_blk * (n_blk * k // workers) for k in range(workers)]
+            cuts = sorted(set(cuts)) + [ng]
+            tasks = [(q_starts, lo, hi) for lo, hi in zip(cuts, cuts[1:])]
+        else:
+            tasks = [(q_starts, 0, ng)]
+
+        def run(task):
+            with torch.no_grad(), torch.autocast(
+                    q.device.type, enabled=False):
+                _score_rows(q2, gal, w32, out, q_blk, g_blk, *task)
+
+        if len(tasks) == 1:
+            run(tasks[0])
+        else:
+            threads = torch.get_num_threads()
+            try:
+                with ThreadPoolExecutor(
+                        len(tasks),
+                        initializer=torch.set_num_threads,
+                        initargs=(1, )) as pool:
+                    for future in [pool.submit(run, t) for t in tasks]:
+                        future.result()
+            finally:
+                torch.set_num_threads(threads)
+        return out.mul_(scale).add_(offset)
 
     def forward(self,
                 query: torch.Tensor,
