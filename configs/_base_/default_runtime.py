@@ -9,6 +9,9 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # augmentation randomness from (seed, epoch): exact --resume
     epoch_seed=dict(type='EpochSeedHook'),
+    # DDP: average BN statistics across ranks after every epoch, so that the
+    # checkpoint, the next class graph and validation use one model
+    sync_buffers=dict(type='SyncBuffersHook'),
 )
 
 env_cfg = dict(

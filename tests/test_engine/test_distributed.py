@@ -280,13 +280,6 @@ def _logged_metrics(work_dir):
     return metrics
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='GraphSamplerHook extracts each rank\'s share of the class '
-    'images with that rank\'s own BN running statistics (DDP does not sync '
-    'buffers), so the graph mixes two models; fix: sync the buffers before '
-    'the graph is built (SyncBuffersHook, or broadcast from rank 0 in the '
-    'hook)')
 def test_dist_graph_is_built_by_one_model(dist_trained):
     """Every rank's share of the graph comes from the same model."""
     _, _, work_dir = dist_trained
