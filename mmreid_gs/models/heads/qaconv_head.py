@@ -17,6 +17,8 @@ from mmreid_gs.registry import MODELS
 CPU_BLOCK_BYTES_PER_THREAD = 5 * 2**18
 # Gallery items laid out for the GEMM at a time by the eval-mode scoring.
 GALLERY_CHUNK = 512
+# Query blocks scored one after the other against each gallery block.
+QUERY_GROUP = 4
 
 
 def _pair_maxima_blocks(q: torch.Tensor,
@@ -92,6 +94,49 @@ def _cpu_workers(device: torch.device) -> int:
     return threads if _OPENMP else 1
 
 
+def _block_views(sim_buf, max_g_buf, max_q_buf, qi, hw, g_blk, n_gal):
+    """Views of the buffers for every gallery block of a chunk (built once,
+    so that the inner loop only launches the three kernels)."""
+    views = []
+    for j in range(0, n_gal, g_blk):
+        gj = min(g_blk, n_gal - j)
+        sim = sim_buf[:qi * hw * gj * hw]
+        start, stop = qi * hw * j, qi * hw * (j + gj)
+        views.append((sim.view(qi * hw, gj * hw), sim.view(qi, hw, gj, hw),
+                      max_g_buf[start:stop].view(qi, hw, gj),
+                      max_q_buf[start:stop].view(qi, gj, hw)))
+    return views
+
+
+def _contract(max_g: torch.Tensor, max_q: torch.Tensor, w: torch.Tensor,
+              row: torch.Tensor, g_blk: int) -> None:
+    """``row = w . max_g + w . max_q`` for the blocks of one block row.
+
+    Args:
+        max_g (Tensor): Flat buffer, block j holds [qi, hw, gj].
+        max_q (Tensor): Flat buffer, block j holds [qi, gj, hw].
+        w (Tensor): [hw] float32 weights.
+        row (Tensor): [qi, n] float32 output.
+        g_blk (int): Gallery items per (full) block.
+    """
+    hw = w.numel()
+    qi, n_gal = row.shape
+    n_full = n_gal // g_blk
+    rest = n_gal - n_full * g_blk
+    if n_full:
+        size = qi * hw * n_full * g_blk
+        t = torch.matmul(w, max_g[:size].view(n_full, qi, hw, g_blk).float())
+        t += torch.matmul(max_q[:size].view(n_full, qi, g_blk, hw).float(), w)
+        row[:, :n_full * g_blk] = t.transpose(0, 1).reshape(
+            qi, n_full * g_blk)
+    if rest:
+        start = qi * hw * n_full * g_blk
+        stop = start + qi * hw * rest
+        t = torch.matmul(w, max_g[start:stop].view(qi, hw, rest).float())
+        t += torch.matmul(max_q[start:stop].view(qi, rest, hw).float(), w)
+        row[:, n_full * g_blk:] = t
+
+
 def _score_rows(q2: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
                 out: torch.Tensor, q_blk: int, g_blk: int, q_starts,
                 g_lo: int, g_hi: int) -> None:
@@ -101,7 +146,9 @@ def _score_rows(q2: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
     the query blocks starting at ``q_starts`` and the gallery range
     ``[g_lo, g_hi)``, one GEMM ``(q_blk*hw, c) @ (c, g_blk*hw)`` per block.
     The gallery is laid out for the GEMM (``[c, n*hw]``) one chunk of
-    ``GALLERY_CHUNK`` items at a time, so no full copy of it is made.
+    ``GALLERY_CHUNK`` items at a time, so no full copy of it is made, and
+    each gallery block serves ``QUERY_GROUP`` query blocks in a row while
+    it is in the cache.
 
     Args:
         q2 (Tensor): [nq * hw, c] query features (row = query location), in
@@ -120,48 +167,42 @@ def _score_rows(q2: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
     dtype, device = q2.dtype, q2.device
     chunk = g_blk * max(1, GALLERY_CHUNK // g_blk)
     chunk = min(chunk, g_hi - g_lo)
+    group = max(1, min(QUERY_GROUP, len(q_starts)))
     sim_buf = torch.empty(q_blk * hw * g_blk * hw, dtype=dtype, device=device)
-    # maxima of the block row of a gallery chunk, block after block: block
-    # j holds [qi, hw, gj] (max over the gallery locations) and [qi, gj, hw]
-    # (max over the query locations) at offset qi * hw * (j - chunk start)
-    max_g_buf = torch.empty(q_blk * hw * chunk, dtype=dtype, device=device)
+    # per query block of a group, the maxima of its block row over a gallery
+    # chunk, block after block: block j holds [qi, hw, gj] (max over the
+    # gallery locations) and [qi, gj, hw] (max over the query locations)
+    max_g_buf = torch.empty(
+        group, q_blk * hw * chunk, dtype=dtype, device=device)
     max_q_buf = torch.empty_like(max_g_buf)
     for c_lo in range(g_lo, g_hi, chunk):
         c_hi = min(c_lo + chunk, g_hi)
         n_gal = c_hi - c_lo
         g2t = gal[c_lo:c_hi].to(dtype).permute(1, 0, 2).reshape(c, -1)
-        n_full = n_gal // g_blk
-        rest = n_gal - n_full * g_blk
-        for i in q_starts:
-            qi = min(q_blk, nq - i)
-            q_rows = q2[i * hw:(i + qi) * hw]
-            for j in range(0, n_gal, g_blk):
-                gj = min(g_blk, n_gal - j)
-                sim = sim_buf[:qi * hw * gj * hw].view(qi * hw, gj * hw)
-                torch.mm(q_rows, g2t[:, j * hw:(j + gj) * hw], out=sim)
-                sim = sim.view(qi, hw, gj, hw)
-                start, stop = qi * hw * j, qi * hw * (j + gj)
-                torch.amax(
-                    sim, dim=3, out=max_g_buf[start:stop].view(qi, hw, gj))
-                torch.amax(
-                    sim, dim=1, out=max_q_buf[start:stop].view(qi, gj, hw))
-            row = out[i:i + qi, c_lo:c_hi]
-            if n_full:
-                size = qi * hw * n_full * g_blk
-                t = torch.matmul(
-                    w, max_g_buf[:size].view(n_full, qi, hw, g_blk).float())
-                t += torch.matmul(
-                    max_q_buf[:size].view(n_full, qi, g_blk, hw).float(), w)
-                row[:, :n_full * g_blk] = t.transpose(0, 1).reshape(
-                    qi, n_full * g_blk)
-            if rest:
-                start = qi * hw * n_full * g_blk
-                stop = start + qi * hw * rest
-                t = torch.matmul(
-                    w, max_g_buf[start:stop].view(qi, hw, rest).float())
-                t += torch.matmul(
-                    max_q_buf[start:stop].view(qi, rest, hw).float(), w)
-                row[:, n_full * g_blk:] = t
+        g_cols = [
+            g2t[:, j * hw:(j + g_blk) * hw] for j in range(0, n_gal, g_blk)
+        ]
+        views = {}  # (slot, query block size) -> views of every block
+        for k0 in range(0, len(q_starts), group):
+            members = []
+            for k, i in enumerate(q_starts[k0:k0 + group]):
+                qi = min(q_blk, nq - i)
+                if (k, qi) not in views:
+                    views[k, qi] = _block_views(sim_buf, max_g_buf[k],
+                                                max_q_buf[k], qi, hw, g_blk,
+                                                n_gal)
+                members.append((i, qi, q2[i * hw:(i + qi) * hw],
+                                views[k, qi]))
+            for j, g_col in enumerate(g_cols):
+                for _, _, q_rows, block_views in members:
+                    sim2d, sim4d, max_g, max_q = block_views[j]
+                    # one GEMM, then max over the gallery / query locations
+                    torch.mm(q_rows, g_col, out=sim2d)
+                    torch.amax(sim4d, dim=3, out=max_g)
+                    torch.amax(sim4d, dim=1, out=max_q)
+            for k, (i, qi, _, _) in enumerate(members):
+                _contract(max_g_buf[k], max_q_buf[k], w,
+                          out[i:i + qi, c_lo:c_hi], g_blk)
 
 
 class _PairMaxima(torch.autograd.Function):
