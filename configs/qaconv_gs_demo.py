@@ -5,9 +5,10 @@
 #   python tools/train.py configs/qaconv_gs_demo.py
 #   python tools/test.py configs/qaconv_gs_demo.py        # untrained network
 #
-# Differences from the paper's settings, for a 2-core CPU: ResNet-18-IBN from
-# scratch (no ImageNet weights, so BN is trained and lr is higher), 128x64
-# input (8x4 maps), B = 32 (8 identities x 4 images).
+# Differences from the paper's settings, for a 2-core CPU: a half-width
+# ResNet-18-IBN (32 base channels) from scratch (no ImageNet weights, so BN is
+# trained and the lr is higher), 128x64 input (8x4 maps), B = 32 (8 identities
+# x 4 images), 8 epochs with the lr step at 6, light padding for the crop.
 _base_ = [
     './_base_/datasets/reid_data.py',
     './_base_/schedules/qaconv_gs_15e.py',
@@ -54,9 +55,9 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         to_rgb=True),
     backbone=dict(
-        type='ResNetIBN', depth=18, num_stages=3, out_indices=(2, ),
-        norm_eval=False),
-    neck=dict(type='QAConvNeck', in_channels=256, out_channels=64),
+        type='ResNetIBN', depth=18, base_channels=32, num_stages=3,
+        out_indices=(2, ), norm_eval=False),
+    neck=dict(type='QAConvNeck', in_channels=128, out_channels=64),
     head=dict(
         type='QAConvHead', num_features=64, height=img_height // 16,
         width=img_width // 16, loss=dict(type='PairwiseMatchingLoss')))

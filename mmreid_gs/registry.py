@@ -22,6 +22,8 @@ from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
+from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
 
@@ -65,5 +67,10 @@ METRICS = Registry('metric', parent=MMENGINE_METRICS,
 EVALUATOR = Registry('evaluator', parent=MMENGINE_EVALUATOR,
                      locations=['mmreid_gs.evaluation'])
 
+# No visualizers of our own yet: MMEngine's are found through the parent.
+VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS,
+                       locations=['mmreid_gs.utils'])
+VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS,
+                       locations=['mmreid_gs.utils'])
 FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS,
                      locations=['mmreid_gs.engine'])
