@@ -28,7 +28,6 @@ and ``FFFFFF`` the frame number on a clock shared by all cameras: a person
 walks along the row of cameras, so that the frame differences between
 cameras are plausible transit times (for TLift).
 """
-import colorsys
 import json
 import os
 import os.path as osp
@@ -50,7 +49,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 GENERATOR_NAME = 'mmreid_gs.SyntheticReID'
-GENERATOR_VERSION = '1.0'
+GENERATOR_VERSION = '1.2'
 DOMAINS = ('A', 'B')
 # Person ids of domain B start after this offset, so that the two domains
 # never share an id (4-digit Market-1501 ids).
@@ -522,7 +521,8 @@ def _scene_indoor(rng, h, w):
     img *= (1 + .08 * _noise(rng, h, w, [h // 2], [1.]))[..., None]
     horizon = int(h * rng.uniform(.55, .72))
     floor = _rand_col(rng, .25, .6)
-    img[horizon:] = floor
+    img[horizon:] = floor * (1 + .25 * _noise(rng, h - horizon, w, [4, 2],
+                                               [.6, .4]))[..., None]
     tile = int(rng.integers(5, 12))
     img[horizon::tile] *= .75
     vp = w * rng.uniform(.3, .7)
@@ -539,6 +539,14 @@ def _scene_indoor(rng, h, w):
                       tuple(col.tolist()), -1)
         cv2.rectangle(img, (int(x0), int(y0)), (int(x0 + ww), int(y1)),
                       tuple((wall * .6).tolist()), 1)
+    for _ in range(int(rng.integers(1, 4))):  # textured posters, plants
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, horizon))
+        pw, ph = int(rng.integers(w // 25 + 2, w // 8 + 3)), int(
+            rng.integers(h // 6, h // 2))
+        win = img[y0:y0 + ph, x0:x0 + pw]
+        if win.size:
+            tex = _noise(rng, win.shape[0], win.shape[1], [3, 1], [.7, .5])
+            win[:] = _rand_col(rng, .1, .9) * (1 + .6 * tex)[..., None]
     return img
 
 
@@ -562,10 +570,10 @@ def _scene_mall(rng, h, w):
         ww = int(rng.integers(w // 10, w // 4))
         col = _rand_col(rng, .15, 1.)
         y0 = int(rng.integers(h // 10, h // 4))
-        img[y0:horizon, x + 2:x + ww - 2] = col
-        img[y0:horizon, x + 2:x + ww - 2] *= (
-            1 + .15 * _noise(rng, horizon - y0, max(1, ww - 4), [6],
-                             [1.]))[..., None]
+        win = img[y0:horizon, x + 2:x + ww - 2]
+        if win.size:
+            win[:] = col * (1 + .15 * _noise(rng, win.shape[0], win.shape[1],
+                                             [6], [1.]))[..., None]
         x += ww
     return img
 
@@ -575,7 +583,7 @@ def _scene_foliage(rng, h, w):
                      rng.uniform(.05, .25)], np.float32)
     n1 = _noise(rng, h, w, [24, 8, 3], [.6, .35, .25])
     n2 = _noise(rng, h, w, [16, 4], [.5, .3])
-    img = base[None, None] * (1 + .6 * n1[..., None])
+    img = base[None, None] * (1 + .5 * n1[..., None])
     img[..., 0] += .12 * n2
     ground = int(h * rng.uniform(.6, .8))
     img[ground:] = np.array([.35, .3, .2], np.float32) * (
@@ -642,22 +650,26 @@ def _camera_style(seed: int, domain: str, cam: int) -> Dict:
     """Style of one camera: scene choice, optics and photometry."""
     rng = _rng(seed, _DOMAIN_CODE[domain], 9, cam)
     if domain == 'A':
-        temp = rng.uniform(-.12, .12)
-        style = dict(tint=rng.uniform(-.04, .04), gain=rng.uniform(.9, 1.1),
-                     gamma=rng.uniform(.85, 1.15),
-                     saturation=rng.uniform(.85, 1.1),
-                     blur=rng.uniform(0., .4), noise=rng.uniform(1., 3.),
-                     jpeg=int(rng.integers(80, 96)), lowres=1.,
-                     scale=rng.uniform(.95, 1.05))
+        # varied but mild: a model can learn some invariance from them
+        temp = rng.uniform(-.15, .15)
+        style = dict(tint=rng.uniform(-.05, .05), gain=rng.uniform(.85, 1.15),
+                     gamma=rng.uniform(.8, 1.2),
+                     saturation=rng.uniform(.8, 1.1),
+                     blur=rng.uniform(0., .6), noise=rng.uniform(1., 4.),
+                     jpeg=int(rng.integers(70, 96)),
+                     lowres=rng.uniform(.75, 1.) if rng.random() < .5 else 1.,
+                     scale=rng.uniform(.86, 1.05))
     else:
-        temp = rng.uniform(.2, .35) * rng.choice([-1, 1])
-        gamma = rng.uniform(.6, .8) if rng.random() < .5 else rng.uniform(
-            1.3, 1.6)
-        style = dict(tint=rng.uniform(-.1, .1), gain=rng.uniform(.75, 1.25),
-                     gamma=gamma, saturation=rng.uniform(.45, .7),
-                     blur=rng.uniform(.7, 1.2), noise=rng.uniform(4., 8.),
-                     jpeg=int(rng.integers(30, 51)),
-                     lowres=rng.uniform(.5, .7), scale=rng.uniform(.82, .95))
+        # strong colour casts, low saturation, low resolution, blur
+        temp = rng.uniform(.15, .22) * rng.choice([-1, 1])
+        gamma = rng.uniform(.78, .9) if rng.random() < .5 else rng.uniform(
+            1.12, 1.3)
+        style = dict(tint=rng.uniform(-.06, .06), gain=rng.uniform(.8, 1.2),
+                     gamma=gamma, saturation=rng.uniform(.55, .72),
+                     blur=rng.uniform(.65, 1.), noise=rng.uniform(4., 7.),
+                     jpeg=int(rng.integers(35, 61)),
+                     lowres=rng.uniform(.6, .78),
+                     scale=rng.uniform(.86, .96))
     style['temperature'] = temp
     style['scene'] = int(rng.integers(len(_SCENES[domain])))
     # whether the camera sees people walking "up" the row from the front
@@ -835,7 +847,7 @@ def _write_tree(root: str, p: Dict) -> Dict:
     """Generate every image of one domain into ``root`` (must exist)."""
     domain, seed = p['domain'], p['seed']
     img_size = tuple(p['img_size'])
-    h, w = img_size
+    h = img_size[0]
     styles = [_camera_style(seed, domain, c) for c in range(p['num_cams'])]
     scenes = []
     for c, st in enumerate(styles):
@@ -922,8 +934,8 @@ def generate_synthetic_reid(root: str,
                             domain: str = 'A',
                             num_train_ids: int = 200,
                             num_test_ids: int = 100,
-                            num_cams: int = 4,
-                            imgs_per_cam: int = 3,
+                            num_cams: int = 6,
+                            imgs_per_cam: int = 2,
                             min_cams: int = 2,
                             family_size: int = 4,
                             img_size: Tuple[int, int] = (128, 64),
@@ -982,6 +994,10 @@ def generate_synthetic_reid(root: str,
                     'meta.json of SyntheticReID; refusing to overwrite it. '
                     'Point data_root to a new or SyntheticReID folder.')
             begin = time.time()
+            print_log(
+                f'SyntheticReID: generating domain {domain} into {root} '
+                f'({num_train_ids} train + {num_test_ids} test identities, '
+                f'{num_cams} cameras)...', logger='current')
             tmp = tempfile.mkdtemp(prefix=osp.basename(root) + '.tmp-',
                                    dir=parent)
             try:
@@ -1000,6 +1016,9 @@ def generate_synthetic_reid(root: str,
                 os.rename(tmp, root)
                 if old is not None:
                     shutil.rmtree(old, ignore_errors=True)
+                print_log(
+                    f'SyntheticReID: {root} ready in {meta["seconds"]} s '
+                    f'({info["counts"]}).', logger='current')
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -1044,9 +1063,9 @@ class SyntheticReID(Market1501):
         seed (int): Generation seed. Defaults to 0.
         img_size (tuple[int, int]): Stored image size (h, w); the pipeline
             resizes. Defaults to (128, 64).
-        num_cams (int): Cameras of the domain. Defaults to 4.
+        num_cams (int): Cameras of the domain. Defaults to 6.
         imgs_per_cam (int): Images of a person per camera that sees it.
-            Defaults to 3.
+            Defaults to 2.
         min_cams (int): Fewest cameras that see a person. Defaults to 2.
         family_size (int): Identities per family of look-alikes.
             Defaults to 4.
@@ -1062,8 +1081,8 @@ class SyntheticReID(Market1501):
                  num_test_ids: int = 100,
                  seed: int = 0,
                  img_size: Tuple[int, int] = (128, 64),
-                 num_cams: int = 4,
-                 imgs_per_cam: int = 3,
+                 num_cams: int = 6,
+                 imgs_per_cam: int = 2,
                  min_cams: int = 2,
                  family_size: int = 4,
                  **kwargs):

@@ -339,50 +339,22 @@ class ReIDTestLoop(_ReIDLoopMixin, BaseLoop):
 
     def run(self) -> dict:
         """Evaluate every named set and return the metrics."""
-        self.runner.call_hook('before_test')
-        self.runner.call_hook('before_test_epoch')
+        mode = self.mode
+        self.runner.call_hook(f'before_{mode}')
+        self.runner.call_hook(f'before_{mode}_epoch')
         metrics = self.evaluate_sets()
-        self.runner.call_hook('after_test_epoch', metrics=metrics)
-        self.runner.call_hook('after_test')
+        self.runner.call_hook(f'after_{mode}_epoch', metrics=metrics)
+        self.runner.call_hook(f'after_{mode}')
         return metrics
 
 
 @LOOPS.register_module()
-class ReIDValLoop(_ReIDLoopMixin, BaseLoop):
-    """Validation during training with the same sets as
-    :class:`ReIDTestLoop` (configured through ``val_cfg``/``val_dataloader``/
-    ``val_evaluator``).
-
-    Args:
-        runner (Runner): The runner.
-        dataloader (dict): Template dataloader config.
-        evaluator (dict | list | Evaluator): Metrics.
-        test_sets (dict | list): Named query/gallery sets.
-        pipeline (list[dict], optional): Test pipeline given to every split
-            whose dataset config has none.
-        fp16 (bool): Extract and match under autocast. Defaults to False.
-        progress (bool): Show progress bars. Defaults to False.
-        keep_outputs (bool): Keep every set's outputs. Defaults to False.
-    """
+class ReIDValLoop(ReIDTestLoop):
+    """Validation during training (``val_cfg``/``val_dataloader``/
+    ``val_evaluator``) with the same sets and arguments as
+    :class:`ReIDTestLoop`, calling the ``val`` hooks; progress bars are off
+    by default."""
     mode = 'val'
 
-    def __init__(self,
-                 runner,
-                 dataloader: Union[DataLoader, Dict],
-                 evaluator: Union[Evaluator, Dict, List],
-                 test_sets: Union[Dict, Sequence[Dict]] = None,
-                 pipeline: Optional[List[dict]] = None,
-                 fp16: bool = False,
-                 progress: bool = False,
-                 keep_outputs: bool = False) -> None:
-        self._init_sets(runner, dataloader, evaluator, test_sets, pipeline,
-                        fp16, progress, keep_outputs)
-
-    def run(self) -> dict:
-        """Evaluate every named set and return the metrics."""
-        self.runner.call_hook('before_val')
-        self.runner.call_hook('before_val_epoch')
-        metrics = self.evaluate_sets()
-        self.runner.call_hook('after_val_epoch', metrics=metrics)
-        self.runner.call_hook('after_val')
-        return metrics
+    def __init__(self, *args, progress: bool = False, **kwargs) -> None:
+        super().__init__(*args, progress=progress, **kwargs)
