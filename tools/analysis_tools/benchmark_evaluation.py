@@ -1,0 +1,128 @@
+"""Time and peak memory of a Market-1501-sized QAConv evaluation.
+
+Scores every query against every gallery map with ``QAConvHead.match`` in
+query chunks (as ``ReIDTestLoop`` does), then runs ``evaluate_rank``, and
+reports the wall time of each stage and the peak resident memory beyond the
+feature maps and the score matrix, which must not grow with q x g.
+
+    python tools/analysis_tools/benchmark_evaluation.py                 # 3,368 x 15,913
+    python tools/analysis_tools/benchmark_evaluation.py --num-query 337  # 10% of the queries
+
+With fewer queries the full-size time is extrapolated linearly (matching is
+q x g work in independent query rows).
+"""
+import argparse
+import resource
+import threading
+import time
+
+import numpy as np
+import torch
+
+from mmreid_gs.evaluation.functional import evaluate_rank
+from mmreid_gs.models.heads import QAConvHead
+
+
+def current_rss_mb() -> float:
+    """Resident set size of this process now, in MiB."""
+    with open('/proc/self/statm') as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+class PeakRSS:
+    """Highest RSS seen while the ``with`` block runs (sampled every 20 ms)."""
+
+    def __enter__(self):
+        self.peak = current_rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, current_rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, current_rss_mb())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--num-query', type=int, default=3368)
+    parser.add_argument('--num-gallery', type=int, default=15913)
+    parser.add_argument('--full-query', type=int, default=3368,
+                        help='query count to extrapolate the time to')
+    parser.add_argument('--channels', type=int, default=64)
+    parser.add_argument('--height', type=int, default=24)
+    parser.add_argument('--width', type=int, default=8)
+    parser.add_argument('--chunk', type=int, default=256,
+                        help='queries per match call (as ReIDTestLoop)')
+    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--device', default='cpu')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    c, h, w = args.channels, args.height, args.width
+    num_ids = max(2, args.num_gallery // 20)
+    # Identity-structured maps so that the metrics are not degenerate.
+    centres = torch.randn(num_ids, c, h, w, generator=gen)
+
+    def maps(n, pids):
+        x = centres[pids] + 2.5 * torch.randn(n, c, h, w, generator=gen)
+        return torch.nn.functional.normalize(x, dim=1)
+
+    g_pids = torch.randint(num_ids, (args.num_gallery, ), generator=gen)
+    q_pids = g_pids[torch.randint(args.num_gallery, (args.num_query, ),
+                                  generator=gen)]
+    gallery = maps(args.num_gallery, g_pids).to(args.device)
+    query = maps(args.num_query, q_pids).to(args.device)
+    g_cams = torch.randint(6, (args.num_gallery, ), generator=gen).numpy()
+    q_cams = (torch.randint(6, (args.num_query, ), generator=gen).numpy())
+    head = QAConvHead(c, h, w).to(args.device).eval()
+    with torch.no_grad():  # trained-looking BN statistics
+        head.bn.running_mean.fill_(0.5)
+        head.bn.running_var.fill_(0.04)
+    base = current_rss_mb()
+    feat_mb = (query.numel() + gallery.numel()) * 4 / 2**20
+    score_mb = args.num_query * args.num_gallery * 4 / 2**20
+
+    with PeakRSS() as watch:
+        tic = time.perf_counter()
+        rows = []
+        with torch.no_grad():
+            for i in range(0, args.num_query, args.chunk):
+                rows.append(
+                    head.match(query[i:i + args.chunk], gallery).cpu())
+        scores = torch.cat(rows)
+        del rows
+        t_match = time.perf_counter() - tic
+        tic = time.perf_counter()
+        res = evaluate_rank(-scores.numpy(), q_pids.numpy(), g_pids.numpy(),
+                            q_cams, g_cams)
+        t_rank = time.perf_counter() - tic
+    peak = watch.peak
+
+    pairs = args.num_query * args.num_gallery
+    scale = args.full_query / args.num_query
+    print(f'maps {c}x{h}x{w}; {args.num_query} queries x '
+          f'{args.num_gallery} gallery = {pairs / 1e6:.1f} M pairs; '
+          f'{torch.get_num_threads()} threads, {args.device}')
+    print(f'matching: {t_match:.1f} s ({pairs / t_match:,.0f} pairs/s); '
+          f'evaluate_rank: {t_rank:.2f} s; Rank-1 {res["cmc"][0]:.3f}, '
+          f'mAP {res["mAP"]:.3f}')
+    if scale != 1:
+        print(f'extrapolated to {args.full_query} queries: matching '
+              f'{t_match * scale / 60:.1f} min')
+    print(f'memory: feature maps {feat_mb:.0f} MiB, score matrix '
+          f'{score_mb:.0f} MiB; RSS before matching {base:.0f} MiB, peak '
+          f'while matching and ranking {peak:.0f} MiB; extra beyond the '
+          f'score matrix: {peak - base - score_mb:.0f} MiB')
+
+
+if __name__ == '__main__':
+    main()
