@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from mmreid_gs.evaluation.functional import evaluate_rank
+from mmreid_gs.utils.benchmark import gemm_gflops
 
 
 def reference_evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids,
@@ -86,30 +87,6 @@ def make_data(num_query, num_gallery, data='features', num_ids=751,
     return dist.astype(np.float32), q_pids, g_pids, q_cams, g_cams
 
 
-def gemm_gflops(n=1024, repeat=5):
-    """fp32 GEMM throughput of this machine (GFLOP/s, best of repeats)."""
-    try:
-        import torch
-        a = torch.randn(n, n)
-        b = torch.randn(n, n)
-        torch.mm(a, b)
-        best = min(_timeit(lambda: torch.mm(a, b)) for _ in range(repeat))
-        lib = 'torch.mm'
-    except ImportError:
-        rng = np.random.default_rng(0)
-        a = rng.standard_normal((n, n), dtype=np.float32)
-        b = rng.standard_normal((n, n), dtype=np.float32)
-        best = min(_timeit(lambda: a @ b) for _ in range(repeat))
-        lib = 'numpy matmul'
-    return 2 * n**3 / best / 1e9, lib
-
-
-def _timeit(fn):
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--num-query', type=int, default=3368)
@@ -131,7 +108,7 @@ def main():
     args = parse_args()
     data = make_data(args.num_query, args.num_gallery, args.data,
                      seed=args.seed)
-    gflops, lib = gemm_gflops()
+    gflops, lib = gemm_gflops(), 'torch.mm'
     print(f'machine fp32 GEMM: {gflops:.1f} GFLOP/s ({lib}, 1024^3)')
     print(f'data: {args.data}, {args.num_query} queries x '
           f'{args.num_gallery} gallery, float32')

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from mmreid_gs.engine.graph import build_class_graph
+from mmreid_gs.utils.benchmark import gemm_gflops
 
 
 def parse_args():
@@ -142,15 +143,6 @@ def build_matcher(channels, height, width, seed, reference):
     return ReferenceQAConv(height, width, seed), 'reference QAConv'
 
 
-def gemm_gflops(size=2048, reps=3):
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * size**3 * reps / (time.perf_counter() - start) / 1e9
-
-
 def timed(repeats, scale, fn, *args, **kwargs):
     """Run ``fn`` ``repeats`` times; the result and the smallest wall and
     CPU times, multiplied by ``scale``."""
@@ -180,7 +172,7 @@ def main():
     print(f'matcher: {name}; maps {channels}x{height}x{width}; '
           f'{torch.get_num_threads()} threads; num_neighbors '
           f'{args.num_neighbors}')
-    print(f'fp32 GEMM 2048^3: {gemm_gflops():.1f} GFLOP/s')
+    print(f'fp32 GEMM 2048^3: {gemm_gflops(2048, 3):.1f} GFLOP/s')
     classes = list(args.classes) + ([8000] if args.with_8000 else [])
     header = (f"{'C':>5} {'N':>5} {'proxy':>7} {'exact s':>8} "
               f"{'cand s':>7} {'exact CPU':>8} {'cand CPU':>7} "

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from mmreid_gs.evaluation.functional import re_ranking
+from mmreid_gs.utils.benchmark import gemm_gflops
 
 
 def reference_re_ranking(distmat_all, num_query, k1=20, k2=6,
@@ -75,30 +76,6 @@ def make_data(num_query, num_gallery, num_ids=500, seed=0):
     return (1.0 - 1.0 / (1.0 + np.exp(-score))).astype(np.float32)
 
 
-def gemm_gflops(n=1024, repeat=5):
-    """fp32 GEMM throughput of this machine (GFLOP/s, best of repeats)."""
-    try:
-        import torch
-        a = torch.randn(n, n)
-        b = torch.randn(n, n)
-        torch.mm(a, b)
-        best = min(_timeit(lambda: torch.mm(a, b)) for _ in range(repeat))
-        lib = 'torch.mm'
-    except ImportError:
-        rng = np.random.default_rng(0)
-        a = rng.standard_normal((n, n), dtype=np.float32)
-        b = rng.standard_normal((n, n), dtype=np.float32)
-        best = min(_timeit(lambda: a @ b) for _ in range(repeat))
-        lib = 'numpy matmul'
-    return 2 * n**3 / best / 1e9, lib
-
-
-def _timeit(fn):
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--num-query', type=int, default=1000)
@@ -115,7 +92,7 @@ def parse_args():
 def main():
     args = parse_args()
     dist = make_data(args.num_query, args.num_gallery, seed=args.seed)
-    gflops, lib = gemm_gflops()
+    gflops, lib = gemm_gflops(), 'torch.mm'
     print(f'machine fp32 GEMM: {gflops:.1f} GFLOP/s ({lib}, 1024^3)')
     print(f'data: {args.num_query} + {args.num_gallery} items, '
           f'k1={args.k1} k2={args.k2} lambda={args.lambda_value}')
