@@ -49,6 +49,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 GENERATOR_NAME = 'mmreid_gs.SyntheticReID'
+# Bump whenever the generated images change: trees of another version are
+# then regenerated. The demo results of the README were measured with 1.2.
 GENERATOR_VERSION = '1.2'
 DOMAINS = ('A', 'B')
 # Person ids of domain B start after this offset, so that the two domains

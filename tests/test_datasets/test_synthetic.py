@@ -173,22 +173,26 @@ def test_invalid_parameters(tmp_path):
                                 num_test_ids=1000)
 
 
-def _generate_after(barrier, root):
+def _generate_after(barrier, root, queue):
     barrier.wait()
     generate_synthetic_reid(root, domain='B', **SMALL)
+    queue.put(os.stat(root).st_ino)
 
 
 def test_concurrent_generation(tmp_path):
     root = str(tmp_path / 'B')
     ctx = mp.get_context('fork')
-    barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_generate_after, args=(barrier, root))
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_generate_after, args=(barrier, root, queue))
              for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
+    # the process that waited for the lock reused the tree of the other one
+    inodes = {queue.get(timeout=5) for _ in procs}
+    assert inodes == {os.stat(root).st_ino}
     # one tree, no temporary folder left, the same as a fresh generation
     assert sorted(os.listdir(tmp_path)) == ['B', 'B.lock']
     ref = str(tmp_path / 'ref')
