@@ -1096,7 +1096,7 @@ class SyntheticReID(Market1501):
             num_test_ids=num_test_ids, num_cams=num_cams,
             imgs_per_cam=imgs_per_cam, min_cams=min_cams,
             family_size=family_size, img_size=img_size, seed=seed)
-        metainfo = dict(kwargs.pop('metainfo', None) or {})
-        metainfo.setdefault('domain', domain)
-        super().__init__(
-            data_root=data_root, split=split, metainfo=metainfo, **kwargs)
+        super().__init__(data_root=data_root, split=split, **kwargs)
+        # Set after loading: BaseDataset takes a string metainfo value for a
+        # file to read and warns that 'A' is not one.
+        self._metainfo.setdefault('domain', domain)
