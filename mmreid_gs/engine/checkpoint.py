@@ -79,7 +79,10 @@ def load_from_local(filename: str, map_location=None) -> Any:
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'Checkpoint not found: {filename}')
+        raise FileNotFoundError(
+            f'Checkpoint not found: {filename}. Nothing is downloaded at run '
+            'time: ImageNet backbone weights (init_cfg) are local files, see '
+            'README "Models" (tools/model_converters/ibn_to_mmreid.py).')
     try:
         return torch.load(filename, map_location=map_location,
                           weights_only=True)
