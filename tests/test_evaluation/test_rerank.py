@@ -106,3 +106,49 @@ def test_errors():
         re_ranking(good, 2, lambda_value=1.5)
     with pytest.raises(ValueError, match='k1'):
         re_ranking(good, 2, k1=0)
+
+
+def test_gallery_permutation_permutes_the_columns():
+    """Re-ranking does not depend on the order of the gallery: permuting the
+    gallery items (rows and columns of the input) permutes the output
+    columns the same way."""
+    rng = np.random.default_rng(3)
+    nq, ng = 6, 30
+    dist = make_dist(rng, nq + ng)
+    out = re_ranking(dist, nq, k1=5, k2=3, lambda_value=0.3)
+    perm = rng.permutation(ng)
+    order = np.concatenate([np.arange(nq), nq + perm])
+    out_perm = re_ranking(dist[np.ix_(order, order)], nq, k1=5, k2=3,
+                          lambda_value=0.3)
+    np.testing.assert_allclose(out_perm, out[:, perm], rtol=0, atol=1e-5)
+
+
+def test_symmetric_roles_of_two_identical_queries():
+    """Two queries with identical distance rows get identical re-ranked
+    rows (symmetry of the inputs carries to the output)."""
+    rng = np.random.default_rng(4)
+    n = 25
+    dist = make_dist(rng, n)
+    # make item 1 an exact copy of item 0 (both queries)
+    dist[1, :] = dist[0, :]
+    dist[:, 1] = dist[:, 0]
+    dist[0, 1] = dist[1, 0] = dist[0, 0] = dist[1, 1] = 0.0
+    out = re_ranking(dist, 2, k1=4, k2=1, lambda_value=0.3)
+    np.testing.assert_allclose(out[0], out[1], rtol=0, atol=1e-6)
+
+
+def test_hand_checkable_two_clusters():
+    """Two well separated clusters of 4 points, k1 = 2: a k-reciprocal set
+    (k1 + 1 = 3 nearest, self included) never leaves its cluster, so with
+    lambda = 0 the distance to every item of the other cluster is exactly 1
+    (no shared neighbour), while each query shares neighbours with its own
+    cluster (distance < 1)."""
+    pts = np.array([0.0, 0.1, 0.2, 10.0, 10.1, 10.2, 0.05, 10.05])
+    dist = np.abs(pts[:, None] - pts[None])
+    out = re_ranking(dist, 2, k1=2, k2=1, lambda_value=0.0)
+    # queries: 0.0 (cluster a) and 0.1 (cluster a); gallery: 0.2, 10.0,
+    # 10.1, 10.2, 0.05, 10.05 -> cluster a columns 0 and 4
+    own, other = out[:, [0, 4]], out[:, [1, 2, 3, 5]]
+    assert (own.min(axis=1) < 1).all()
+    assert ((out >= 0) & (out <= 1)).all()
+    np.testing.assert_allclose(other, 1.0, atol=1e-6)
