@@ -8,6 +8,7 @@ import os
 import os.path as osp
 import sys
 
+import torch
 from mmengine.config import Config, DictAction
 
 from mmreid_gs.apis.launch import (build_runner, config_error, init_cpu_dist,
@@ -60,6 +61,10 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
+        if not torch.cuda.is_available():
+            raise config_error(
+                '--amp needs a GPU: MMEngine\'s AmpOptimWrapper trains on '
+                'GPU, NPU, MLU or MUSA devices only, and none is available.')
         amp_types = {
             'OptimWrapper': 'AmpOptimWrapper',
             'SkipNonFiniteOptimWrapper': 'SkipNonFiniteAmpOptimWrapper'

@@ -203,6 +203,13 @@ def test_bad_inputs_give_clear_errors(tiny_config, tmp_path, capsys):
     err = capsys.readouterr().err
     assert 'max_epoch' in err and 'max_epochs' in err
 
+    # Mixed precision without a GPU.
+    if not torch.cuda.is_available():
+        assert train.run_cli(
+            train.main, [config, '--work-dir',
+                         str(tmp_path / 'amp'), '--amp']) == 2
+        assert '--amp needs a GPU' in capsys.readouterr().err
+
     # A missing checkpoint, and a truncated one.
     assert test.run_cli(test.main, [config, str(tmp_path / 'none.pth')]) == 2
     assert 'none.pth' in capsys.readouterr().err
