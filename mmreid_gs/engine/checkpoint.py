@@ -101,3 +101,50 @@ def load_from_local(filename: str, map_location=None) -> Any:
                 f'arrays and MMEngine log buffers are): {err}') from None
         raise RuntimeError(
             f'Cannot read checkpoint {filename}: {err}') from None
+
+
+def load_weights_file(path: str) -> dict:
+    """Read a checkpoint dict for conversion, weights only.
+
+    Used by ``tools/model_converters``: ``torch.load(weights_only=True)``
+    with numpy arrays and scalars allowed for this call only (old public
+    checkpoints hold a numpy loss value); the process-wide allow-list is
+    left as it was.
+
+    Args:
+        path (str): The checkpoint file.
+
+    Returns:
+        dict: The loaded checkpoint.
+
+    Raises:
+        FileNotFoundError: When ``path`` does not exist.
+        ValueError: When ``path`` is not a PyTorch checkpoint of a dict or
+            holds objects that are not weights; the message names the file.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    with open(path, 'rb') as f:
+        magic = f.read(1)
+    if not zipfile.is_zipfile(path) and magic != b'\x80':
+        raise ValueError(f'{path} is not a PyTorch checkpoint (neither the '
+                         'zip format of torch.save nor a pickle)')
+    # safe_globals() removes its entries on exit: pass only missing ones.
+    present = torch.serialization.get_safe_globals()
+    extra = [t for t in _numpy_globals() if t not in present]
+    try:
+        with torch.serialization.safe_globals(extra):
+            checkpoint = torch.load(path, map_location='cpu',
+                                    weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f'{path} holds objects that are not weights and will not be '
+            f'unpickled (torch.load weights_only=True): {err}') from err
+    except Exception as err:  # zip/pickle format errors of any kind
+        raise ValueError(
+            f'{path} is not a PyTorch checkpoint: {type(err).__name__}: '
+            f'{err}') from err
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'{path} is not a checkpoint dict: it holds a '
+                         f'{type(checkpoint).__name__}')
+    return checkpoint

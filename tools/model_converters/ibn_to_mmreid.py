@@ -24,51 +24,16 @@ Usage::
 import argparse
 import os
 import os.path as osp
-import pickle
 import re
-import zipfile
 from collections import OrderedDict
 
 import torch
 
+from mmreid_gs.engine.checkpoint import \
+    load_weights_file as load_checkpoint_file
+
 RESNET_PARTS = ('conv1.', 'bn1.', 'layer1.', 'layer2.', 'layer3.',
                 'layer4.')
-
-
-def load_checkpoint_file(path):
-    """Load a checkpoint with ``weights_only=True``.
-
-    Args:
-        path (str): The checkpoint file.
-
-    Returns:
-        dict: The loaded object.
-
-    Raises:
-        FileNotFoundError: When ``path`` does not exist.
-        ValueError: When ``path`` is not a PyTorch checkpoint of a dict.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {path}')
-    with open(path, 'rb') as f:
-        magic = f.read(1)
-    if not zipfile.is_zipfile(path) and magic != b'\x80':
-        raise ValueError(f'{path} is not a PyTorch checkpoint (neither the '
-                         'zip format of torch.save nor a pickle)')
-    try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f'{path} holds objects that are not weights and will not be '
-            f'unpickled (torch.load weights_only=True): {err}') from err
-    except Exception as err:  # zip/pickle format errors of any kind
-        raise ValueError(
-            f'{path} is not a PyTorch checkpoint: {type(err).__name__}: '
-            f'{err}') from err
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'{path} is not a checkpoint dict: it holds a '
-                         f'{type(checkpoint).__name__}')
-    return checkpoint
 
 
 def _strip_module(key):

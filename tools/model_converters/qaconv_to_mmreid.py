@@ -36,13 +36,14 @@ IBN type, neck channels, feature-map size ``hw``).
 import argparse
 import os
 import os.path as osp
-import pickle
 import re
-import zipfile
 from collections import OrderedDict
 
 import numpy as np
 import torch
+
+from mmreid_gs.engine.checkpoint import \
+    load_weights_file as load_checkpoint_file
 
 MATCHER_MODULES = ('bn.', 'fc.', 'logit_bn.')
 # parts of the public loss modules that are no part of our model
@@ -55,61 +56,6 @@ DEPTHS = {
     ('bottleneck', (3, 4, 23)): 101,
     ('bottleneck', (3, 8, 36)): 152,
 }
-
-
-def _numpy_safe_globals():
-    """Numpy scalar types that old checkpoints may hold (e.g. a loss).
-
-    Only those not allow-listed yet: ``torch.serialization.safe_globals``
-    removes its entries on exit, which must not drop an existing allow-list.
-    """
-    core = getattr(np, '_core', None) or np.core
-    types = [core.multiarray.scalar, np.dtype]
-    types += [
-        type(np.dtype(t))
-        for t in ('float64', 'float32', 'float16', 'int64', 'int32', 'bool')
-    ]
-    present = torch.serialization.get_safe_globals()
-    return [t for t in types if t not in present]
-
-
-def load_checkpoint_file(path):
-    """Load a checkpoint with ``weights_only=True`` (numpy scalars allowed).
-
-    Args:
-        path (str): The checkpoint file.
-
-    Returns:
-        dict: The loaded object.
-
-    Raises:
-        FileNotFoundError: When ``path`` does not exist.
-        ValueError: When ``path`` is not a PyTorch checkpoint of a dict or
-            holds objects that are not weights.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {path}')
-    with open(path, 'rb') as f:
-        magic = f.read(1)
-    if not zipfile.is_zipfile(path) and magic != b'\x80':
-        raise ValueError(f'{path} is not a PyTorch checkpoint (neither the '
-                         'zip format of torch.save nor a pickle)')
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            checkpoint = torch.load(path, map_location='cpu',
-                                    weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f'{path} holds objects that are not weights and will not be '
-            f'unpickled (torch.load weights_only=True): {err}') from err
-    except Exception as err:  # zip/pickle format errors of any kind
-        raise ValueError(
-            f'{path} is not a PyTorch checkpoint: {type(err).__name__}: '
-            f'{err}') from err
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'{path} is not a checkpoint dict: it holds a '
-                         f'{type(checkpoint).__name__}')
-    return checkpoint
 
 
 def _strip_module(key):
