@@ -80,6 +80,8 @@ class BaseReIDDataset(BaseDataset):
     TRAIN_DISTRACTOR_PIDS: tuple = ()
     #: the folder tree the dataset expects, shown in errors.
     EXPECTED_TREE: str = ''
+    #: frames per second of the timestamps, put in ``metainfo['fps']``.
+    FPS: Optional[float] = None
 
     def __init__(self,
                  data_root: str,
@@ -120,6 +122,9 @@ class BaseReIDDataset(BaseDataset):
         self._label_cache: Optional[Dict[str, np.ndarray]] = None
         if test_mode is None:
             test_mode = split != 'train'
+        if self.FPS is not None:
+            metainfo = dict(metainfo or {})
+            metainfo.setdefault('fps', self.FPS)
         super().__init__(
             ann_file='',
             metainfo=metainfo,

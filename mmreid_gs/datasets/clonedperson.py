@@ -1,7 +1,7 @@
 """ClonedPerson synthetic dataset."""
 import os.path as osp
 import re
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple
 
 from mmreid_gs.registry import DATASETS
 from .base_reid_dataset import BaseReIDDataset
@@ -46,20 +46,6 @@ class ClonedPerson(BaseReIDDataset):
                      '└── test/\n'
                      '    ├── query/\n'
                      '    └── gallery/')
-
-    def __init__(self,
-                 data_root: str,
-                 split: str = 'train',
-                 pipeline: Sequence[Union[dict, Callable]] = (),
-                 **kwargs):
-        metainfo = dict(kwargs.pop('metainfo', None) or {})
-        metainfo.setdefault('fps', self.FPS)
-        super().__init__(
-            data_root=data_root,
-            split=split,
-            pipeline=pipeline,
-            metainfo=metainfo,
-            **kwargs)
 
     @staticmethod
     def parse_name(name: str) -> Optional[Tuple[int, int, int, int]]:

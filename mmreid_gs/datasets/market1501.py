@@ -3,7 +3,7 @@ import logging
 import os.path as osp
 import re
 from collections import defaultdict
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 from mmengine.logging import print_log
 
@@ -58,20 +58,6 @@ class Market1501(BaseReIDDataset):
                      '├── bounding_box_train/  0002_c1s1_000451_03.jpg ...\n'
                      '├── query/\n'
                      '└── bounding_box_test/')
-
-    def __init__(self,
-                 data_root: str,
-                 split: str = 'train',
-                 pipeline: Sequence[Union[dict, Callable]] = (),
-                 **kwargs):
-        metainfo = dict(kwargs.pop('metainfo', None) or {})
-        metainfo.setdefault('fps', self.FPS)
-        super().__init__(
-            data_root=data_root,
-            split=split,
-            pipeline=pipeline,
-            metainfo=metainfo,
-            **kwargs)
 
     @staticmethod
     def parse_name(name: str) -> Optional[Tuple[int, int, int, int]]:

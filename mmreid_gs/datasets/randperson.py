@@ -53,14 +53,8 @@ class RandPerson(BaseReIDDataset):
                  img_dir: str = 'randperson_subset',
                  **kwargs):
         self.img_dir = img_dir
-        metainfo = dict(kwargs.pop('metainfo', None) or {})
-        metainfo.setdefault('fps', self.FPS)
         super().__init__(
-            data_root=data_root,
-            split=split,
-            pipeline=pipeline,
-            metainfo=metainfo,
-            **kwargs)
+            data_root=data_root, split=split, pipeline=pipeline, **kwargs)
 
     @classmethod
     def parse_name(cls, name: str) -> Optional[Tuple[int, int, int, int]]:

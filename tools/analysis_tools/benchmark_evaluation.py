@@ -16,7 +16,6 @@ import resource
 import threading
 import time
 
-import numpy as np
 import torch
 
 from mmreid_gs.evaluation.functional import evaluate_rank
