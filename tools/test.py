@@ -7,15 +7,14 @@ Without a checkpoint the network is tested as initialised (e.g. the untrained
 baseline of the demo).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
 from mmengine.dist import broadcast
 from mmengine.model import is_model_wrapper
 
-from mmreid_gs.apis.launch import (build_runner, config_error, init_cpu_dist,
+from mmreid_gs.apis.launch import (add_runner_args, apply_runner_args,
+                                   build_runner, config_error, init_cpu_dist,
                                    load_config, run_cli,
                                    save_test_outputs)
 
@@ -27,7 +26,6 @@ def parse_args(argv=None):
     parser.add_argument(
         'checkpoint', nargs='?', default=None,
         help='checkpoint file (omit to test the initialised network)')
-    parser.add_argument('--work-dir', help='the dir to save logs')
     parser.add_argument(
         '--out', help='save paths, ids, cameras and scores of every test set '
         'to this .npz file')
@@ -39,32 +37,14 @@ def parse_args(argv=None):
         help='also report TLift metrics on sets with timestamps')
     parser.add_argument(
         '--amp', action='store_true', help='extract and match under autocast')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings in the config')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_args(parser, 'override settings in the config')
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    apply_runner_args(cfg, args, args.config)
     if cfg.get('test_cfg') is None:
         raise config_error(f'{args.config} has no test_cfg: name the test '
                            'sets in test_cfg.test_sets.')

@@ -4,21 +4,20 @@
         [--resume [CKPT]] [--amp] [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
-from mmreid_gs.apis.launch import (build_runner, config_error, init_cpu_dist,
+from mmreid_gs.apis.launch import (add_runner_args, apply_runner_args,
+                                   build_runner, config_error, init_cpu_dist,
                                    load_config, run_cli)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a re-ID model')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -34,32 +33,14 @@ def parse_args(argv=None):
         help='do not evaluate during training')
     parser.add_argument(
         '--seed', type=int, default=None, help='random seed')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings in the config, e.g. '
+    add_runner_args(
+        parser, 'override settings in the config, e.g. '
         'train_cfg.max_epochs=8 model.head.loss.type=HardTripletLoss')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parser.parse_args(argv)
 
 
 def merge_args(cfg: Config, args) -> Config:
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    apply_runner_args(cfg, args, args.config)
     if args.amp:
         if not torch.cuda.is_available():
             raise config_error(

@@ -92,6 +92,36 @@ def load_config(path: str, options: Optional[Dict] = None) -> Config:
     return cfg
 
 
+def add_runner_args(parser, cfg_options_help: str) -> None:
+    """Add the options ``tools/train.py`` and ``tools/test.py`` share:
+    ``--work-dir``, ``--cfg-options``, ``--launcher`` and ``--local-rank``."""
+    from mmengine.config import DictAction
+    parser.add_argument('--work-dir', help='the dir to save logs (and models)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help=cfg_options_help)
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def apply_runner_args(cfg: Config, args, config_path: str) -> None:
+    """Set ``launcher``, ``work_dir`` (default ``work_dirs/<config name>``)
+    and ``LOCAL_RANK`` from the options of :func:`add_runner_args`."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join(
+            './work_dirs',
+            osp.splitext(osp.basename(config_path))[0])
+
+
 def init_cpu_dist(cfg: Config) -> None:
     """Make the ``pytorch`` launcher work on machines without CUDA.
 
