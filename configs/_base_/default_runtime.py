@@ -2,7 +2,8 @@ default_scope = 'mmreid_gs'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50),
+    # MMEngine's LoggerHook; the test summary JSON is written by rank 0 only
+    logger=dict(type='ReIDLoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     # calls sampler.set_epoch() before every epoch (GraphSampler too)

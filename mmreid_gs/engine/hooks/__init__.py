@@ -1,5 +1,9 @@
 from .adaptive_schedule_hook import AdaptiveScheduleHook
 from .epoch_seed_hook import EpochSeedHook
 from .graph_sampler_hook import GraphSamplerHook
+from .reid_logger_hook import ReIDLoggerHook
 
-__all__ = ['AdaptiveScheduleHook', 'EpochSeedHook', 'GraphSamplerHook']
+__all__ = [
+    'AdaptiveScheduleHook', 'EpochSeedHook', 'GraphSamplerHook',
+    'ReIDLoggerHook'
+]
