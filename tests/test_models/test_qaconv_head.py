@@ -183,3 +183,67 @@ def test_cpu_worker_threads_give_same_scores(num_query, blocks, threads,
         torch.set_num_threads(before)
     with torch.no_grad():
         assert torch.allclose(got, ref(q, g), atol=1e-4, rtol=0)
+
+
+def _signed_feats(c=8, h=4, w=3):
+    """Queries and a gallery whose similarity blocks include all-negative
+    ones (non-negative maps against non-positive ones) and mixed ones."""
+    gen = torch.Generator().manual_seed(4)
+    q = _feats(5, c, h, w, seed=20)
+    q[0] = F.normalize(torch.rand(c, h, w, generator=gen), dim=0)
+    g = torch.cat([
+        -F.normalize(torch.rand(2, c, h, w, generator=gen), dim=1),
+        _feats(8, c, h, w, seed=22)
+    ])
+    return q, g
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('threads', [1, 2])
+def test_cpu_half_maxima_on_bits_equal_float_maxima(dtype, threads,
+                                                    monkeypatch):
+    """16-bit CPU scoring takes the maxima on the int16 bit patterns; the
+    scores must be bit-identical to float maxima of the same GEMM blocks,
+    including all-negative sets (recomputed in floating point)."""
+    monkeypatch.setattr(qaconv_head, 'GALLERY_CHUNK', 4)
+    ref = _randomised_ref().eval()
+    head = QAConvHead(8, 4, 3, prob_batch_size=2, gal_batch_size=2)
+    head.load_state_dict(ref.state_dict(), strict=False)
+    head.eval()
+    q, g = _signed_feats()
+    sims = torch.einsum('pcs,gcr->pgsr', q.flatten(2), g.flatten(2))
+    assert (sims[0, :2] < 0).all()  # all-negative blocks are covered
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            assert qaconv_head._max_as_bits(dtype, q.device)
+            got = head.match(q.to(dtype), g.to(dtype))
+            monkeypatch.setattr(qaconv_head, '_max_as_bits',
+                                lambda *args: False)
+            expected = head.match(q.to(dtype), g.to(dtype))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got, expected)
+    with torch.no_grad():  # and close to the float32 public formula
+        full = ref(q, g)
+    assert (got - full).abs().max() <= 5e-3 * full.abs().max()
+
+
+def test_cpu_autocast_matches_in_bfloat16():
+    head = _loaded_eval_head()
+    q, g = _feats(3, seed=30), _feats(4, seed=31)
+    with torch.no_grad():
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            got = head.match(q, g)
+        expected = head.match(q.bfloat16(), g.bfloat16())
+        full = head.match(q, g)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, expected)
+    assert not torch.equal(got, full)
+
+
+def _loaded_eval_head():
+    head = QAConvHead(8, 4, 3)
+    head.load_state_dict(_randomised_ref().state_dict(), strict=False)
+    return head.eval()

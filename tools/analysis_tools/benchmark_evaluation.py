@@ -7,6 +7,7 @@ feature maps and the score matrix, which must not grow with q x g.
 
     python tools/analysis_tools/benchmark_evaluation.py                 # 3,368 x 15,913
     python tools/analysis_tools/benchmark_evaluation.py --num-query 337  # 10% of the queries
+    python tools/analysis_tools/benchmark_evaluation.py --num-query 337 --amp
 
 With fewer queries the full-size time is extrapolated linearly (matching is
 q x g work in independent query rows).
@@ -62,6 +63,11 @@ def main():
                         help='queries per match call (as ReIDTestLoop)')
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='match under autocast (CPU: bfloat16, CUDA: float16), as '
+        '`tools/test.py --amp` does')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,8 +101,10 @@ def main():
         rows = []
         with torch.no_grad():
             for i in range(0, args.num_query, args.chunk):
-                rows.append(
-                    head.match(query[i:i + args.chunk], gallery).cpu())
+                with torch.autocast(
+                        torch.device(args.device).type, enabled=args.amp):
+                    rows.append(
+                        head.match(query[i:i + args.chunk], gallery).cpu())
         scores = torch.cat(rows)
         del rows
         t_match = time.perf_counter() - tic
@@ -110,7 +118,8 @@ def main():
     scale = args.full_query / args.num_query
     print(f'maps {c}x{h}x{w}; {args.num_query} queries x '
           f'{args.num_gallery} gallery = {pairs / 1e6:.1f} M pairs; '
-          f'{torch.get_num_threads()} threads, {args.device}')
+          f'{torch.get_num_threads()} threads, {args.device}'
+          f'{", autocast" if args.amp else ""}')
     print(f'matching: {t_match:.1f} s ({pairs / t_match:,.0f} pairs/s); '
           f'evaluate_rank: {t_rank:.2f} s; Rank-1 {res["cmc"][0]:.3f}, '
           f'mAP {res["mAP"]:.3f}')

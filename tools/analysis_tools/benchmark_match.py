@@ -83,15 +83,12 @@ def parse_args():
         default=256,
         help='gallery items scored by the (slow) reference')
     parser.add_argument(
-        '--ref-prob-batch',
-        type=int,
-        default=4096,
-        help='reference queries per block (public: prob_batch_size)')
-    parser.add_argument(
-        '--ref-gal-batch',
-        type=int,
-        default=4,
-        help='reference gallery items per block (public: gal_batch_size)')
+        '--ref-blocks',
+        default='128x128,4096x4,32x2',
+        help='comma-separated query x gallery block settings of the '
+        'reference, each timed and compared: 128x128 is the QAConv-GS '
+        'evaluator (test_prob_batch x test_gal_batch), 4096x4 the QAConv 1.x '
+        'pairwise_distance, 32x2 about the fastest we found for the einsum here')
     parser.add_argument(
         '--memory-budget-mb', type=float, default=256,
         help='QAConvHead memory_budget_mb')
@@ -116,8 +113,11 @@ def parse_args():
         '--device',
         default='cuda' if torch.cuda.is_available() else 'cpu',
         help='cpu or cuda (default: cuda when available)')
-    parser.add_argument('--amp', action='store_true',
-                        help='CUDA autocast (half matmul) for our head')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='also time our head under autocast (CUDA: float16; CPU: '
+        'bfloat16, fast with AMX); the reference stays float32')
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args()
 
@@ -202,10 +202,14 @@ def main():
 
     n_ref = min(args.ref_gallery, args.num_gallery)
     gal_ref = gallery[:n_ref]
-    dtype = torch.float16 if args.amp and device.type == 'cuda' else \
-        torch.float32
-    q_blk, g_blk = head.block_sizes(args.num_query, args.num_gallery, dtype,
-                                    device, args.prob_batch, args.gal_batch)
+    ref_blocks = parse_blocks(args.ref_blocks)
+    q_blk, g_blk = head.block_sizes(args.num_query, args.num_gallery,
+                                    torch.float32, device, args.prob_batch,
+                                    args.gal_batch)
+    amp_dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
+    amp_blocks = head.block_sizes(args.num_query, args.num_gallery,
+                                  amp_dtype, device, args.prob_batch,
+                                  args.gal_batch)
     big = 16 * hw
     threads = torch.get_num_threads()
     gemm_shapes = dict(
@@ -218,28 +222,34 @@ def main():
         name: gemm_runner(m, k, n, device, workers=workers)
         for name, (m, k, n, workers) in gemm_shapes.items()
     }
-    scores = dict(
-        ref=torch.empty(args.num_query, n_ref, device=device),
-        ours=torch.empty(args.num_query, args.num_gallery, device=device))
-    chunk = max(1, min(args.chunk_queries, args.num_query))
-    chunks = [(i, min(i + chunk, args.num_query))
-              for i in range(0, args.num_query, chunk)]
+    variants = ['ours'] + (['amp'] if args.amp else [])
+    scores = {('ref', b): torch.empty(args.num_query, n_ref, device=device)
+              for b in ref_blocks}
+    scores.update({
+        v: torch.empty(args.num_query, args.num_gallery, device=device)
+        for v in variants
+    })
 
-    def run_ref(lo, hi):
-        scores['ref'][lo:hi] = ref.match(query[lo:hi], gal_ref,
-                                         args.ref_prob_batch,
-                                         args.ref_gal_batch)
+    def run_ref(blocks, lo, hi):
+        # the public loop: query blocks, each against all gallery blocks
+        scores['ref', blocks][lo:hi] = ref.match(query[lo:hi], gal_ref,
+                                                 *blocks)
 
-    def run_ours(lo, hi):
-        with torch.autocast(device.type, enabled=args.amp):
-            scores['ours'][lo:hi] = head.match(query[lo:hi], gallery)
+    def run_head(variant, lo, hi):
+        with torch.autocast(device.type, dtype=amp_dtype,
+                            enabled=variant == 'amp'):
+            scores[variant][lo:hi] = head.match(query[lo:hi], gallery)
 
     # Interleaved rounds; every query chunk's best time of the rounds is
     # kept and the totals add up the chunks (robust to a busy machine).
-    runs = {('ref', k): partial(run_ref, *c) for k, c in enumerate(chunks)}
-    runs.update(
-        {('ours', k): partial(run_ours, *c)
-         for k, c in enumerate(chunks)})
+    # The reference's chunks are its own query blocks.
+    runs = {}
+    for blocks in ref_blocks:
+        for lo, hi in query_chunks(args.num_query, blocks[0]):
+            runs['ref', blocks, lo] = partial(run_ref, blocks, lo, hi)
+    for variant in variants:
+        for lo, hi in query_chunks(args.num_query, args.chunk_queries):
+            runs[variant, lo] = partial(run_head, variant, lo, hi)
     runs.update({name: fn for name, (fn, _) in gemms.items()})
     best = {name: float('inf') for name in runs}
     with torch.no_grad():
@@ -250,31 +260,36 @@ def main():
         for _ in range(args.repeat):
             for name, fn in runs.items():
                 best[name] = min(best[name], timed(fn, device))
-    t_ref = sum(best[('ref', k)] for k in range(len(chunks)))
-    t_ours = sum(best[('ours', k)] for k in range(len(chunks)))
-    max_diff = (scores['ours'][:, :n_ref] - scores['ref']).abs().max().item()
+
+    def total(*key):
+        return sum(t for name, t in best.items()
+                   if name[:len(key)] == key and len(name) == len(key) + 1)
+
     gemm_rates = {
         name: flops / best[name] / 1e9
         for name, (_, flops) in gemms.items()
     }
     gemm_ref = max(gemm_rates.values())
-
-    pairs_ref = args.num_query * n_ref / t_ref
-    pairs_ours = args.num_query * args.num_gallery / t_ours
+    pairs = {
+        v: args.num_query * args.num_gallery / total(v)
+        for v in variants
+    }
     flops = 2. * args.num_query * args.num_gallery * hw * hw * c
-    ours_gflops = flops / t_ours / 1e9
     print(f'device: {device} threads: {torch.get_num_threads()} '
           f'maps: {c}x{h}x{w} queries: {args.num_query} '
           f'gallery: {args.num_gallery} (reference: {n_ref}) '
-          f'best of {args.repeat} per {chunk}-query chunk')
-    print(f'public einsum formula : {pairs_ref:12.0f} pairs/s '
-          f'({args.ref_prob_batch}x{args.ref_gal_batch} blocks, '
-          f'{t_ref:.2f} s)')
-    print(f'QAConvHead.match      : {pairs_ours:12.0f} pairs/s '
-          f'({q_blk}x{g_blk} blocks, {t_ours:.2f} s)'
-          f'{" autocast" if args.amp else ""}')
-    print(f'speed-up              : {pairs_ours / pairs_ref:12.2f} x')
-    print(f'max |score diff|      : {max_diff:12.2e}')
+          f'best of {args.repeat} per timed chunk')
+    print(f'QAConvHead.match      : {pairs["ours"]:12.0f} pairs/s '
+          f'({q_blk}x{g_blk} blocks, {total("ours"):.2f} s)')
+    for blocks in ref_blocks:
+        t_ref = total('ref', blocks)
+        rate = args.num_query * n_ref / t_ref
+        diff = (scores['ours'][:, :n_ref] -
+                scores['ref', blocks]).abs().max().item()
+        print(f'public einsum formula : {rate:12.0f} pairs/s '
+              f'({blocks[0]}x{blocks[1]} blocks, {t_ref:.2f} s) -> '
+              f'ours {pairs["ours"] / rate:.2f} x, max |score diff| '
+              f'{diff:.2e}')
     labels = dict(
         block=f'[{q_blk * hw}x{c}]@[{c}x{g_blk * hw}] (a block)',
         large=f'[{big}x{c}]@[{c}x{big}]',
@@ -283,9 +298,41 @@ def main():
     for name, rate in gemm_rates.items():
         print(f'fp32 GEMM (torch.mm)  : {rate:12.1f} GFLOP/s '
               f'{labels[name]}')
+    ours_gflops = flops / total('ours') / 1e9
     print(f'matching              : {ours_gflops:12.1f} GFLOP/s = '
-          f'{100 * ours_gflops / gemm_ref:.1f} % of the best GEMM '
+          f'{100 * ours_gflops / gemm_ref:.1f} % of the best fp32 GEMM '
           f'({gemm_ref:.1f} GFLOP/s)')
+    if args.amp:
+        diff = (scores['amp'] - scores['ours']).abs().max().item()
+        spread = scores['ours'].abs().max().item()
+        print(f'autocast {str(amp_dtype)[6:]:13s}: {pairs["amp"]:12.0f} '
+              f'pairs/s ({amp_blocks[0]}x{amp_blocks[1]} blocks) = '
+              f'{pairs["amp"] / pairs["ours"]:.2f} x float32 ours; max '
+              f'|score diff| to float32 {diff:.2e} (scores up to '
+              f'{spread:.1f})')
+
+
+def parse_blocks(text):
+    """``'128x128,32x4'`` -> ``[(128, 128), (32, 4)]``."""
+    blocks = []
+    for item in text.split(','):
+        try:
+            p, g = (int(v) for v in item.lower().split('x'))
+        except ValueError:
+            raise SystemExit(f'--ref-blocks: expected PxG items such as '
+                             f'128x128, got {item!r}')
+        if p < 1 or g < 1:
+            raise SystemExit(f'--ref-blocks: block sizes must be positive, '
+                             f'got {item!r}')
+        blocks.append((p, g))
+    return blocks
+
+
+def query_chunks(num_query, size):
+    """``[lo, hi)`` ranges of at most ``size`` queries."""
+    size = max(1, min(size, num_query))
+    return [(i, min(i + size, num_query)) for i in range(0, num_query, size)]
+
 
 if __name__ == '__main__':
     main()

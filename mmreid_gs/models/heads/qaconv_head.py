@@ -94,18 +94,76 @@ def _cpu_workers(device: torch.device) -> int:
     return threads if _OPENMP else 1
 
 
-def _block_views(sim_buf, max_g_buf, max_q_buf, qi, hw, g_blk, n_gal):
+def _block_views(sim_buf, max_g_buf, max_q_buf, qi, hw, g_blk, n_gal,
+                 as_bits=False):
     """Views of the buffers for every gallery block of a chunk (built once,
-    so that the inner loop only launches the three kernels)."""
+    so that the inner loop only launches the three kernels).
+
+    With ``as_bits`` (16-bit floats on CPU), the reductions read the
+    similarity block as int16 and write the maxima as int16, see
+    :func:`_max_as_bits`.
+    """
+    red_buf = sim_buf  # what the max reductions read
+    if as_bits:
+        red_buf, max_g_buf, max_q_buf = (
+            t.view(torch.int16) for t in (sim_buf, max_g_buf, max_q_buf))
     views = []
     for j in range(0, n_gal, g_blk):
         gj = min(g_blk, n_gal - j)
-        sim = sim_buf[:qi * hw * gj * hw]
+        size = qi * hw * gj * hw
         start, stop = qi * hw * j, qi * hw * (j + gj)
-        views.append((sim.view(qi * hw, gj * hw), sim.view(qi, hw, gj, hw),
+        views.append((sim_buf[:size].view(qi * hw, gj * hw),
+                      red_buf[:size].view(qi, hw, gj, hw),
                       max_g_buf[start:stop].view(qi, hw, gj),
                       max_q_buf[start:stop].view(qi, gj, hw)))
     return views
+
+
+def _max_as_bits(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the maxima of a ``dtype`` similarity block are taken on its
+    bits viewed as int16.
+
+    PyTorch's CPU reductions of bfloat16/float16 convert every element to
+    float32 and are several times slower than the GEMM that produced them
+    (with AMX, bfloat16 GEMMs run about 4x faster than float32 ones). Both
+    formats are sign-magnitude, so for a set holding at least one value
+    >= +0 the int16 maximum of the bit patterns IS the bit pattern of the
+    float maximum; a negative int16 maximum (an all-negative set, rare for
+    the best match over all locations) is detected and recomputed in
+    floating point (:func:`_fix_negative_maxima`).
+    """
+    return device.type == 'cpu' and dtype in (torch.bfloat16, torch.float16)
+
+
+def _fix_negative_maxima(q_rows, g_cols, max_g, max_q, qi, hw):
+    """Recompute in floating point the blocks of a block row whose int16
+    bit maxima came out negative (see :func:`_max_as_bits`).
+
+    Args:
+        q_rows (Tensor): [qi*hw, c] query rows of the block row.
+        g_cols (list[Tensor]): [c, gj*hw] gallery columns of every block.
+        max_g (Tensor): Flat 16-bit float buffer, block j holds
+            [qi, hw, gj].
+        max_q (Tensor): Flat 16-bit float buffer, block j holds
+            [qi, gj, hw].
+        qi (int): Queries of the block row.
+        hw (int): Locations per map.
+    """
+    size = qi * sum(g.size(1) for g in g_cols)
+    if not (max_g[:size].view(torch.int16).lt(0).any()
+            or max_q[:size].view(torch.int16).lt(0).any()):
+        return
+    start = 0
+    for g_col in g_cols:
+        gj = g_col.size(1) // hw
+        stop = start + qi * hw * gj
+        bits = (max_g[start:stop].view(torch.int16).lt(0).any()
+                or max_q[start:stop].view(torch.int16).lt(0).any())
+        if bits:
+            sim = torch.mm(q_rows, g_col).view(qi, hw, gj, hw).float()
+            max_g[start:stop].view(qi, hw, gj).copy_(sim.amax(dim=3))
+            max_q[start:stop].view(qi, gj, hw).copy_(sim.amax(dim=1))
+        start = stop
 
 
 def _contract(max_g: torch.Tensor, max_q: torch.Tensor, w: torch.Tensor,
@@ -175,6 +233,7 @@ def _score_rows(q2: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
     max_g_buf = torch.empty(
         group, q_blk * hw * chunk, dtype=dtype, device=device)
     max_q_buf = torch.empty_like(max_g_buf)
+    as_bits = _max_as_bits(dtype, device)
     for c_lo in range(g_lo, g_hi, chunk):
         c_hi = min(c_lo + chunk, g_hi)
         n_gal = c_hi - c_lo
@@ -190,7 +249,7 @@ def _score_rows(q2: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
                 if (k, qi) not in views:
                     views[k, qi] = _block_views(sim_buf, max_g_buf[k],
                                                 max_q_buf[k], qi, hw, g_blk,
-                                                n_gal)
+                                                n_gal, as_bits)
                 members.append((i, qi, q2[i * hw:(i + qi) * hw],
                                 views[k, qi]))
             for j, g_col in enumerate(g_cols):
@@ -200,7 +259,10 @@ def _score_rows(q2: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
                     torch.mm(q_rows, g_col, out=sim2d)
                     torch.amax(sim4d, dim=3, out=max_g)
                     torch.amax(sim4d, dim=1, out=max_q)
-            for k, (i, qi, _, _) in enumerate(members):
+            for k, (i, qi, q_rows, _) in enumerate(members):
+                if as_bits:
+                    _fix_negative_maxima(q_rows, g_cols, max_g_buf[k],
+                                         max_q_buf[k], qi, hw)
                 _contract(max_g_buf[k], max_q_buf[k], w,
                           out[i:i + qi, c_lo:c_hi], g_blk)
 
@@ -370,8 +432,9 @@ class QAConvHead(BaseModule):
 
     @staticmethod
     def _compute_dtype(feats: torch.Tensor) -> torch.dtype:
-        if feats.is_cuda and torch.is_autocast_enabled('cuda'):
-            return torch.get_autocast_dtype('cuda')
+        device = feats.device.type
+        if device in ('cuda', 'cpu') and torch.is_autocast_enabled(device):
+            return torch.get_autocast_dtype(device)
         if feats.dtype in (torch.float16, torch.bfloat16, torch.float64):
             return feats.dtype
         return torch.float32
