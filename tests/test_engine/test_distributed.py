@@ -19,6 +19,7 @@ import glob
 import json
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -150,9 +151,17 @@ class DistDumpHook(Hook):
 '''
 
 
-def _env(port, extra_path=None):
+def _free_port():
+    """A TCP port nobody listens on now (fixed ports collide with other
+    jobs on a shared machine or with sockets still closing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _env(extra_path=None):
     env = dict(os.environ)
-    env['PORT'] = str(port)
+    env['PORT'] = str(_free_port())
     env['OMP_NUM_THREADS'] = '1'
     env.pop('MMREID_GS_DEBUG', None)
     paths = [p for p in (extra_path, REPO, env.get('PYTHONPATH')) if p]
@@ -199,7 +208,7 @@ def dist_trained(setup):
     _run([
         'bash', 'tools/dist_train.sh', config,
         str(WORLD_SIZE), '--work-dir', work_dir
-    ], _env(29611, str(folder)), 300, str(folder / 'train.log'))
+    ], _env(str(folder)), 300, str(folder / 'train.log'))
     return config, folder, work_dir
 
 
@@ -296,7 +305,7 @@ def test_dist_test_equals_single_process(dist_trained, checkpoint):
     config, folder, work_dir = dist_trained
     tag = 'ckpt' if checkpoint else 'init'
     ckpt = osp.join(work_dir, checkpoint) if checkpoint else ''
-    env = _env(29612 if checkpoint else 29613, str(folder))
+    env = _env(str(folder))
     dist_out = str(folder / f'dist_scores_{tag}.npz')
     _run([
         'bash', 'tools/dist_test.sh', config, ckpt,
