@@ -198,13 +198,13 @@ def _signed_feats(c=8, h=4, w=3):
     return q, g
 
 
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(
+    'dtype', [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize('threads', [1, 2])
-def test_cpu_half_maxima_on_bits_equal_float_maxima(dtype, threads,
-                                                    monkeypatch):
-    """16-bit CPU scoring takes the maxima on the int16 bit patterns; the
-    scores must be bit-identical to float maxima of the same GEMM blocks,
-    including all-negative sets (recomputed in floating point)."""
+def test_cpu_maxima_on_bits_equal_float_maxima(dtype, threads, monkeypatch):
+    """CPU scoring takes the maxima on the integer bit patterns; the scores
+    must be bit-identical to float maxima of the same GEMM blocks, including
+    all-negative sets (recomputed in floating point)."""
     monkeypatch.setattr(qaconv_head, 'GALLERY_CHUNK', 4)
     ref = _randomised_ref().eval()
     head = QAConvHead(8, 4, 3, prob_batch_size=2, gal_batch_size=2)
@@ -217,10 +217,10 @@ def test_cpu_half_maxima_on_bits_equal_float_maxima(dtype, threads,
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            assert qaconv_head._max_as_bits(dtype, q.device)
+            assert qaconv_head._max_bits_dtype(dtype, q.device) is not None
             got = head.match(q.to(dtype), g.to(dtype))
-            monkeypatch.setattr(qaconv_head, '_max_as_bits',
-                                lambda *args: False)
+            monkeypatch.setattr(qaconv_head, '_max_bits_dtype',
+                                lambda *args: None)
             expected = head.match(q.to(dtype), g.to(dtype))
     finally:
         torch.set_num_threads(before)
