@@ -401,4 +401,3 @@ class BaseReIDDataset(BaseDataset):
             return head + ', not fully initialized)'
         return head + f', num_images={len(self)}, ' \
                       f'num_ids={self._metainfo["num_classes"]})'
-

@@ -523,8 +523,8 @@ def _scene_indoor(rng, h, w):
     img *= (1 + .08 * _noise(rng, h, w, [h // 2], [1.]))[..., None]
     horizon = int(h * rng.uniform(.55, .72))
     floor = _rand_col(rng, .25, .6)
-    img[horizon:] = floor * (1 + .25 * _noise(rng, h - horizon, w, [4, 2],
-                                               [.6, .4]))[..., None]
+    ground = _noise(rng, h - horizon, w, [4, 2], [.6, .4])
+    img[horizon:] = floor * (1 + .25 * ground)[..., None]
     tile = int(rng.integers(5, 12))
     img[horizon::tile] *= .75
     vp = w * rng.uniform(.3, .7)

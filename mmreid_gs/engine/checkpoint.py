@@ -32,8 +32,9 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
     if obj is HistoryBuffer and not name.startswith('_') and callable(
             getattr(HistoryBuffer, name, None)):
         return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(f'getattr({obj!r}, {name!r}) is not allowed in a '
-                       'checkpoint loaded with weights_only=True')
+    raise pickle.UnpicklingError(
+        f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint loaded '
+        'with weights_only=True')
 
 
 def _numpy_globals() -> list:

@@ -345,8 +345,8 @@ def build_class_graph(features: Tensor,
             blk = rows[i:i + block_size]
             scores = compute_class_scores(features, matcher, blk, block_size)
             outs.append(class_graph_from_scores(scores, k, rows=blk))
-        nbrs = torch.cat(outs) if outs else torch.empty(0, k,
-                                                         dtype=torch.long)
+        nbrs = (torch.cat(outs)
+                if outs else torch.empty(0, k, dtype=torch.long))
         return (nbrs, None) if return_candidates else nbrs
 
     cands = candidate_classes(features, n, candidate_fn, rows, block_size)

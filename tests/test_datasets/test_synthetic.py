@@ -207,6 +207,7 @@ def test_domains_differ(tree_a, tmp_path):
     root_b = str(tmp_path / 'B')
     meta_b = generate_synthetic_reid(root_b, domain='B', **SMALL)
     meta_a = tree_a[1]
+
     # camera styles: B has stronger casts, less saturation, more blur
     def values(meta, key):
         return [cam[key] for cam in meta['cameras']]

@@ -149,5 +149,6 @@ def _diff(a, b):
         float(np.abs(a['cmc'] - b['cmc']).max()), abs(a['mAP'] - b['mAP']),
         abs(a['mINP'] - b['mINP']))
 
+
 if __name__ == '__main__':
     main()

@@ -5,8 +5,9 @@ query chunks (as ``ReIDTestLoop`` does), then runs ``evaluate_rank``, and
 reports the wall time of each stage and the peak resident memory beyond the
 feature maps and the score matrix, which must not grow with q x g.
 
-    python tools/analysis_tools/benchmark_evaluation.py                 # 3,368 x 15,913
-    python tools/analysis_tools/benchmark_evaluation.py --num-query 337  # 10% of the queries
+    # 3,368 x 15,913; then 10% of the queries, extrapolated
+    python tools/analysis_tools/benchmark_evaluation.py
+    python tools/analysis_tools/benchmark_evaluation.py --num-query 337
     python tools/analysis_tools/benchmark_evaluation.py --num-query 337 --amp
 
 With fewer queries the full-size time is extrapolated linearly (matching is

@@ -88,7 +88,8 @@ def parse_args():
         help='comma-separated query x gallery block settings of the '
         'reference, each timed and compared: 128x128 is the QAConv-GS '
         'evaluator (test_prob_batch x test_gal_batch), 4096x4 the QAConv 1.x '
-        'pairwise_distance, 32x2 about the fastest we found for the einsum here')
+        'pairwise_distance, 32x2 about the fastest we found for the einsum '
+        'here')
     parser.add_argument(
         '--memory-budget-mb', type=float, default=256,
         help='QAConvHead memory_budget_mb')

@@ -23,10 +23,11 @@ Config example::
     test_cfg = dict(
         type='ReIDTestLoop',
         test_sets=dict(
-            cuhk03=dict(query=dict(type='CUHK03NP', data_root=..., split='query',
-                                   pipeline=test_pipeline),
-                        gallery=dict(type='CUHK03NP', data_root=...,
-                                     split='gallery', pipeline=test_pipeline))))
+            cuhk03=dict(
+                query=dict(type='CUHK03NP', data_root=..., split='query',
+                           pipeline=test_pipeline),
+                gallery=dict(type='CUHK03NP', data_root=..., split='gallery',
+                             pipeline=test_pipeline))))
 """
 import copy
 import time
