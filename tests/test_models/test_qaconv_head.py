@@ -198,36 +198,76 @@ def _signed_feats(c=8, h=4, w=3):
     return q, g
 
 
+def _edge_feats(case, c=8, h=4, w=3):
+    """(queries, gallery, blocks) of the integer-maxima edge cases."""
+    q, g = _signed_feats(c, h, w)
+    if case == 'signed':  # all-negative and mixed blocks, 2 x 2 blocks
+        return q, g, (2, 2)
+    if case == 'split':  # one query: gallery ranges split over the threads,
+        # partial last blocks of 3, all-negative blocks in the first range
+        return q[:1], torch.cat([g, g[:1]]), (1, 3)
+    if case == 'zeros':  # +0 and -0 similarities
+        q[1] = 0.
+        g[2] = -torch.zeros(c, h, w)
+        g[3] = 0.
+        return q, g, (2, 2)
+    if case == 'inf':  # inf * 0 = NaN (sign bit set on x86) in a row of
+        # +-inf: the integer maxima alone would drop it
+        q, g = _feats(2, c, h, w, seed=50), _feats(3, c, h, w, seed=60)
+        q[0, 0, 0, 0] = float('inf')
+        g[0, 0, 0, 1] = 0.
+        return q, g, (2, 2)
+    raise ValueError(case)
+
+
 @pytest.mark.parametrize(
     'dtype', [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize('threads', [1, 2])
-def test_cpu_maxima_on_bits_equal_float_maxima(dtype, threads, monkeypatch):
+@pytest.mark.parametrize('case', ['signed', 'split', 'zeros', 'inf'])
+def test_cpu_maxima_on_bits_equal_float_maxima(dtype, threads, case,
+                                               monkeypatch):
     """CPU scoring takes the maxima on the integer bit patterns; the scores
-    must be bit-identical to float maxima of the same GEMM blocks, including
-    all-negative sets (recomputed in floating point)."""
+    must be bit-identical to float maxima of the same GEMM blocks: with
+    all-negative sets (recomputed in floating point), +-0, and NaNs made
+    by the GEMM (propagated, as with float maxima)."""
     monkeypatch.setattr(qaconv_head, 'GALLERY_CHUNK', 4)
     ref = _randomised_ref().eval()
-    head = QAConvHead(8, 4, 3, prob_batch_size=2, gal_batch_size=2)
+    head = QAConvHead(8, 4, 3)
     head.load_state_dict(ref.state_dict(), strict=False)
     head.eval()
-    q, g = _signed_feats()
-    sims = torch.einsum('pcs,gcr->pgsr', q.flatten(2), g.flatten(2))
-    assert (sims[0, :2] < 0).all()  # all-negative blocks are covered
+    q, g, blocks = _edge_feats(case)
+    if case in ('signed', 'split'):
+        sims = torch.einsum('pcs,gcr->pgsr', q.flatten(2), g.flatten(2))
+        assert (sims[0, :2] < 0).all()  # all-negative blocks are covered
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
             assert qaconv_head._max_bits_dtype(dtype, q.device) is not None
-            got = head.match(q.to(dtype), g.to(dtype))
+            got = head.match(q.to(dtype), g.to(dtype), *blocks)
             monkeypatch.setattr(qaconv_head, '_max_bits_dtype',
                                 lambda *args: None)
-            expected = head.match(q.to(dtype), g.to(dtype))
+            expected = head.match(q.to(dtype), g.to(dtype), *blocks)
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(got, expected)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0,
+                               equal_nan=True)
+    if case == 'inf':
+        assert got.isnan().any()
+        return
     with torch.no_grad():  # and close to the float32 public formula
         full = ref(q, g)
     assert (got - full).abs().max() <= 5e-3 * full.abs().max()
+
+
+def test_loss_ignores_cpu_autocast():
+    head = _loaded_eval_head().train()
+    feats = _feats(8, seed=40)
+    labels = torch.arange(4).repeat_interleave(2)
+    expected = head.loss(feats, labels)['loss']
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        got = head.loss(feats, labels)['loss']
+    assert torch.equal(got, expected)
 
 
 def test_cpu_autocast_matches_in_bfloat16():

@@ -103,13 +103,14 @@ def parse_args():
         '--repeat',
         type=int,
         default=3,
-        help='interleaved timed rounds of all measurements (best kept)')
+        help='interleaved timed rounds of all measurements (the fastest '
+        'round of each kept)')
     parser.add_argument(
         '--chunk-queries',
         type=int,
         default=32,
-        help='queries per timed call (the best time of every chunk over the '
-        'rounds is kept; the totals add the chunks up)')
+        help='queries per call of our head (the reference is called per '
+        'query block of its own)')
     parser.add_argument(
         '--device',
         default='cuda' if torch.cuda.is_available() else 'cpu',
@@ -204,13 +205,13 @@ def main():
     n_ref = min(args.ref_gallery, args.num_gallery)
     gal_ref = gallery[:n_ref]
     ref_blocks = parse_blocks(args.ref_blocks)
-    q_blk, g_blk = head.block_sizes(args.num_query, args.num_gallery,
+    per_call = max(1, min(args.chunk_queries, args.num_query))
+    q_blk, g_blk = head.block_sizes(per_call, args.num_gallery,
                                     torch.float32, device, args.prob_batch,
                                     args.gal_batch)
     amp_dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
-    amp_blocks = head.block_sizes(args.num_query, args.num_gallery,
-                                  amp_dtype, device, args.prob_batch,
-                                  args.gal_batch)
+    amp_blocks = head.block_sizes(per_call, args.num_gallery, amp_dtype,
+                                  device, args.prob_batch, args.gal_batch)
     big = 16 * hw
     threads = torch.get_num_threads()
     gemm_shapes = dict(
@@ -241,9 +242,9 @@ def main():
                             enabled=variant == 'amp'):
             scores[variant][lo:hi] = head.match(query[lo:hi], gallery)
 
-    # Interleaved rounds; every query chunk's best time of the rounds is
-    # kept and the totals add up the chunks (robust to a busy machine).
-    # The reference's chunks are its own query blocks.
+    # Interleaved rounds of everything; a measurement's time is its fastest
+    # round (the sum of its calls in that round). The reference is called
+    # per query block of its own, as the public loop runs.
     runs = {}
     for blocks in ref_blocks:
         for lo, hi in query_chunks(args.num_query, blocks[0]):
@@ -252,7 +253,7 @@ def main():
         for lo, hi in query_chunks(args.num_query, args.chunk_queries):
             runs[variant, lo] = partial(run_head, variant, lo, hi)
     runs.update({name: fn for name, (fn, _) in gemms.items()})
-    best = {name: float('inf') for name in runs}
+    times = {name: [] for name in runs}
     with torch.no_grad():
         for fn, _ in gemms.values():  # warm-up
             fn()
@@ -260,14 +261,15 @@ def main():
         ref.match(query[:2], gal_ref[:8], 2, 8)
         for _ in range(args.repeat):
             for name, fn in runs.items():
-                best[name] = min(best[name], timed(fn, device))
+                times[name].append(timed(fn, device))
 
     def total(*key):
-        return sum(t for name, t in best.items()
-                   if name[:len(key)] == key and len(name) == len(key) + 1)
+        calls = [t for name, t in times.items()
+                 if name[:len(key)] == key and len(name) == len(key) + 1]
+        return min(map(sum, zip(*calls)))
 
     gemm_rates = {
-        name: flops / best[name] / 1e9
+        name: flops / min(times[name]) / 1e9
         for name, (_, flops) in gemms.items()
     }
     gemm_ref = max(gemm_rates.values())
@@ -279,7 +281,7 @@ def main():
     print(f'device: {device} threads: {torch.get_num_threads()} '
           f'maps: {c}x{h}x{w} queries: {args.num_query} '
           f'gallery: {args.num_gallery} (reference: {n_ref}) '
-          f'best of {args.repeat} per timed chunk')
+          f'fastest of {args.repeat} rounds')
     print(f'QAConvHead.match      : {pairs["ours"]:12.0f} pairs/s '
           f'({q_blk}x{g_blk} blocks, {total("ours"):.2f} s)')
     for blocks in ref_blocks:
@@ -303,6 +305,10 @@ def main():
     print(f'matching              : {ours_gflops:12.1f} GFLOP/s = '
           f'{100 * ours_gflops / gemm_ref:.1f} % of the best fp32 GEMM '
           f'({gemm_ref:.1f} GFLOP/s)')
+    if device.type == 'cpu':
+        print_block_breakdown(q_blk, g_blk, c, hw, torch.float32)
+        if args.amp:
+            print_block_breakdown(*amp_blocks, c, hw, amp_dtype)
     if args.amp:
         diff = (scores['amp'] - scores['ours']).abs().max().item()
         spread = scores['ours'].abs().max().item()
@@ -311,6 +317,43 @@ def main():
               f'{pairs["amp"] / pairs["ours"]:.2f} x float32 ours; max '
               f'|score diff| to float32 {diff:.2e} (scores up to '
               f'{spread:.1f})')
+
+
+def print_block_breakdown(q_blk, g_blk, c, hw, dtype, calls=200):
+    """Time, on one thread (as each worker of the head runs), the GEMM of
+    one similarity block and its two max reductions, taken on the floats and
+    on their bits viewed as integers (what the head does on the CPU)."""
+    bits = {torch.float64: torch.int64, torch.float32: torch.int32,
+            torch.bfloat16: torch.int16, torch.float16: torch.int16}[dtype]
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randn(q_blk * hw, c, generator=gen).to(dtype)
+    b = torch.randn(c, g_blk * hw, generator=gen).to(dtype)
+    sim = torch.empty(q_blk * hw, g_blk * hw, dtype=dtype)
+    ops = {}
+    for name, view in (('float', sim), ('integer', sim.view(bits))):
+        s4 = view.view(q_blk, hw, g_blk, hw)
+        m_g = s4.new_empty(q_blk, hw, g_blk)
+        m_q = s4.new_empty(q_blk, g_blk, hw)
+        ops[name] = partial(lambda s4, m_g, m_q: (
+            torch.amax(s4, dim=3, out=m_g), torch.amax(s4, dim=1, out=m_q)),
+            s4, m_g, m_q)
+    ops['gemm'] = lambda: torch.mm(a, b, out=sim)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        us = {}
+        for name, fn in ops.items():
+            fn()
+            us[name] = min(
+                timed(lambda: [fn() for _ in range(calls)],
+                      torch.device('cpu')) for _ in range(3)) / calls * 1e6
+    finally:
+        torch.set_num_threads(threads)
+    print(f'{str(dtype)[6:]} block {q_blk}x{g_blk}, 1 thread : GEMM '
+          f'{us["gemm"]:.0f} us; both max reductions on floats '
+          f'{us["float"]:.0f} us ({100 * us["float"] / us["gemm"]:.0f}% of '
+          f'the GEMM), on {str(bits)[6:]} bits {us["integer"]:.0f} us '
+          f'({100 * us["integer"] / us["gemm"]:.0f}%)')
 
 
 def parse_blocks(text):

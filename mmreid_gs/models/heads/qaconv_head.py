@@ -142,11 +142,34 @@ def _max_bits_dtype(dtype: torch.dtype,
     reductions skip the NaN handling of the float ones: about 2x faster in
     float32, and for bfloat16/float16 (whose float reductions widen every
     element to float32) about 5x, which matters because bfloat16 GEMMs run
-    about 4x faster than float32 ones with AMX. A positive-sign NaN still
-    propagates; a negative-sign NaN is ignored when the set has a value
-    >= +0.
+    about 4x faster than float32 ones with AMX. NaNs are the exception (a
+    NaN with its sign bit set would be dropped): blocks whose features could
+    produce one take the float maxima (:func:`_bits_are_safe`).
     """
     return _BITS.get(dtype) if device.type == 'cpu' else None
+
+
+def _abs_max(x: torch.Tensor) -> float:
+    """max |x| (NaN if x holds a NaN, 0 for an empty x)."""
+    if x.numel() == 0:
+        return 0.
+    lo, hi = torch.aminmax(x)
+    return torch.maximum(-lo, hi).item()
+
+
+def _bits_are_safe(q_abs_max: float, g_abs_max: float, c: int,
+                   dtype: torch.dtype) -> bool:
+    """Whether no similarity of the block can be NaN: all features finite
+    and every product and partial sum of the GEMM bounded (|s| <= c * max|q|
+    * max|g|) well inside the dtype's range, so no inf - inf arises.
+
+    The integer maxima of :func:`_max_bits_dtype` would drop a NaN whose
+    sign bit is set (x86 makes NaNs such as inf - inf with it set), where
+    the float maxima propagate it; features that could produce one are
+    scored with the float maxima.
+    """
+    bound = c * q_abs_max * g_abs_max
+    return bound < torch.finfo(dtype).max / 2  # False for NaN and inf
 
 
 def _fix_negative_maxima(q_rows, g_cols, max_g, max_q, qi, hw, bits):
@@ -245,11 +268,16 @@ def _score_rows(q2: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
     max_g_buf = torch.empty(
         group, q_blk * hw * chunk, dtype=dtype, device=device)
     max_q_buf = torch.empty_like(max_g_buf)
-    bits = _max_bits_dtype(dtype, device)
+    bits_dtype = _max_bits_dtype(dtype, device)
+    q_abs_max = _abs_max(q2) if bits_dtype is not None else 0.
     for c_lo in range(g_lo, g_hi, chunk):
         c_hi = min(c_lo + chunk, g_hi)
         n_gal = c_hi - c_lo
         g2t = gal[c_lo:c_hi].to(dtype).permute(1, 0, 2).reshape(c, -1)
+        bits = bits_dtype
+        if bits is not None and not _bits_are_safe(q_abs_max, _abs_max(g2t),
+                                                   c, dtype):
+            bits = None
         g_cols = [
             g2t[:, j * hw:(j + g_blk) * hw] for j in range(0, n_gal, g_blk)
         ]
@@ -361,7 +389,10 @@ class QAConvHead(BaseModule):
     a batch, with a memory-bounded backward pass.
 
     Under CUDA autocast the similarity GEMM runs in the autocast dtype
-    (half / bfloat16); the BatchNorm / fc layers always run in float32.
+    (half / bfloat16); under CPU autocast :meth:`match` runs it in
+    bfloat16 (fast with AMX) while :meth:`loss` ignores CPU autocast and
+    computes in the features' dtype (no mixed-precision training on the
+    CPU); the BatchNorm / fc layers always run in float32.
 
     Args:
         num_features (int): Channels c of the feature maps.
@@ -443,9 +474,14 @@ class QAConvHead(BaseModule):
         return feats.flatten(2).transpose(1, 2).contiguous()
 
     @staticmethod
-    def _compute_dtype(feats: torch.Tensor) -> torch.dtype:
+    def _compute_dtype(feats: torch.Tensor,
+                       cpu_autocast: bool = False) -> torch.dtype:
+        """dtype of the similarity GEMM: the autocast dtype on CUDA (and on
+        the CPU with ``cpu_autocast``), else the features' 16/64-bit dtype,
+        else float32."""
         device = feats.device.type
-        if device in ('cuda', 'cpu') and torch.is_autocast_enabled(device):
+        if (device == 'cuda' or (device == 'cpu' and cpu_autocast)) and \
+                torch.is_autocast_enabled(device):
             return torch.get_autocast_dtype(device)
         if feats.dtype in (torch.float16, torch.bfloat16, torch.float64):
             return feats.dtype
@@ -567,7 +603,7 @@ class QAConvHead(BaseModule):
             raise ValueError(f'QAConvHead: query on {query.device} but '
                              f'gallery on {gallery.device}')
         nq, ng = query.size(0), gallery.size(0)
-        dtype = self._compute_dtype(query)
+        dtype = self._compute_dtype(query, cpu_autocast=True)
         q_blk, g_blk = self.block_sizes(nq, ng, dtype, query.device,
                                         prob_batch_size, gal_batch_size)
         needs_grad = torch.is_grad_enabled() and (query.requires_grad
