@@ -69,8 +69,13 @@ class Backbone(nn.Module):
 
 class Head(nn.Module):
 
+    def __init__(self):
+        super().__init__()
+        self.calls = []  # (autocast on, query dtype) of every call
+
     def match(self, q, g):
         assert not self.training and not torch.is_grad_enabled()
+        self.calls.append((torch.is_autocast_enabled('cpu'), q.dtype))
         return -torch.cdist(q.flatten(1), g.flatten(1))**2
 
 
@@ -83,10 +88,12 @@ class TinyReID(BaseModel):
         self.backbone = Backbone()
         self.head = Head()
         self.modes_seen = []
+        self.autocast_seen = []
 
     def extract_feat(self, inputs):
         self.modes_seen.append(
             [m.training for m in self.modules()])
+        self.autocast_seen.append(torch.is_autocast_enabled('cpu'))
         assert not torch.is_grad_enabled()
         return F.adaptive_avg_pool2d(inputs, (2, 1))
 
@@ -144,6 +151,21 @@ def test_pk_epochs_then_graph(data, tmp_path):
     for batch in np.array(list(sampler)).reshape(-1, BATCH):
         cls = sampler.labels[batch][::K]
         assert np.array_equal(cls[1:], sampler.graph[cls[0]])
+
+
+@pytest.mark.parametrize('fp16', [False, True])
+def test_fp16_extracts_and_scores_under_autocast(data, tmp_path, fp16):
+    dataset, colours = data
+    runner = FakeRunner(tmp_path, dataset, epoch=1)
+    GraphSamplerHook(PIPELINE, batch_size=4, fp16=fp16).before_train_epoch(
+        runner)
+    model = runner.model
+    assert model.autocast_seen and set(model.autocast_seen) == {fp16}
+    # float32 features between extraction and scoring, autocast in scoring
+    assert model.head.calls and set(model.head.calls) == {(fp16,
+                                                           torch.float32)}
+    sampler = runner.train_dataloader.sampler
+    assert np.array_equal(sampler.graph, expected_graph(colours).numpy())
 
 
 def test_train_flags_restored_and_eval_inside(data, tmp_path):

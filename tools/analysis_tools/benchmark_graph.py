@@ -24,6 +24,8 @@ Example::
     python tools/analysis_tools/benchmark_graph.py
     python tools/analysis_tools/benchmark_graph.py --classes 3000 --rows 0
     python tools/analysis_tools/benchmark_graph.py --with-8000
+    python tools/analysis_tools/benchmark_graph.py --classes 3000 --amp \
+        --fractions --proxies
 """
 import argparse
 import math
@@ -42,10 +44,10 @@ def parse_args():
                         default=[500, 1000, 3000], help='numbers of classes C')
     parser.add_argument('--with-8000', action='store_true',
                         help='also run C = 8000')
-    parser.add_argument('--fractions', type=float, nargs='+',
+    parser.add_argument('--fractions', type=float, nargs='*',
                         default=[0.05, 0.1, 0.2],
                         help='num_candidates as fractions of C')
-    parser.add_argument('--proxies', nargs='+', default=['gap', 'pooled'],
+    parser.add_argument('--proxies', nargs='*', default=['gap', 'pooled'],
                         help='first-stage proxies (candidate_fn names)')
     parser.add_argument('--num-neighbors', type=int, default=15,
                         help='neighbours per class (P - 1; paper: 64/4 - 1)')
@@ -59,6 +61,12 @@ def parse_args():
                         help='time every run this many times, keep the '
                         'fastest (steadier on a shared machine)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='also build the exact graph under autocast (CPU: bfloat16, '
+        'CUDA: float16), as GraphSamplerHook(fp16=True) does, and report '
+        'its time and recall of the float32 neighbours')
     parser.add_argument('--reference', action='store_true',
                         help='use the reference matcher even if QAConvHead '
                         'is available')
@@ -198,6 +206,16 @@ def main():
                   f'{c_exact:.1f}s CPU ({num_classes**2 / 1e6:.2f}M pairs, '
                   f'{gflops:.1f} GFLOP/s wall); timed on {num_rows} rows',
                   flush=True)
+            if args.amp:
+                with torch.autocast(feats.device.type):
+                    half, t_half, c_half = timed(
+                        args.repeats, scale, build_class_graph, feats,
+                        matcher, args.num_neighbors, rows=rows)
+                print(f'C={num_classes}: exact under autocast '
+                      f'{t_half:.1f}s{tag} wall, {c_half:.1f}s CPU = '
+                      f'{c_exact / c_half:.2f}x less CPU time than float32; '
+                      f'recall of the float32 neighbours '
+                      f'{recall(exact, half):.3f}', flush=True)
             for frac in args.fractions:
                 n = max(args.num_neighbors, math.ceil(frac * num_classes))
                 for proxy in args.proxies:

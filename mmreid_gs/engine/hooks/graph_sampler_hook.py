@@ -12,7 +12,7 @@ from mmengine.dist import all_gather, broadcast, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
-from mmengine.runner import BaseLoop
+from mmengine.runner import BaseLoop, autocast
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
 
@@ -118,6 +118,11 @@ class GraphSamplerHook(Hook):
         candidate_fn (str | callable, optional): First-stage proxy of the
             two-stage graph. Defaults to None (``'gap'``).
         block_size (int): Query rows per matcher call. Defaults to 256.
+        fp16 (bool): Extract and score under autocast (float16 on a GPU, as
+            the public QAConv-GS sampler runs its half-precision model and
+            matcher; bfloat16 on the CPU, where QAConv matching runs about
+            2.5x faster with AMX). The features are kept in float32 between
+            the two. Defaults to False.
 
     Example:
         >>> custom_hooks = [
@@ -146,7 +151,8 @@ class GraphSamplerHook(Hook):
                  num_workers: int = 0,
                  progress: bool = False,
                  candidate_fn: Optional[Union[str, Callable]] = None,
-                 block_size: int = 256) -> None:
+                 block_size: int = 256,
+                 fp16: bool = False) -> None:
         if not isinstance(pipeline, (list, tuple)) or not pipeline:
             raise ValueError('GraphSamplerHook: pipeline must be a non-empty '
                              'list of transforms (the test pipeline); got '
@@ -167,6 +173,7 @@ class GraphSamplerHook(Hook):
         self.progress = bool(progress)
         self.candidate_fn = candidate_fn
         self.block_size = int(block_size)
+        self.fp16 = bool(fp16)
         self._pipeline: Optional[Compose] = None
         self._pending_state = None  # (checkpoint epoch, sampler state)
         self.last_info: Dict = {}
@@ -228,7 +235,9 @@ class GraphSamplerHook(Hook):
         with torch.no_grad():
             for batch in loader:
                 data = model.data_preprocessor(batch, False)
-                feats.append(model.extract_feat(data['inputs']))
+                with autocast(enabled=self.fp16):
+                    out = model.extract_feat(data['inputs'])
+                feats.append(out.float())
                 if bar is not None:
                     for _ in range(len(batch['inputs'])):
                         bar.update()
@@ -300,7 +309,7 @@ class GraphSamplerHook(Hook):
         t_feat = time.perf_counter() - start
 
         matcher = model.head.match
-        with torch.no_grad():
+        with torch.no_grad(), autocast(enabled=self.fp16):
             if self.rerank:
                 part = compute_class_scores(feats, matcher, padded,
                                             self.block_size)
@@ -323,6 +332,8 @@ class GraphSamplerHook(Hook):
         mode = 'k-reciprocal re-ranked' if self.rerank else (
             'exact' if self.num_candidates is None else
             f'candidates={self.num_candidates}')
+        if self.fp16:
+            mode += ', autocast'
         runner.logger.info(
             f'GraphSamplerHook: epoch {epoch + 1}: graph of {num_classes} '
             f'classes x {k} neighbours ({mode}); features {t_feat:.2f}s, '
