@@ -149,26 +149,24 @@ def _max_bits_dtype(dtype: torch.dtype,
     return _BITS.get(dtype) if device.type == 'cpu' else None
 
 
-def _abs_max(x: torch.Tensor) -> float:
-    """max |x| (NaN if x holds a NaN, 0 for an empty x)."""
-    if x.numel() == 0:
-        return 0.
-    lo, hi = torch.aminmax(x)
-    return torch.maximum(-lo, hi).item()
-
-
-def _bits_are_safe(q_abs_max: float, g_abs_max: float, c: int,
+def _bits_are_safe(q: torch.Tensor, g: torch.Tensor,
                    dtype: torch.dtype) -> bool:
-    """Whether no similarity of the block can be NaN: all features finite
-    and every product and partial sum of the GEMM bounded (|s| <= c * max|q|
-    * max|g|) well inside the dtype's range, so no inf - inf arises.
+    """Whether no similarity of ``q`` ([n, c] rows) and ``g`` (c channels
+    on dim 1) in ``dtype`` can be NaN: all features finite and every
+    product and partial sum of the GEMM bounded (|s| <= c * max|q| * max|g|)
+    well inside the dtype's range, so no inf - inf arises.
 
     The integer maxima of :func:`_max_bits_dtype` would drop a NaN whose
     sign bit is set (x86 makes NaNs such as inf - inf with it set), where
     the float maxima propagate it; features that could produce one are
     scored with the float maxima.
     """
-    bound = c * q_abs_max * g_abs_max
+    if q.numel() == 0 or g.numel() == 0:
+        return True
+    bound = q.size(1)
+    for x in (q, g):
+        lo, hi = torch.aminmax(x)
+        bound *= torch.maximum(-lo, hi).item()  # NaN if x holds one
     return bound < torch.finfo(dtype).max / 2  # False for NaN and inf
 
 
@@ -231,8 +229,9 @@ def _contract(max_g: torch.Tensor, max_q: torch.Tensor, w: torch.Tensor,
 
 
 def _score_rows(q2: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
-                out: torch.Tensor, q_blk: int, g_blk: int, q_starts,
-                g_lo: int, g_hi: int) -> None:
+                out: torch.Tensor, q_blk: int, g_blk: int,
+                bits: Optional[torch.dtype], q_starts, g_lo: int,
+                g_hi: int) -> None:
     """fc-weighted sums of the similarity maxima, blockwise.
 
     Writes ``out[i, j] = w . max_r S_ij[s, r] + w . max_s S_ij[s, r]`` for
@@ -251,6 +250,9 @@ def _score_rows(q2: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
         out (Tensor): [nq, ng] float32 output.
         q_blk (int): Queries per block.
         g_blk (int): Gallery items per block.
+        bits (torch.dtype, optional): Integer dtype the max reductions read
+            the similarities as (see :func:`_max_bits_dtype`), or None for
+            float reductions.
         q_starts (Sequence[int]): First query of each query block.
         g_lo (int): First gallery item.
         g_hi (int): End of the gallery range.
@@ -268,16 +270,10 @@ def _score_rows(q2: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
     max_g_buf = torch.empty(
         group, q_blk * hw * chunk, dtype=dtype, device=device)
     max_q_buf = torch.empty_like(max_g_buf)
-    bits_dtype = _max_bits_dtype(dtype, device)
-    q_abs_max = _abs_max(q2) if bits_dtype is not None else 0.
     for c_lo in range(g_lo, g_hi, chunk):
         c_hi = min(c_lo + chunk, g_hi)
         n_gal = c_hi - c_lo
         g2t = gal[c_lo:c_hi].to(dtype).permute(1, 0, 2).reshape(c, -1)
-        bits = bits_dtype
-        if bits is not None and not _bits_are_safe(q_abs_max, _abs_max(g2t),
-                                                   c, dtype):
-            bits = None
         g_cols = [
             g2t[:, j * hw:(j + g_blk) * hw] for j in range(0, n_gal, g_blk)
         ]
@@ -651,6 +647,9 @@ class QAConvHead(BaseModule):
         w32 = w.to(device=q.device, dtype=torch.float32)
         q_blk, g_blk = min(q_blk, nq), min(g_blk, ng)
         q_starts = list(range(0, nq, q_blk))
+        bits = _max_bits_dtype(dtype, q.device)
+        if bits is not None and not _bits_are_safe(q2, gal, dtype):
+            bits = None
         workers = _cpu_workers(q.device)
         if workers > 1 and len(q_starts) >= workers:
             # query block rows dealt round-robin
@@ -667,7 +666,7 @@ class QAConvHead(BaseModule):
         def run(task):
             with torch.no_grad(), torch.autocast(
                     q.device.type, enabled=False):
-                _score_rows(q2, gal, w32, out, q_blk, g_blk, *task)
+                _score_rows(q2, gal, w32, out, q_blk, g_blk, bits, *task)
 
         if len(tasks) == 1:
             run(tasks[0])
