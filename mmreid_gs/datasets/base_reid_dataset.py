@@ -181,6 +181,19 @@ class BaseReIDDataset(BaseDataset):
             if name.lower().endswith(IMG_EXTENSIONS)
             and osp.isfile(osp.join(folder, name)))
 
+    def _parsed_images(self, folder: str, expected: str):
+        """``(path, self.parse_name(name))`` of the images directly inside
+        ``folder`` whose names parse; the others go to :meth:`_bad_name`
+        with ``expected`` (the name format, with an example) as the reason.
+        """
+        for name in self._list_images(folder):
+            path = osp.join(folder, name)
+            parsed = self.parse_name(name)
+            if parsed is None:
+                self._bad_name(path, expected)
+            else:
+                yield path, parsed
+
     def _bad_name(self, name: str, reason: str) -> None:
         """Record (``on_bad_name='skip'``) or raise for an unparsable name.
 

@@ -66,18 +66,12 @@ class ClonedPerson(BaseReIDDataset):
     def _load_split(self) -> List[dict]:
         folder = self._require_dir(self._split_location())
         items = []
-        for name in self._list_images(folder):
-            parsed = self.parse_name(name)
-            if parsed is None:
-                self._bad_name(
-                    osp.join(folder, name),
-                    'expected <pid>_s<scene>_c<camera>_f<frame>.jpg, e.g. '
-                    '700000_s02_c00_f023389.jpg')
-                continue
-            pid, scene, cam, frame = parsed
+        for path, (pid, scene, cam, frame) in self._parsed_images(
+                folder, 'expected <pid>_s<scene>_c<camera>_f<frame>.jpg, '
+                'e.g. 700000_s02_c00_f023389.jpg'):
             items.append(
                 dict(
-                    img_path=osp.join(folder, name),
+                    img_path=path,
                     pid=pid,
                     cam_id=cam,
                     scene=scene,

@@ -84,15 +84,8 @@ class CUHK03NP(BaseReIDDataset):
     def _load_split(self) -> List[dict]:
         self._require_dir(osp.join(self.data_root, self.mode))
         folder = self._require_dir(self._split_location())
-        items = []
-        for name in self._list_images(folder):
-            parsed = self.parse_name(name)
-            if parsed is None:
-                self._bad_name(
-                    osp.join(folder, name),
-                    'expected <pid>_c<camera>..., e.g. 0001_c1_1.png')
-                continue
-            pid, cam = parsed
-            items.append(
-                dict(img_path=osp.join(folder, name), pid=pid, cam_id=cam - 1))
-        return items
+        return [
+            dict(img_path=path, pid=pid, cam_id=cam - 1)
+            for path, (pid, cam) in self._parsed_images(
+                folder, 'expected <pid>_c<camera>..., e.g. 0001_c1_1.png')
+        ]

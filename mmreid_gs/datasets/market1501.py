@@ -86,19 +86,13 @@ class Market1501(BaseReIDDataset):
         folder = self._require_dir(
             osp.join(self.data_root, self.SPLIT_DIRS[self.split]))
         items = []
-        for name in self._list_images(folder):
-            parsed = self.parse_name(name)
-            if parsed is None:
-                self._bad_name(
-                    osp.join(folder, name),
-                    'expected <pid>_c<camera>s<session>_<frame>_<box>.jpg '
-                    'with 1-based camera and session, e.g. '
-                    '0002_c1s1_000451_03.jpg')
-                continue
-            pid, cam, session, frame = parsed
+        for path, (pid, cam, session, frame) in self._parsed_images(
+                folder, 'expected <pid>_c<camera>s<session>_<frame>_<box>.jpg '
+                'with 1-based camera and session, e.g. '
+                '0002_c1s1_000451_03.jpg'):
             items.append(
                 dict(
-                    img_path=osp.join(folder, name),
+                    img_path=path,
                     pid=pid,
                     cam_id=cam - 1,
                     session=session,

@@ -78,19 +78,13 @@ class RandPerson(BaseReIDDataset):
     def _load_split(self) -> List[dict]:
         folder = self._require_dir(osp.join(self.data_root, self.img_dir))
         items = []
-        for name in self._list_images(folder):
-            parsed = self.parse_name(name)
-            if parsed is None:
-                self._bad_name(
-                    osp.join(folder, name),
-                    'expected <pid>_s<scene>_c<camera>_f<frame>.jpg with '
-                    f'scene < {len(self.CAMERA_OFFSETS)}, e.g. '
-                    '000000_s00_c00_f000264.jpg')
-                continue
-            pid, scene, cam, frame = parsed
+        for path, (pid, scene, cam, frame) in self._parsed_images(
+                folder, 'expected <pid>_s<scene>_c<camera>_f<frame>.jpg with '
+                f'scene < {len(self.CAMERA_OFFSETS)}, e.g. '
+                '000000_s00_c00_f000264.jpg'):
             items.append(
                 dict(
-                    img_path=osp.join(folder, name),
+                    img_path=path,
                     pid=pid,
                     cam_id=self.CAMERA_OFFSETS[scene] + cam,
                     scene=scene,
