@@ -191,6 +191,12 @@ def run_cli(main, argv=None) -> int:
     unreadable checkpoint) ends with ``error: <what and where>`` and exit
     code 2 instead of a traceback; ``MMREID_GS_DEBUG=1`` shows the traceback.
     Nothing is deleted on the way out: work dirs, logs and checkpoints stay.
+
+    A process group that is still initialised when ``main`` returns or
+    raises is destroyed here, while the interpreter is fully alive: left to
+    interpreter finalisation, gloo's worker threads can abort the process
+    ("terminate called without an active exception") after all the work
+    is done, and torchrun then reports the whole run as failed.
     """
     import sys
     try:
@@ -204,4 +210,14 @@ def run_cli(main, argv=None) -> int:
         sys.stderr.write(f'error ({type(err).__name__}): {msg}\n'
                          '(set MMREID_GS_DEBUG=1 to see the traceback)\n')
         return 2
+    finally:
+        shutdown_dist()
     return 0
+
+
+def shutdown_dist() -> None:
+    """Destroy the default process group if one is initialised (no-op
+    otherwise, and when ``torch.distributed`` is not available)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

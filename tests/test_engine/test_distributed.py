@@ -346,3 +346,26 @@ def test_dist_test_equals_single_process(dist_trained, checkpoint):
         for key, value in single_metrics.items():
             assert abs(metrics[key] - value) <= 1e-6, (
                 name, key, metrics[key], value)
+
+
+@pytest.mark.parametrize('fails', [False, True], ids=['ok', 'error'])
+def test_run_cli_destroys_process_group(fails):
+    """``run_cli`` destroys a process group that ``main`` left initialised,
+    on success and on a user error alike (gloo's threads otherwise abort the
+    process at interpreter exit, which torchrun reports as a failed run)."""
+    from mmreid_gs.apis import run_cli
+
+    def main(argv):
+        torch_dist.init_process_group(
+            'gloo', init_method=f'tcp://127.0.0.1:{_free_port()}',
+            rank=0, world_size=1)
+        assert torch_dist.is_initialized()
+        if fails:
+            raise ValueError('bad value')
+
+    try:
+        assert run_cli(main, []) == (2 if fails else 0)
+        assert not torch_dist.is_initialized()
+    finally:
+        if torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
