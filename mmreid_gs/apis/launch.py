@@ -3,6 +3,7 @@ checked overrides, CPU-only distributed set-up, runner building and result
 export. Kept here (not in the tools) so that it is tested and reused.
 """
 import difflib
+import gc
 import os
 import os.path as osp
 from typing import Dict, Optional
@@ -193,10 +194,10 @@ def run_cli(main, argv=None) -> int:
     Nothing is deleted on the way out: work dirs, logs and checkpoints stay.
 
     A process group that is still initialised when ``main`` returns or
-    raises is destroyed here, while the interpreter is fully alive: left to
-    interpreter finalisation, gloo's worker threads can abort the process
-    ("terminate called without an active exception") after all the work
-    is done, and torchrun then reports the whole run as failed.
+    raises is destroyed and freed here (see :func:`shutdown_dist`): else
+    gloo's worker threads can abort a process at exit ("terminate called
+    without an active exception") after all the work is done, and torchrun
+    reports the whole run as failed.
     """
     import sys
     try:
@@ -216,8 +217,16 @@ def run_cli(main, argv=None) -> int:
 
 
 def shutdown_dist() -> None:
-    """Destroy the default process group if one is initialised (no-op
-    otherwise, and when ``torch.distributed`` is not available)."""
+    """Destroy the default process group and free it while the interpreter
+    is fully alive (no-op without an initialised group).
+
+    ``destroy_process_group`` only drops ``torch.distributed``'s own
+    references; the Runner (a reference cycle) still holds the group through
+    the DDP wrapper. ``gc.collect`` frees it, and the group's destructor joins
+    gloo's worker threads. Left to interpreter finalisation, a worker that is
+    still releasing the tensors of the last collective aborts the process.
+    """
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+        gc.collect()

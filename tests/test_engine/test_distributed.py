@@ -22,6 +22,7 @@ import os.path as osp
 import socket
 import subprocess
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -348,24 +349,47 @@ def test_dist_test_equals_single_process(dist_trained, checkpoint):
                 name, key, metrics[key], value)
 
 
+def _native_threads():
+    return len(os.listdir('/proc/self/task'))
+
+
+@pytest.mark.skipif(not osp.isdir('/proc/self/task'),
+                    reason='counts native threads through /proc')
 @pytest.mark.parametrize('fails', [False, True], ids=['ok', 'error'])
-def test_run_cli_destroys_process_group(fails):
-    """``run_cli`` destroys a process group that ``main`` left initialised,
-    on success and on a user error alike (gloo's threads otherwise abort the
-    process at interpreter exit, which torchrun reports as a failed run)."""
+def test_run_cli_frees_process_group(fails):
+    """``run_cli`` destroys and frees a process group that ``main`` left
+    initialised and still referenced from a reference cycle (as the Runner
+    holds it through DDP), on success and on a user error alike: gloo's
+    worker threads are joined before the interpreter exits (left to
+    finalisation, they can abort the process after the work is done)."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
     from mmreid_gs.apis import run_cli
+    # start the intra-op thread pools first: only gloo's threads may differ
+    (torch.randn(256, 256) @ torch.randn(256, 256)).add_(1).sum()
+    before = _native_threads()
+
+    group = []
 
     def main(argv):
         torch_dist.init_process_group(
             'gloo', init_method=f'tcp://127.0.0.1:{_free_port()}',
             rank=0, world_size=1)
-        assert torch_dist.is_initialized()
+        holder = {'model': DistributedDataParallel(torch.nn.Linear(2, 2))}
+        holder['self'] = holder  # a cycle, like the Runner's
+        out = [torch.zeros(3)]
+        torch_dist.all_gather(out, torch.ones(3))
+        group.append(weakref.ref(torch_dist.group.WORLD))
+        assert _native_threads() > before
         if fails:
             raise ValueError('bad value')
 
     try:
         assert run_cli(main, []) == (2 if fails else 0)
         assert not torch_dist.is_initialized()
+        assert group[0]() is None
+        assert _native_threads() == before
     finally:
         if torch_dist.is_initialized():
             torch_dist.destroy_process_group()
