@@ -306,6 +306,8 @@ def _free_port():
 
 def _ddp_worker(rank, world_size, port, root, out_dir, num_classes):
     import torch.distributed as dist
+
+    from mmreid_gs.apis import shutdown_dist
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
                             rank=rank, world_size=world_size)
     try:
@@ -323,7 +325,7 @@ def _ddp_worker(rank, world_size, port, root, out_dir, num_classes):
             np.save(osp.join(out_dir, f'graph_{rerank}_{rank}.npy'),
                     sampler.graph)
     finally:
-        dist.destroy_process_group()
+        shutdown_dist()  # freed and joined before the child exits
 
 
 def test_distributed_ranks_build_the_same_graph(data, tmp_path):
