@@ -222,11 +222,20 @@ def shutdown_dist() -> None:
 
     ``destroy_process_group`` only drops ``torch.distributed``'s own
     references; the Runner (a reference cycle) still holds the group through
-    the DDP wrapper. ``gc.collect`` frees it, and the group's destructor joins
-    gloo's worker threads. Left to interpreter finalisation, a worker that is
-    still releasing the tensors of the last collective aborts the process.
+    DDP and its C++ reducer. Left to interpreter finalisation, a gloo worker
+    thread that is still releasing the tensors of the last collective takes
+    the GIL during finalisation and aborts the process ("terminate called
+    without an active exception"). So: keep one Python reference to the
+    group, ``gc.collect`` the cycle (the reducer lets go of the group), then
+    drop that reference last. Its destructor joins gloo's worker threads with
+    the GIL released; had the reducer dropped the last reference, the
+    destructor would wait for a worker while holding the GIL the worker
+    needs, and hang.
     """
     dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-        gc.collect()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    group = dist.group.WORLD
+    dist.destroy_process_group()
+    gc.collect()
+    del group  # the last reference: destroyed without the GIL
