@@ -193,11 +193,8 @@ def run_cli(main, argv=None) -> int:
     code 2 instead of a traceback; ``MMREID_GS_DEBUG=1`` shows the traceback.
     Nothing is deleted on the way out: work dirs, logs and checkpoints stay.
 
-    A process group that is still initialised when ``main`` returns or
-    raises is destroyed and freed here (see :func:`shutdown_dist`): else
-    gloo's worker threads can abort a process at exit ("terminate called
-    without an active exception") after all the work is done, and torchrun
-    reports the whole run as failed.
+    A process group still initialised when ``main`` returns or raises is
+    freed by :func:`shutdown_dist`.
     """
     import sys
     try:
