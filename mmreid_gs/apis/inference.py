@@ -113,4 +113,4 @@ def match_images(model, query: Sequence[ImageLike],
     device = next(model.parameters()).device
     q = extract_feature_maps(model, query).to(device)
     g = extract_feature_maps(model, gallery).to(device)
-    return model.head.match(q, g).cpu()
+    return model.match(q, g).cpu()

@@ -97,6 +97,9 @@ class TinyReID(BaseModel):
         assert not torch.is_grad_enabled()
         return F.adaptive_avg_pool2d(inputs, (2, 1))
 
+    def match(self, q, g):
+        return self.head.match(q, g)
+
     def forward(self, inputs, data_samples=None, mode='tensor'):
         return self.extract_feat(inputs)
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmreid_gs.models.heads import QAConvHead, qaconv_head
+from mmreid_gs.models.heads import QAConvHead, qaconv_kernels
 from mmreid_gs.models.losses import PairwiseMatchingLoss
 
 
@@ -167,7 +167,7 @@ def test_cpu_worker_threads_give_same_scores(num_query, blocks, threads,
                                              monkeypatch):
     """Query rows dealt to threads, or (few queries) gallery ranges split;
     the gallery laid out for the GEMM in chunks of 4."""
-    monkeypatch.setattr(qaconv_head, 'GALLERY_CHUNK', 4)
+    monkeypatch.setattr(qaconv_kernels, 'GALLERY_CHUNK', 4)
     ref = _randomised_ref().eval()
     head = QAConvHead(8, 4, 3)
     head.load_state_dict(ref.state_dict(), strict=False)
@@ -230,7 +230,7 @@ def test_cpu_maxima_on_bits_equal_float_maxima(dtype, threads, case,
     must be bit-identical to float maxima of the same GEMM blocks: with
     all-negative sets (recomputed in floating point), +-0, and NaNs made
     by the GEMM (propagated, as with float maxima)."""
-    monkeypatch.setattr(qaconv_head, 'GALLERY_CHUNK', 4)
+    monkeypatch.setattr(qaconv_kernels, 'GALLERY_CHUNK', 4)
     ref = _randomised_ref().eval()
     head = QAConvHead(8, 4, 3)
     head.load_state_dict(ref.state_dict(), strict=False)
@@ -243,9 +243,9 @@ def test_cpu_maxima_on_bits_equal_float_maxima(dtype, threads, case,
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            assert qaconv_head._max_bits_dtype(dtype, q.device) is not None
+            assert qaconv_kernels._max_bits_dtype(dtype, q.device) is not None
             got = head.match(q.to(dtype), g.to(dtype), *blocks)
-            monkeypatch.setattr(qaconv_head, '_max_bits_dtype',
+            monkeypatch.setattr(qaconv_kernels, '_max_bits_dtype',
                                 lambda *args: None)
             expected = head.match(q.to(dtype), g.to(dtype), *blocks)
     finally:

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmreid_gs.models.heads import QAConvHead, qaconv_head
+from mmreid_gs.models.heads import QAConvHead, qaconv_kernels
 
 
 class PublicQAConv(nn.Module):
@@ -323,7 +323,7 @@ def print_block_breakdown(q_blk, g_blk, c, hw, dtype, calls=200):
     """Time, on one thread (as each worker of the head runs), the GEMM of
     one similarity block and its two max reductions, taken on the floats and
     on their bits viewed as integers (what the head does on the CPU)."""
-    bits = qaconv_head._max_bits_dtype(dtype, torch.device('cpu'))
+    bits = qaconv_kernels._max_bits_dtype(dtype, torch.device('cpu'))
     gen = torch.Generator().manual_seed(2)
     a = torch.randn(q_blk * hw, c, generator=gen).to(dtype)
     b = torch.randn(c, g_blk * hw, generator=gen).to(dtype)

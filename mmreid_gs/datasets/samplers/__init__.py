@@ -1,3 +1,6 @@
-from .graph_sampler import GraphSampler
+from .graph_sampler import (GRAPH_SAMPLER_PROTOCOL, GraphSampler,
+                            missing_graph_sampler_members)
 
-__all__ = ['GraphSampler']
+__all__ = [
+    'GRAPH_SAMPLER_PROTOCOL', 'GraphSampler', 'missing_graph_sampler_members'
+]

@@ -50,6 +50,47 @@ def _dataset_labels(dataset) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+#: What :class:`GraphSamplerHook` reads and calls on a train sampler: a
+#: sampler variant of a user's (another batch layout, another way to use the
+#: graph) is one class with these members, no subclassing needed.
+#:
+#: - ``set_graph(neighbors)``: take an int array [C, num_neighbors] whose row
+#:   i lists the nearest classes of label i (best first);
+#: - ``num_classes`` (int): C; ``num_neighbors`` (int): neighbours per class
+#:   the sampler wants;
+#: - ``class_indices`` (list of int arrays): the dataset indices of each
+#:   class's images (the hook draws one image per class from them);
+#: - ``seed`` (int): the sampler's seed (the hook's draw depends on it and on
+#:   the epoch, so that every rank draws the same images).
+#:
+#: Optional: ``state_dict()`` / ``load_state_dict(state)`` (saved in
+#: checkpoints and restored on resume), ``batch_size`` (checked against the
+#: DataLoader's).
+GRAPH_SAMPLER_PROTOCOL = ('set_graph', 'num_classes', 'num_neighbors',
+                          'class_indices', 'seed')
+
+
+def missing_graph_sampler_members(sampler) -> List[str]:
+    """Members of :data:`GRAPH_SAMPLER_PROTOCOL` that ``sampler`` lacks.
+
+    Args:
+        sampler: Any object (None gives every member).
+
+    Returns:
+        list[str]: The missing names; empty when the sampler follows the
+        protocol.
+    """
+    if sampler is None:
+        return list(GRAPH_SAMPLER_PROTOCOL)
+    missing = [
+        name for name in GRAPH_SAMPLER_PROTOCOL
+        if not hasattr(sampler, name)
+    ]
+    if 'set_graph' not in missing and not callable(sampler.set_graph):
+        missing.append('set_graph (not callable)')
+    return missing
+
+
 def _random_neighbours(centres: torch.Tensor, num_classes: int, k: int,
                        generator: torch.Generator) -> torch.Tensor:
     """For every centre, ``k`` distinct random classes other than itself.

@@ -17,10 +17,13 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
 
 from mmreid_gs.datasets.samplers import GraphSampler
+from mmreid_gs.datasets.samplers.graph_sampler import \
+    missing_graph_sampler_members
 from mmreid_gs.engine.graph import (build_class_graph,
                                     class_graph_from_scores,
                                     compute_class_scores)
 from mmreid_gs.registry import HOOKS
+from mmreid_gs.utils.contract import check_reid_model
 
 
 class _ClassImages(Dataset):
@@ -56,6 +59,12 @@ def _graph_seed(seed: int, epoch: int) -> int:
 class GraphSamplerHook(Hook):
     """Refresh the class graph of :class:`GraphSampler` before every epoch.
 
+    Works with any model that offers ``extract_feat(inputs)`` and
+    ``match(query_feats, gallery_feats) -> [q, g]`` similarities (QAConv, a
+    global embedding, ...), and with any train sampler that follows
+    :data:`~mmreid_gs.datasets.samplers.GRAPH_SAMPLER_PROTOCOL` (``set_graph``,
+    ``num_classes``, ``num_neighbors``, ``class_indices``, ``seed``).
+
     From epoch ``pk_epochs`` on (0-based; earlier epochs keep random PK
     batches), before each training epoch the hook
 
@@ -66,7 +75,7 @@ class GraphSamplerHook(Hook):
        extracts feature maps with ``model.extract_feat`` in eval mode under
        ``torch.no_grad()`` (the previous train/eval flag of every sub-module
        is restored afterwards, so ``norm_eval`` backbones stay as they were);
-    3. scores classes with ``model.head.match`` and takes each class's
+    3. scores classes with ``model.match`` and takes each class's
        ``P - 1`` nearest classes (``P = batch_size / num_instances`` of the
        sampler) with :func:`build_class_graph` (exact, or two-stage with
        ``num_candidates``), or, with ``rerank=True``, from the k-reciprocal
@@ -189,20 +198,22 @@ class GraphSamplerHook(Hook):
     def _get_sampler(self, runner, strict: bool = True):
         loader = self._train_dataloader(runner)
         sampler = getattr(loader, 'sampler', None)
-        if isinstance(sampler, GraphSampler):
+        missing = missing_graph_sampler_members(sampler)
+        if not missing:
             return sampler
         if strict:
             raise TypeError(
-                'GraphSamplerHook needs the train sampler to be a '
-                'GraphSampler: set '
-                "train_dataloader.sampler.type='GraphSampler' (got "
-                f'{type(sampler).__name__}).')
+                'GraphSamplerHook needs a train sampler that follows the '
+                'graph-sampler protocol (e.g. '
+                "train_dataloader.sampler.type='GraphSampler'); "
+                f'{type(sampler).__name__} lacks: {", ".join(missing)}.')
         return None
 
     def _check_batch_size(self, runner, sampler: GraphSampler) -> None:
         loader = self._train_dataloader(runner)
         size = getattr(loader, 'batch_size', None)
-        if size is not None and size != sampler.batch_size:
+        wanted = getattr(sampler, 'batch_size', None)
+        if size is not None and wanted is not None and size != wanted:
             raise ValueError(
                 f'train_dataloader.batch_size ({size}) must equal '
                 'train_dataloader.sampler.batch_size '
@@ -282,6 +293,7 @@ class GraphSamplerHook(Hook):
             Tensor: LongTensor [C, P-1] the graph set on the sampler.
         """
         model = self._unwrap(runner.model)
+        check_reid_model(model, 'GraphSamplerHook')
         flags = [(m, m.training) for m in model.modules()]
         model.eval()
         try:
@@ -308,7 +320,7 @@ class GraphSamplerHook(Hook):
         feats = self._gather_rows(local, num_classes, world_size)
         t_feat = time.perf_counter() - start
 
-        matcher = model.head.match
+        matcher = model.match
         with torch.no_grad(), autocast(enabled=self.fp16):
             if self.rerank:
                 part = compute_class_scores(feats, matcher, padded,
@@ -392,7 +404,8 @@ class GraphSamplerHook(Hook):
         if self._pending_state is not None:
             ckpt_epoch, state = self._pending_state
             self._pending_state = None
-            if ckpt_epoch == runner.epoch:
+            if ckpt_epoch == runner.epoch and hasattr(sampler,
+                                                      'load_state_dict'):
                 sampler.load_state_dict(state)
                 sampler.set_epoch(runner.epoch)
                 runner.logger.info('GraphSamplerHook: restored the '
@@ -403,7 +416,7 @@ class GraphSamplerHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Save the sampler state as ``checkpoint['graph_sampler']``."""
         sampler = self._get_sampler(runner, strict=False)
-        if sampler is not None:
+        if sampler is not None and hasattr(sampler, 'state_dict'):
             checkpoint['graph_sampler'] = sampler.state_dict()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -9,7 +9,7 @@ is matched against every gallery image with QAConv. The loops here
    replaced by the split's dataset config;
 2. extract the feature maps once per split (sharded across ranks under
    distributed testing, gathered back in dataset order);
-3. score the query x gallery pairs with ``model.head.match`` (query rows split
+3. score the query x gallery pairs with ``model.match`` (query rows split
    across ranks, then gathered), plus the query x query and gallery x gallery
    blocks when a metric asks for them (k-reciprocal re-ranking);
 4. hand one dict per set to the metrics (``ReIDMetric``), whose keys are named
@@ -43,6 +43,7 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader
 
 from mmreid_gs.registry import LOOPS
+from mmreid_gs.utils.contract import check_reid_model
 
 
 def _gather_rows(rows: torch.Tensor, world_size: int) -> torch.Tensor:
@@ -197,7 +198,8 @@ class _ReIDLoopMixin:
     @torch.no_grad()
     def score(self, query: torch.Tensor, gallery: torch.Tensor,
               desc: str) -> torch.Tensor:
-        """QAConv scores of every query x gallery pair, rows across ranks.
+        """``model.match`` scores of every query x gallery pair, rows across
+        ranks.
 
         Args:
             query (Tensor): Query maps [q, c, h, w].
@@ -207,9 +209,10 @@ class _ReIDLoopMixin:
         Returns:
             Tensor: Logits [q, g] on the CPU, identical on every rank.
         """
-        head = self._model().head
+        model = self._model()
+        check_reid_model(model, type(self).__name__)
         rank, world_size = get_dist_info()
-        device = next(head.parameters()).device
+        device = next(model.parameters()).device
         num_q = query.shape[0]
         per_rank = (num_q + world_size - 1) // world_size
         start, end = min(rank * per_rank, num_q), min((rank + 1) * per_rank,
@@ -223,7 +226,7 @@ class _ReIDLoopMixin:
         rows = []
         for i in steps:
             with autocast(enabled=self.fp16):
-                s = head.match(query[i:i + chunk].to(device), gallery_dev)
+                s = model.match(query[i:i + chunk].to(device), gallery_dev)
             rows.append(s.float().cpu())
             if bar is not None:
                 bar.update()

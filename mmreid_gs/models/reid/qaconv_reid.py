@@ -90,6 +90,26 @@ class QAConvReID(BaseModel):
         self._check_feature_size(feats, inputs)
         return feats
 
+    def match(self, query_feats: torch.Tensor,
+              gallery_feats: torch.Tensor) -> torch.Tensor:
+        """Similarity of every query/gallery pair of feature maps.
+
+        The matcher contract of every re-ID model in mmreid_gs (what
+        :class:`GraphSamplerHook`, the test loops and :mod:`mmreid_gs.apis`
+        call): blockwise with bounded memory, higher = more similar. Here
+        the QAConv logits of :meth:`QAConvHead.match` (eval mode: running
+        BatchNorm statistics; training mode: BatchNorm over the pairs of
+        the call, differentiable).
+
+        Args:
+            query_feats (Tensor): [q, c, h, w] from :meth:`extract_feat`.
+            gallery_feats (Tensor): [g, c, h, w] from :meth:`extract_feat`.
+
+        Returns:
+            Tensor: [q, g] float32 similarities.
+        """
+        return self.head.match(query_feats, gallery_feats)
+
     def forward(self,
                 inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None,

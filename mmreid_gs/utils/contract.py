@@ -1,0 +1,34 @@
+"""The matcher contract of re-ID models.
+
+Every re-ID model in mmreid_gs offers
+
+- ``extract_feat(inputs [B, 3, H, W]) -> feats`` (a feature map [B, c, h, w]
+  for QAConv, an embedding [B, d] for a global model), and
+- ``match(query_feats, gallery_feats) -> Tensor [q, g]``: similarities,
+  higher = more similar, computed blockwise with bounded memory.
+
+:class:`~mmreid_gs.engine.hooks.GraphSamplerHook`, the test loops and
+:mod:`mmreid_gs.apis` call these two on the (unwrapped) model and nothing
+else of it, so any head plugs in by providing them.
+"""
+
+REID_MODEL_METHODS = ('extract_feat', 'match')
+
+
+def check_reid_model(model, user: str) -> None:
+    """Raise a TypeError naming what ``model`` lacks of the contract.
+
+    Args:
+        model: The (unwrapped) model.
+        user (str): Who needs it, for the message (e.g. 'GraphSamplerHook').
+    """
+    missing = [
+        name for name in REID_MODEL_METHODS
+        if not callable(getattr(model, name, None))
+    ]
+    if missing:
+        raise TypeError(
+            f'{user} needs a re-ID model with extract_feat(inputs) and '
+            'match(query_feats, gallery_feats) -> [q, g] similarities; '
+            f'{type(model).__name__} lacks {", ".join(missing)} (see '
+            'docs/architecture.md).')
