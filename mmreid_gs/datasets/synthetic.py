@@ -1100,3 +1100,42 @@ class SyntheticReID(Market1501):
         # Set after loading: BaseDataset takes a string metainfo value for a
         # file to read and warns that 'A' is not one.
         self._metainfo.setdefault('domain', domain)
+
+    def get_families(self) -> np.ndarray:
+        """Family of look-alikes of every item, in dataset order.
+
+        Members of a family share most attributes (the generator's hard
+        neighbours); family ids are unique within a split.
+
+        Returns:
+            np.ndarray: int64 [len(self)].
+        """
+        path = osp.join(self.data_root, 'identities.json')
+        try:
+            with open(path) as f:
+                identities = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError(f'SyntheticReID: cannot read {path}: {e}')
+        fams = []
+        for i in range(len(self)):
+            pid = int(self.get_data_info(i)['pid'])
+            entry = identities.get(f'{pid:04d}')
+            if entry is None:
+                raise ValueError(f'SyntheticReID: identity {pid} is not in '
+                                 f'{path}')
+            fams.append(int(entry['family']))
+        return np.asarray(fams, dtype=np.int64)
+
+    def get_label_families(self) -> np.ndarray:
+        """Family of every label ``0..max(gt_label)`` (e.g. of the training
+        classes that :class:`GraphSampler` sees); -1 for absent labels.
+
+        Returns:
+            np.ndarray: int64 [max label + 1].
+        """
+        labels = np.asarray(self.get_gt_labels(), dtype=np.int64)
+        fams = self.get_families()
+        out = np.full(int(labels.max()) + 1 if labels.size else 0, -1,
+                      dtype=np.int64)
+        out[labels] = fams
+        return out
