@@ -183,23 +183,24 @@ class QAConvHead(BaseModule):
                  or max(1, pairs // g_blk))
         return max(1, min(q_blk, num_query)), max(1, g_blk)
 
+    @staticmethod
+    def _bn_affine(bn: nn.BatchNorm1d) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode BatchNorm1d(1) as ``a * x + b`` (float64 scalars)."""
+        inv = torch.rsqrt(bn.running_var.detach().double() + bn.eps)
+        a = inv * (bn.weight.detach().double() if bn.affine else 1.)
+        b = -bn.running_mean.detach().double() * a
+        if bn.affine:
+            b = b + bn.bias.detach().double()
+        return a.reshape(()), b.reshape(())
+
     def _folded_affine(self) -> Tuple[torch.Tensor, float, float]:
         """Eval-mode ``bn -> fc -> sum of halves -> logit_bn`` as
         ``score = scale * (w . m_q + w . m_g) + offset``."""
         w = self.fc.weight.detach().reshape(-1).double()
         fc_b = (self.fc.bias.detach().double().sum()
                 if self.fc.bias is not None else w.new_zeros(()))
-
-        def affine(bn):
-            inv = torch.rsqrt(bn.running_var.detach().double() + bn.eps)
-            a = inv * (bn.weight.detach().double() if bn.affine else 1.)
-            b = -bn.running_mean.detach().double() * a
-            if bn.affine:
-                b = b + bn.bias.detach().double()
-            return a.reshape(()), b.reshape(())
-
-        a1, b1 = affine(self.bn)
-        a2, b2 = affine(self.logit_bn)
+        a1, b1 = self._bn_affine(self.bn)
+        a2, b2 = self._bn_affine(self.logit_bn)
         scale = a2 * a1
         offset = a2 * 2. * (b1 * w.sum() + fc_b) + b2
         return w, float(scale), float(offset)
@@ -318,13 +319,25 @@ class QAConvHead(BaseModule):
         over all B x B pairs in training mode, diagonal included as in the
         public code); the loss module decides which pairs count.
 
+        A loss module with ``needs_matcher = True`` (e.g.
+        :class:`ClassMemoryLoss`) is called instead as
+        ``loss(feats, labels, self.match)`` and its accuracy logged as
+        ``acc``.
+
         Args:
             feats (Tensor): [B, c, h, w] feature maps.
             labels (Tensor): [B] identity labels.
 
         Returns:
-            dict[str, Tensor]: ``loss`` and ``pair_acc``.
+            dict[str, Tensor]: ``loss`` and ``pair_acc`` (``acc`` for a
+            loss that needs the matcher).
         """
+        if getattr(self.loss_module, 'needs_matcher', False):
+            # e.g. ClassMemoryLoss: scores the batch against its class
+            # memory with this head's differentiable matcher
+            self._check_shape(feats, 'training')
+            loss, acc = self.loss_module(feats, labels, self.match)
+            return dict(loss=loss, acc=acc)
         x = self._flatten(feats, 'training')
         dtype = self._compute_dtype(x)
         n = x.size(0)
@@ -332,3 +345,80 @@ class QAConvHead(BaseModule):
         scores = self._exact_scores(x, x, dtype, q_blk, g_blk)
         loss, acc = self.loss_module(scores, labels)
         return dict(loss=loss, pair_acc=acc)
+
+    @torch.no_grad()
+    def pair_correspondence(self, query: torch.Tensor,
+                            gallery: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Local correspondences of one pair and what each location adds to
+        its score (for drawing, as the QAConv paper's Fig. 2).
+
+        The eval-mode score (BatchNorm with running statistics, whatever the
+        module's mode; the same value as :meth:`match` in eval mode) is
+        decomposed exactly: with ``bn(x) = a1 * x + b1`` and
+        ``logit_bn(x) = a2 * x + b2``,
+        ``score = sum(query_contrib) + sum(gallery_contrib) + bias`` where
+        ``query_contrib[i] = a2 * fc.weight[i] * bn(query_max[i])`` (the fc
+        weight times the BN'd maximum, in logit units), likewise for the
+        gallery side, and ``bias = a2 * 2 * fc.bias + b2``. Computed in
+        float64.
+
+        Args:
+            query (Tensor): [c, h, w] or [1, c, h, w] query feature map.
+            gallery (Tensor): [c, h, w] or [1, c, h, w] gallery feature map.
+
+        Returns:
+            dict[str, Tensor]: float64 unless noted, with hw = h * w and
+            locations numbered row-major (``y * w + x``):
+
+            - ``similarity``: [hw, hw] location similarities Q^T G.
+            - ``query_max`` / ``query_argmax`` (int64): [hw] best similarity
+              of each query location over the gallery locations and the
+              gallery location reaching it.
+            - ``gallery_max`` / ``gallery_argmax`` (int64): [hw] the same
+              for each gallery location over the query locations.
+            - ``query_contrib`` / ``gallery_contrib``: [hw] contribution of
+              each location to the score.
+            - ``bias``: [] the constant part of the score.
+            - ``score``: [] the pair's logit.
+
+        Raises:
+            ValueError: On maps of the wrong shape or more than one pair, or
+                BatchNorm layers without running statistics.
+        """
+        maps = []
+        for feats, name in ((query, 'query'), (gallery, 'gallery')):
+            feats = feats.unsqueeze(0) if feats.dim() == 3 else feats
+            self._check_shape(feats, name)
+            if feats.size(0) != 1:
+                raise ValueError(
+                    'QAConvHead.pair_correspondence: one pair at a time; '
+                    f'got {feats.size(0)} {name} maps')
+            maps.append(feats[0].flatten(1).double())
+        if any(m.running_mean is None for m in (self.bn, self.logit_bn)):
+            raise ValueError(
+                'QAConvHead.pair_correspondence needs BatchNorm running '
+                'statistics (track_running_stats=True).')
+        q, g = maps
+        with torch.autocast(q.device.type, enabled=False):
+            sim = q.t() @ g.to(q.device)
+        q_max, q_arg = sim.max(dim=1)
+        g_max, g_arg = sim.max(dim=0)
+        w = self.fc.weight.detach().reshape(-1).double().to(q.device)
+        fc_b = (self.fc.bias.detach().double().sum()
+                if self.fc.bias is not None else w.new_zeros(()))
+        a1, b1 = self._bn_affine(self.bn)
+        a2, b2 = self._bn_affine(self.logit_bn)
+        a1, b1, a2, b2 = (v.to(q.device) for v in (a1, b1, a2, b2))
+        q_contrib = a2 * w * (a1 * q_max + b1)
+        g_contrib = a2 * w * (a1 * g_max + b1)
+        bias = a2 * 2. * fc_b.to(q.device) + b2
+        return dict(
+            similarity=sim,
+            query_max=q_max,
+            query_argmax=q_arg,
+            gallery_max=g_max,
+            gallery_argmax=g_arg,
+            query_contrib=q_contrib,
+            gallery_contrib=g_contrib,
+            bias=bias,
+            score=q_contrib.sum() + g_contrib.sum() + bias)
