@@ -1,0 +1,304 @@
+"""Writing the synthetic benchmark: the locked, atomic tree writer.
+
+The images are written in the Market-1501 layout, so that
+:class:`Market1501` reads them::
+
+    data_root/
+        meta.json                 generator version and parameters
+        identities.json           attributes and family of every identity
+        bounding_box_train/       PPPP_cCsS_FFFFFF_NN.jpg
+        query/
+        bounding_box_test/
+
+``PPPP`` is the person id, ``C`` the 1-based camera, ``S`` the session (1)
+and ``FFFFFF`` the frame number on a clock shared by all cameras: a person
+walks along the row of cameras, so that the frame differences between
+cameras are plausible transit times (for TLift).
+"""
+import json
+import os
+import os.path as osp
+import shutil
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+import cv2
+from mmengine.logging import print_log
+
+from .identities import make_identities
+from .renderer import render_image
+from .streams import DOMAIN_CODE, DOMAINS, SPLIT_CODE, random_stream
+from .styles import camera_scene, camera_style
+
+try:  # pragma: no cover - platform dependent
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+GENERATOR_NAME = 'mmreid_gs.SyntheticReID'
+# Bump whenever the generated images change: trees of another version are
+# then regenerated. The demo results of the README were measured with 1.2.
+GENERATOR_VERSION = '1.2'
+# Person ids of domain B start after this offset, so that the two domains
+# never share an id (4-digit Market-1501 ids).
+_PID_OFFSET = {'A': 0, 'B': 5000}
+_SPLIT_DIRS = ('bounding_box_train', 'query', 'bounding_box_test')
+
+
+def _schedule(seed: int, domain: str, split: str, ids: List[Dict],
+              num_cams: int, imgs_per_cam: int, min_cams: int,
+              faces_up: List[bool]) -> List[Dict]:
+    """When and where each person is seen.
+
+    Cameras stand in a row; a person enters at a random time, walks past
+    ``k`` consecutive cameras in one direction and is seen ``imgs_per_cam``
+    times by each, so frame differences between cameras are transit times.
+
+    Returns:
+        list[dict]: one dict per image with pid, cam (0-based), frame, view,
+        idx (index of the identity) and k (image index within the camera).
+    """
+    dom, spl = DOMAIN_CODE[domain], SPLIT_CODE[split]
+    layout = random_stream(seed, dom, 8)
+    gaps = layout.uniform(150, 600, max(1, num_cams - 1))  # frames
+    records = []
+    span = 40 * max(1, len(ids))
+    for i, attrs in enumerate(ids):
+        rng = random_stream(seed, dom, spl, 3, i)
+        k = int(rng.integers(min(min_cams, num_cams), num_cams + 1))
+        start = int(rng.integers(0, num_cams - k + 1))
+        direction = 1 if rng.random() < .5 else -1
+        cams = list(range(start, start + k))
+        if direction < 0:
+            cams = cams[::-1]
+        t = float(rng.uniform(0, span)) + 50
+        for j, cam in enumerate(cams):
+            if j:
+                gap = gaps[min(cam, cams[j - 1])]
+                t += gap * attrs['speed'] * rng.uniform(.9, 1.1)
+            front_p = .85 if faces_up[cam] == (direction > 0) else .15
+            for n in range(imgs_per_cam):
+                t += rng.uniform(6, 30)
+                records.append(dict(
+                    idx=i, pid=attrs['pid'], cam=cam, frame=int(t), k=n,
+                    view='front' if rng.random() < front_p else 'back'))
+    return records
+
+
+def _params(domain, num_train_ids, num_test_ids, num_cams, imgs_per_cam,
+            min_cams, family_size, img_size, seed) -> Dict:
+    return dict(domain=str(domain), num_train_ids=int(num_train_ids),
+                num_test_ids=int(num_test_ids), num_cams=int(num_cams),
+                imgs_per_cam=int(imgs_per_cam), min_cams=int(min_cams),
+                family_size=int(family_size),
+                img_size=[int(img_size[0]), int(img_size[1])],
+                seed=int(seed))
+
+
+def _check_params(p: Dict) -> None:
+    if p['domain'] not in DOMAINS:
+        raise ValueError(f'SyntheticReID: domain must be one of {DOMAINS}, '
+                         f"got {p['domain']!r}")
+    if p['num_train_ids'] < 0 or p['num_test_ids'] < 1:
+        raise ValueError('SyntheticReID: num_train_ids must be >= 0 and '
+                         'num_test_ids >= 1, got '
+                         f"{p['num_train_ids']} and {p['num_test_ids']}")
+    if p['num_train_ids'] + p['num_test_ids'] > 4999:
+        raise ValueError('SyntheticReID: at most 4999 identities per domain '
+                         '(4-digit Market-1501 ids), got '
+                         f"{p['num_train_ids'] + p['num_test_ids']}")
+    if not 2 <= p['num_cams'] <= 9:
+        raise ValueError('SyntheticReID: num_cams must be in [2, 9] '
+                         f"(1-digit camera ids), got {p['num_cams']}")
+    if not 2 <= p['min_cams'] <= p['num_cams']:
+        raise ValueError('SyntheticReID: min_cams must be in [2, num_cams] '
+                         'so that every query has a match on another camera,'
+                         f" got {p['min_cams']}")
+    if p['imgs_per_cam'] < 1 or p['family_size'] < 1:
+        raise ValueError('SyntheticReID: imgs_per_cam and family_size must '
+                         'be >= 1')
+    h, w = p['img_size']
+    if h < 32 or w < 16:
+        raise ValueError('SyntheticReID: img_size (h, w) must be at least '
+                         f'(32, 16), got {tuple(p["img_size"])}')
+
+
+def _write_tree(root: str, p: Dict) -> Dict:
+    """Generate every image of one domain into ``root`` (must exist)."""
+    domain, seed = p['domain'], p['seed']
+    img_size = tuple(p['img_size'])
+    styles = [camera_style(seed, domain, c) for c in range(p['num_cams'])]
+    scenes = [camera_scene(seed, domain, c, st, img_size[0])
+              for c, st in enumerate(styles)]
+    for d in _SPLIT_DIRS:
+        os.makedirs(osp.join(root, d), exist_ok=True)
+    start = {'train': 1, 'test': 1 + p['num_train_ids']}
+    counts = dict(train=0, query=0, gallery=0)
+    identities = {}
+    for split, num in (('train', p['num_train_ids']),
+                       ('test', p['num_test_ids'])):
+        if num == 0:
+            continue
+        ids = make_identities(seed, domain, split, num, p['family_size'],
+                              _PID_OFFSET[domain] + start[split])
+        for a in ids:
+            identities[f"{a['pid']:04d}"] = dict(a, split=split)
+        recs = _schedule(seed, domain, split, ids, p['num_cams'],
+                         p['imgs_per_cam'], p['min_cams'],
+                         [s['faces_up'] for s in styles])
+        query = set()
+        if split == 'test':
+            by_id: Dict[int, Dict[int, List[int]]] = {}
+            for r, rec in enumerate(recs):
+                by_id.setdefault(rec['idx'], {}).setdefault(
+                    rec['cam'], []).append(r)
+            for i, cams in sorted(by_id.items()):
+                qrng = random_stream(seed, DOMAIN_CODE[domain], 4, i)
+                cam_list = sorted(cams)
+                # at least one camera stays entirely in the gallery
+                nq = int(qrng.integers(1, len(cam_list)))
+                for cam in qrng.choice(cam_list, nq, replace=False):
+                    query.add(int(qrng.choice(cams[int(cam)])))
+        for r, rec in enumerate(recs):
+            irng = random_stream(seed, DOMAIN_CODE[domain],
+                                 SPLIT_CODE[split], 5, rec['idx'],
+                                 rec['cam'], rec['k'])
+            img = render_image(ids[rec['idx']], scenes[rec['cam']],
+                               styles[rec['cam']], rec['view'], irng,
+                               img_size)
+            ok, buf = cv2.imencode(
+                '.jpg', img,
+                [int(cv2.IMWRITE_JPEG_QUALITY), styles[rec['cam']]['jpeg']])
+            if not ok:  # pragma: no cover
+                raise RuntimeError('SyntheticReID: JPEG encoding failed')
+            if split == 'train':
+                sub = 'bounding_box_train'
+                counts['train'] += 1
+            elif r in query:
+                sub = 'query'
+                counts['query'] += 1
+            else:
+                sub = 'bounding_box_test'
+                counts['gallery'] += 1
+            name = (f"{rec['pid']:04d}_c{rec['cam'] + 1}s1_"
+                    f"{rec['frame']:06d}_00.jpg")
+            with open(osp.join(root, sub, name), 'wb') as f:
+                f.write(buf.tobytes())
+    with open(osp.join(root, 'identities.json'), 'w') as f:
+        json.dump(identities, f, sort_keys=True)
+    return dict(counts=counts, cameras=styles)
+
+
+def _read_meta(root: str) -> Optional[Dict]:
+    try:
+        with open(osp.join(root, 'meta.json')) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _meta_matches(root: str, params: Dict) -> bool:
+    meta = _read_meta(root)
+    return (meta is not None and meta.get('generator') == GENERATOR_NAME
+            and meta.get('version') == GENERATOR_VERSION
+            and meta.get('params') == params
+            and all(osp.isdir(osp.join(root, d)) for d in _SPLIT_DIRS))
+
+
+def generate_synthetic_reid(root: str,
+                            domain: str = 'A',
+                            num_train_ids: int = 200,
+                            num_test_ids: int = 100,
+                            num_cams: int = 6,
+                            imgs_per_cam: int = 2,
+                            min_cams: int = 2,
+                            family_size: int = 4,
+                            img_size: Tuple[int, int] = (128, 64),
+                            seed: int = 0,
+                            force: bool = False) -> Dict:
+    """Generate a synthetic Market-1501-style benchmark (if needed).
+
+    Nothing is done when ``root/meta.json`` already records the same
+    generator version and parameters. Otherwise the images are generated
+    into a temporary sibling folder that is then renamed to ``root``, under
+    an exclusive lock on ``root + '.lock'``, so that several processes
+    (DDP ranks, dataloader workers) can call this at the same time: one
+    generates, the others wait and find the finished tree.
+
+    Args:
+        root (str): Folder of the benchmark. An existing folder is replaced
+            only when it is a SyntheticReID folder (has its ``meta.json``) or
+            empty.
+        domain (str): Camera-style domain, ``'A'`` (indoor, mild styles) or
+            ``'B'`` (outdoor, strong colour casts, low saturation, blur).
+            Person ids of domain B start at 5001.
+        num_train_ids (int): Identities in ``bounding_box_train`` (may be 0).
+        num_test_ids (int): Identities in ``query``/``bounding_box_test``.
+        num_cams (int): Cameras of the domain (2-9).
+        imgs_per_cam (int): Images of a person per camera that sees it.
+        min_cams (int): Each person is seen by ``min_cams``..``num_cams``
+            consecutive cameras (>= 2).
+        family_size (int): Identities per family of look-alikes.
+        img_size (tuple[int, int]): Stored image size (h, w).
+        seed (int): Seed of every random stream.
+        force (bool): Regenerate even if the parameters match.
+
+    Returns:
+        dict: The content of ``meta.json`` (generator, version, params,
+        counts of train/query/gallery images, camera styles).
+    """
+    params = _params(domain, num_train_ids, num_test_ids, num_cams,
+                     imgs_per_cam, min_cams, family_size, img_size, seed)
+    _check_params(params)
+    root = osp.abspath(root)
+    if not force and _meta_matches(root, params):
+        return _read_meta(root)
+    parent = osp.dirname(root)
+    os.makedirs(parent, exist_ok=True)
+    with open(root + '.lock', 'a+') as lock:
+        if fcntl is not None:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            # another process may have finished while we waited
+            if _meta_matches(root, params) and not force:
+                return _read_meta(root)
+            if osp.exists(root) and os.listdir(root) and _read_meta(
+                    root) is None:
+                raise ValueError(
+                    f'SyntheticReID: {root} exists, is not empty and has no '
+                    'meta.json of SyntheticReID; refusing to overwrite it. '
+                    'Point data_root to a new or SyntheticReID folder.')
+            begin = time.time()
+            print_log(
+                f'SyntheticReID: generating domain {domain} into {root} '
+                f'({num_train_ids} train + {num_test_ids} test identities, '
+                f'{num_cams} cameras)...', logger='current')
+            tmp = tempfile.mkdtemp(prefix=osp.basename(root) + '.tmp-',
+                                   dir=parent)
+            try:
+                info = _write_tree(tmp, params)
+                meta = dict(generator=GENERATOR_NAME,
+                            version=GENERATOR_VERSION, params=params,
+                            counts=info['counts'], cameras=info['cameras'],
+                            seconds=round(time.time() - begin, 2))
+                with open(osp.join(tmp, 'meta.json'), 'w') as f:
+                    json.dump(meta, f, indent=2, sort_keys=True)
+                old = None
+                if osp.exists(root):
+                    old = tempfile.mkdtemp(
+                        prefix=osp.basename(root) + '.old-', dir=parent)
+                    os.rename(root, osp.join(old, 'tree'))
+                os.rename(tmp, root)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+                print_log(
+                    f'SyntheticReID: {root} ready in {meta["seconds"]} s '
+                    f'({info["counts"]}).', logger='current')
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            return meta
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
