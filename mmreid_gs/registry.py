@@ -68,10 +68,11 @@ METRICS = Registry('metric', parent=MMENGINE_METRICS,
 EVALUATOR = Registry('evaluator', parent=MMENGINE_EVALUATOR,
                      locations=['mmreid_gs.evaluation'])
 
-# No visualizers of our own yet: MMEngine's are found through the parent.
+# ReIDVisualizer; MMEngine's visualizers and backends (Local, Tensorboard,
+# WandB) are found through the parents.
 VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS,
-                       locations=['mmreid_gs.utils'])
+                       locations=['mmreid_gs.visualization'])
 VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS,
-                       locations=['mmreid_gs.utils'])
+                       locations=['mmreid_gs.visualization'])
 FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS,
                      locations=['mmreid_gs.engine'])

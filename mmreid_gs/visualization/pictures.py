@@ -1,0 +1,161 @@
+"""From results to the inputs of :class:`ReIDVisualizer`: which queries and
+classes to show, and their rows (shared by the tools and the hooks)."""
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .ranking import average_precisions, query_ranking
+from .reid_visualizer import ranked_list_title
+
+
+def spread_indices(total: int, num: int) -> np.ndarray:
+    """``num`` indices spread evenly over ``range(total)`` (all of them when
+    ``num >= total``): a fixed, reproducible choice.
+
+    Args:
+        total (int): Number of items.
+        num (int): Number wanted (>= 1).
+
+    Returns:
+        np.ndarray: int64 sorted unique indices.
+    """
+    if int(num) < 1:
+        raise ValueError(f'the number of items to show must be >= 1, got '
+                         f'{num}')
+    if total <= num:
+        return np.arange(total, dtype=np.int64)
+    return np.unique(
+        np.round(np.linspace(0, total - 1, int(num))).astype(np.int64))
+
+
+def select_queries(scores,
+                   query_pids,
+                   gallery_pids,
+                   query_camids,
+                   gallery_camids,
+                   num: int = 8,
+                   worst: bool = False,
+                   query_ids: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Queries to draw.
+
+    Args:
+        scores (array-like): [q, g] scores.
+        query_pids, gallery_pids, query_camids, gallery_camids: Labels.
+        num (int): How many (ignored with ``query_ids``). Defaults to 8.
+        worst (bool): The ``num`` queries with the lowest AP (queries without
+            a valid match skipped; ties by index) instead of ``num`` spread
+            over the query set. Defaults to False.
+        query_ids (Sequence[int], optional): Explicit query indices.
+
+    Returns:
+        np.ndarray: int64 query indices.
+    """
+    num_q = np.asarray(scores).shape[0]
+    if query_ids is not None:
+        ids = np.asarray(list(query_ids), dtype=np.int64)
+        bad = ids[(ids < 0) | (ids >= num_q)]
+        if bad.size:
+            raise ValueError(f'query index {int(bad[0])} out of range: the '
+                             f'set has {num_q} queries (0..{num_q - 1})')
+        return ids
+    if not worst:
+        return spread_indices(num_q, num)
+    aps = average_precisions(scores, query_pids, gallery_pids, query_camids,
+                             gallery_camids)
+    valid = np.flatnonzero(~np.isnan(aps))
+    if valid.size == 0:
+        raise ValueError('--worst: no query has a valid match in the '
+                         'gallery')
+    order = valid[np.lexsort((valid, aps[valid]))]
+    return order[:int(num)]
+
+
+def ranked_list_rows(scores,
+                     query_pids,
+                     gallery_pids,
+                     query_camids,
+                     gallery_camids,
+                     query_paths: Sequence[str],
+                     gallery_paths: Sequence[str],
+                     queries: Sequence[int],
+                     topk: int = 10) -> List[Dict]:
+    """Rows of :meth:`ReIDVisualizer.draw_ranked_lists` for some queries.
+
+    Args:
+        scores (array-like): [q, g] scores, higher = more similar.
+        query_pids, gallery_pids, query_camids, gallery_camids: Labels.
+        query_paths (Sequence[str]): [q] query image paths.
+        gallery_paths (Sequence[str]): [g] gallery image paths.
+        queries (Sequence[int]): Query indices to draw.
+        topk (int): Gallery items per row. Defaults to 10.
+
+    Returns:
+        list[dict]: One row per query, plus its ``ap`` and ``first_hit``.
+    """
+    scores = np.asarray(scores)
+    q_pids, q_cams = np.asarray(query_pids), np.asarray(query_camids)
+    if scores.ndim != 2 or scores.shape != (len(query_paths),
+                                            len(gallery_paths)):
+        raise ValueError(
+            f'scores must be [{len(query_paths)}, {len(gallery_paths)}] '
+            f'(query x gallery paths), got shape {scores.shape}')
+    rows = []
+    for i in queries:
+        i = int(i)
+        r = query_ranking(scores[i], q_pids[i], q_cams[i], gallery_pids,
+                          gallery_camids, topk=topk)
+        label = f'query {i} (id {q_pids[i]}, cam {q_cams[i]})'
+        rows.append(
+            dict(query=str(query_paths[i]),
+                 gallery=[str(gallery_paths[j]) for j in r['indices']],
+                 scores=r['scores'],
+                 kinds=r['kinds'],
+                 title=ranked_list_title(label, r),
+                 ap=r['ap'],
+                 first_hit=r['first_hit']))
+    return rows
+
+
+def class_graph_epoch(epoch: int,
+                      neighbors,
+                      img_paths: Sequence[str],
+                      classes: Sequence[int],
+                      families=None) -> Dict:
+    """One epoch block of :meth:`ReIDVisualizer.draw_class_graph`.
+
+    Args:
+        epoch (int): The epoch (its header).
+        neighbors (array-like): [C, P-1] neighbour classes of every class.
+        img_paths (Sequence[str]): [C] the image of each class that the
+            graph was built from.
+        classes (Sequence[int]): Centre classes (one row each).
+        families (array-like, optional): [C] family of look-alikes of every
+            class (-1 unknown): frames neighbours of the centre's family.
+
+    Returns:
+        dict: ``epoch``, ``images``, ``labels`` and (with families)
+        ``look_alike``.
+    """
+    nbrs = np.asarray(neighbors)
+    if nbrs.ndim != 2 or nbrs.shape[0] != len(img_paths):
+        raise ValueError(
+            f'epoch {epoch}: neighbors must be [C, P-1] with C = '
+            f'{len(img_paths)} image paths, got shape {nbrs.shape}')
+    images, labels, look = [], [], []
+    for c in classes:
+        c = int(c)
+        if not 0 <= c < nbrs.shape[0]:
+            raise ValueError(f'class {c} out of range: the graph has '
+                             f'{nbrs.shape[0]} classes')
+        row = [c] + [int(n) for n in nbrs[c]]
+        labels.append(row)
+        images.append([str(img_paths[k]) for k in row])
+        if families is not None:
+            fam = np.asarray(families)
+            look.append([
+                bool(fam[c] >= 0 and fam[n] == fam[c]) for n in row[1:]
+            ])
+    out = dict(epoch=int(epoch), images=images, labels=labels)
+    if families is not None:
+        out['look_alike'] = look
+    return out
