@@ -1,8 +1,12 @@
 """mmreid_gs: QAConv + Graph Sampler person re-identification on MMEngine."""
-import mmengine
-from mmengine.utils import digit_version
+from ._warnings import silence_foreign_warnings
 
-from .version import __version__, version_info
+silence_foreign_warnings()  # before mmcv and mmpretrain are imported
+
+import mmengine  # noqa: E402
+from mmengine.utils import digit_version  # noqa: E402
+
+from .version import __version__, version_info  # noqa: E402
 
 MMENGINE_MIN, MMENGINE_MAX = '0.8.0', '1.0.0'
 MMCV_MIN, MMCV_MAX = '2.0.0', '2.3.0'
