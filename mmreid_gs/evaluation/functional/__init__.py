@@ -1,3 +1,5 @@
+from .graph_quality import (graph_family_share, neighbor_family_share,
+                            random_family_share)
 from .rank import evaluate_rank
 from .rerank import re_ranking
 from .tlift import tlift
@@ -6,5 +8,6 @@ from .verification import (format_fpr, pair_scores_and_labels,
 
 __all__ = [
     'evaluate_rank', 're_ranking', 'tlift', 'verification_rates',
-    'pair_scores_and_labels', 'format_fpr'
+    'pair_scores_and_labels', 'format_fpr', 'graph_family_share',
+    'neighbor_family_share', 'random_family_share'
 ]
