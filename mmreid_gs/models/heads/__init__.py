@@ -1,3 +1,4 @@
+from .global_embedding_head import GlobalEmbeddingHead
 from .qaconv_head import QAConvHead
 
-__all__ = ['QAConvHead']
+__all__ = ['QAConvHead', 'GlobalEmbeddingHead']

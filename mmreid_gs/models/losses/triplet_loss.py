@@ -20,16 +20,29 @@ class HardTripletLoss(nn.Module):
     both a positive and a negative (as the public QAConv 2.1 code, margin 16
     on logits). The accuracy of a row is ``min_pos >= max_neg``.
 
+    Any similarity matrix works: QAConv logits, the cosine similarities of
+    :class:`GlobalEmbeddingHead` (margin about 0.3) or negative Euclidean
+    distances (then ``min_pos - max_neg = d_an - d_ap``, the usual
+    ``max(0, margin + d_ap - d_an)``). With ``soft_margin=True`` the hinge is
+    replaced by ``softplus(-(min_pos - max_neg))`` (Hermans et al. 2017),
+    which has no margin.
+
     Args:
         margin (float): Margin between the hardest positive and negative
             scores. Defaults to 16.
         loss_weight (float): Weight of the loss. Defaults to 1.0.
+        soft_margin (bool): Use the soft-margin form instead of the hinge
+            (``margin`` is then ignored). Defaults to False.
     """
 
-    def __init__(self, margin: float = 16., loss_weight: float = 1.0):
+    def __init__(self,
+                 margin: float = 16.,
+                 loss_weight: float = 1.0,
+                 soft_margin: bool = False):
         super().__init__()
         self.margin = margin
         self.loss_weight = loss_weight
+        self.soft_margin = bool(soft_margin)
 
     def forward(self, scores: torch.Tensor,
                 labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -48,8 +61,11 @@ class HardTripletLoss(nn.Module):
         scores = scores.float()
         min_pos, max_neg, valid = hardest_pairs(scores, pos, neg)
         if bool(valid.any()):
-            hinge = F.relu(self.margin - (min_pos - max_neg))
-            loss = hinge[valid].mean()
+            gap = (min_pos - max_neg)[valid]
+            if self.soft_margin:
+                loss = F.softplus(-gap).mean()
+            else:
+                loss = F.relu(self.margin - gap).mean()
         else:
             loss = scores.sum() * 0.
         with torch.no_grad():

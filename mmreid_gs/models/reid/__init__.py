@@ -1,3 +1,4 @@
 from .qaconv_reid import QAConvReID
+from .reid_model import ReIDModel
 
-__all__ = ['QAConvReID']
+__all__ = ['QAConvReID', 'ReIDModel']
