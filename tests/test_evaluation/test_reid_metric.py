@@ -3,8 +3,7 @@ import pytest
 import torch
 
 from mmreid_gs.evaluation.functional import (evaluate_rank, re_ranking,
-                                             tlift)
-from mmreid_gs.evaluation.metrics.reid_metric import sigmoid_distance
+                                             sigmoid_distance, tlift)
 from mmreid_gs.registry import METRICS
 from mmreid_gs.utils import register_all_modules
 

@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 from mmengine.dataset import Compose, pseudo_collate
-from mmengine.dist import all_gather, broadcast, get_dist_info
+from mmengine.dist import broadcast, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
@@ -24,6 +24,7 @@ from mmreid_gs.engine.graph import (build_class_graph,
                                     compute_class_scores)
 from mmreid_gs.registry import HOOKS
 from mmreid_gs.utils.contract import check_reid_model
+from mmreid_gs.utils.dist import all_gather_rows
 
 
 class _ClassImages(Dataset):
@@ -254,15 +255,6 @@ class GraphSamplerHook(Hook):
                         bar.update()
         return torch.cat(feats)
 
-    @staticmethod
-    def _gather_rows(part: torch.Tensor, total: int,
-                     world_size: int) -> torch.Tensor:
-        """Concatenate the equal-size row shares of all ranks, keep
-        ``total`` rows."""
-        if world_size == 1:
-            return part[:total]
-        return torch.cat(all_gather(part.contiguous()))[:total]
-
     # -------------------------------------------------------------- graph
     def choose_images(self, sampler: GraphSampler, epoch: int) -> np.ndarray:
         """One random dataset index per class for ``epoch``.
@@ -317,7 +309,7 @@ class GraphSamplerHook(Hook):
         padded = mine + [0] * (chunk - len(mine))
         local = self._extract(model, dataset, [int(chosen[c]) for c in padded],
                               show=self.progress and rank == 0)
-        feats = self._gather_rows(local, num_classes, world_size)
+        feats = all_gather_rows(local[:len(mine)])
         t_feat = time.perf_counter() - start
 
         matcher = model.match
@@ -325,7 +317,7 @@ class GraphSamplerHook(Hook):
             if self.rerank:
                 part = compute_class_scores(feats, matcher, padded,
                                             self.block_size)
-                scores = self._gather_rows(part, num_classes, world_size)
+                scores = all_gather_rows(part[:len(mine)])
                 nbrs = self._rerank_graph(scores, k)
                 if world_size > 1:
                     nbrs = nbrs.to(feats.device)
@@ -335,8 +327,8 @@ class GraphSamplerHook(Hook):
                 part = build_class_graph(
                     feats, matcher, k, self.num_candidates, self.block_size,
                     self.candidate_fn, rows=padded)
-                nbrs = self._gather_rows(part.to(feats.device), num_classes,
-                                         world_size).cpu()
+                nbrs = all_gather_rows(part[:len(mine)].to(
+                    feats.device)).cpu()
         t_score = time.perf_counter() - start - t_feat
         sampler.set_graph(nbrs)
         total = time.perf_counter() - start
@@ -358,10 +350,10 @@ class GraphSamplerHook(Hook):
         return nbrs
 
     def _rerank_graph(self, scores: torch.Tensor, k: int) -> torch.Tensor:
-        from mmreid_gs.evaluation.functional import re_ranking
+        from mmreid_gs.evaluation.functional import (re_ranking,
+                                                     sigmoid_distance)
         num_classes = scores.shape[0]
-        # 1 - sigmoid(s) = sigmoid(-s), in float64 to keep small distances
-        dist = torch.sigmoid(-scores.double()).cpu().numpy()
+        dist = sigmoid_distance(scores)
         full = np.block([[dist, dist], [dist, dist]])
         reranked = np.asarray(
             re_ranking(full, num_classes, k1=self.k1, k2=self.k2,

@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather, broadcast, get_dist_info
+from mmengine.dist import broadcast, get_dist_info
 from mmengine.evaluator import Evaluator
 from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop, autocast
@@ -44,27 +44,7 @@ from torch.utils.data import DataLoader
 
 from mmreid_gs.registry import LOOPS
 from mmreid_gs.utils.contract import check_reid_model
-
-
-def _gather_rows(rows: torch.Tensor, world_size: int) -> torch.Tensor:
-    """All-gather row blocks of different lengths (rank order) into one.
-
-    Args:
-        rows (Tensor): This rank's rows, shape [n_r, ...].
-        world_size (int): Number of processes.
-
-    Returns:
-        Tensor: Rows of every rank concatenated in rank order.
-    """
-    if world_size == 1:
-        return rows
-    count = torch.tensor([rows.shape[0]], dtype=torch.long,
-                         device=rows.device)
-    counts = [int(c.item()) for c in all_gather(count)]
-    padded = rows.new_zeros((max(counts), ) + tuple(rows.shape[1:]))
-    padded[:rows.shape[0]] = rows
-    parts = all_gather(padded)
-    return torch.cat([p[:n] for p, n in zip(parts, counts)], dim=0)
+from mmreid_gs.utils.dist import all_gather_rows
 
 
 class _ReIDLoopMixin:
@@ -188,8 +168,8 @@ class _ReIDLoopMixin:
         local = torch.cat(feats) if feats else None
         idx_t = torch.tensor(indices, dtype=torch.long, device=local.device)
         if world_size > 1:
-            idx_t = _gather_rows(idx_t, world_size)
-            local = _gather_rows(local, world_size)
+            idx_t = all_gather_rows(idx_t)
+            local = all_gather_rows(local)
         out = local.new_zeros((len(dataset), ) + tuple(local.shape[1:]))
         # Padded duplicates of DefaultSampler write the same rows again.
         out[idx_t] = local
@@ -231,7 +211,7 @@ class _ReIDLoopMixin:
             if bar is not None:
                 bar.update()
         local = torch.cat(rows) if rows else torch.zeros(0, gallery.shape[0])
-        return _gather_rows(local, world_size)
+        return all_gather_rows(local)
 
     def _needs_self_scores(self) -> bool:
         return any(
@@ -262,8 +242,8 @@ class _ReIDLoopMixin:
                 gallery_paths=[
                     g_ds.get_data_info(i)['img_path'] for i in range(len(g_ds))
                 ])
-            q_times = _timestamps(q_ds)
-            g_times = _timestamps(g_ds)
+            q_times = q_ds.get_timestamps()
+            g_times = g_ds.get_timestamps()
             if q_times is not None and g_times is not None:
                 sample['query_times'] = q_times
                 sample['gallery_times'] = g_times
@@ -294,17 +274,6 @@ class _ReIDLoopMixin:
                     for k, v in set_metrics.items()
                     if isinstance(v, (float, int))))
         return metrics
-
-
-def _timestamps(dataset) -> Optional[np.ndarray]:
-    """Timestamps of a split, or None when any item lacks one."""
-    times = []
-    for i in range(len(dataset)):
-        t = dataset.get_data_info(i).get('timestamp')
-        if t is None:
-            return None
-        times.append(t)
-    return np.asarray(times, dtype=np.float64)
 
 
 @LOOPS.register_module()

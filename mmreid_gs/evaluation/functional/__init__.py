@@ -1,3 +1,4 @@
+from .distance import sigmoid_distance
 from .graph_quality import (graph_family_share, neighbor_family_share,
                             random_family_share)
 from .rank import evaluate_rank
@@ -8,6 +9,6 @@ from .verification import (format_fpr, pair_scores_and_labels,
 
 __all__ = [
     'evaluate_rank', 're_ranking', 'tlift', 'verification_rates',
-    'pair_scores_and_labels', 'format_fpr', 'graph_family_share',
-    'neighbor_family_share', 'random_family_share'
+    'pair_scores_and_labels', 'format_fpr', 'sigmoid_distance',
+    'graph_family_share', 'neighbor_family_share', 'random_family_share'
 ]

@@ -30,13 +30,11 @@ For untied distances the numbers equal those of the classic per-query loop.
 from typing import Dict, Tuple, Union
 
 import numpy as np
+import torch
 
-try:  # torch is a dependency of the package; only used for conversion
-    import torch
-except ImportError:  # pragma: no cover - torch is always installed here
-    torch = None
+from mmreid_gs.utils.arrays import to_numpy
 
-ArrayLike = Union[np.ndarray, 'torch.Tensor', list, tuple]
+ArrayLike = Union[np.ndarray, torch.Tensor, list, tuple]
 
 # Bytes of temporaries per element of a chunk of rows in the worst case
 # (mask, flat index, row, key and sorted key of every marked element).
@@ -51,24 +49,10 @@ _DENSE_BLOCK_BYTES = 1 << 20
 _TIE_BATCH = 64
 
 
-def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
-    """Convert a numpy array, a torch tensor or a sequence to numpy."""
-    if torch is not None and isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()
-        return x.numpy()
-    try:
-        return np.asarray(x)
-    except Exception as err:  # pragma: no cover - defensive
-        raise TypeError(f'{name} must be a numpy array or a torch tensor, '
-                        f'got {type(x).__name__}') from err
-
-
 def _check_ids(x: ArrayLike, name: str, length: int,
                what: str) -> np.ndarray:
     """Check a 1-D id array against the matching distmat dimension."""
-    arr = _to_numpy(x, name)
+    arr = to_numpy(x, name=name)
     if arr.ndim != 1:
         raise ValueError(f'{name} must be 1-D, got shape {arr.shape}')
     if arr.shape[0] != length:
@@ -186,7 +170,7 @@ def evaluate_rank(distmat: ArrayLike,
         ValueError: On shape mismatches, non-finite distances, a
             ``max_rank`` < 1, or when no query has a valid match.
     """
-    dist = _to_numpy(distmat, 'distmat')
+    dist = to_numpy(distmat, name='distmat')
     if dist.ndim != 2:
         raise ValueError(f'distmat must be 2-D [num_query, num_gallery], got '
                          f'shape {dist.shape}')

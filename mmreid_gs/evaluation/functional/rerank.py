@@ -32,10 +32,7 @@ O(N * k1 * k2) memory. Only numpy is needed.
 
 import numpy as np
 
-try:  # torch is a dependency of the package; only used for conversion
-    import torch
-except ImportError:  # pragma: no cover - torch is always installed here
-    torch = None
+from mmreid_gs.utils.arrays import to_numpy
 
 # Rows of the normalised matrix handled at once (bounded temporaries).
 _ROW_BLOCK_BYTES = 64 << 20
@@ -43,12 +40,6 @@ _ROW_BLOCK_BYTES = 64 << 20
 _TILE = 256
 # Query/gallery pairs sharing a column accumulated at once (Jaccard step).
 _PAIR_BATCH = 1 << 18
-
-
-def _as_float32_matrix(distmat) -> np.ndarray:
-    if torch is not None and isinstance(distmat, torch.Tensor):
-        distmat = distmat.detach().cpu().float().numpy()
-    return np.ascontiguousarray(np.asarray(distmat, dtype=np.float32))
 
 
 def _check_int(value, name: str, low: int) -> int:
@@ -162,7 +153,8 @@ def re_ranking(distmat_all,
         ValueError: If the matrix is not square, is negative or not finite,
             or an argument is out of range.
     """
-    dist = _as_float32_matrix(distmat_all)
+    dist = np.ascontiguousarray(
+        to_numpy(distmat_all, np.float32, 'distmat_all'))
     if dist.ndim != 2 or dist.shape[0] != dist.shape[1]:
         raise ValueError('distmat_all must be a square (num_query + '
                          'num_gallery)^2 matrix, got shape '

@@ -25,10 +25,7 @@ authors. Timestamps are frame numbers on a clock common to all cameras
 """
 import numpy as np
 
-try:  # torch is a dependency of the package; only used for conversion
-    import torch
-except ImportError:  # pragma: no cover - torch is always installed here
-    torch = None
+from mmreid_gs.utils.arrays import to_numpy
 
 # Candidate entries (window rows x per-row lists) of the queries handled at
 # once.
@@ -38,10 +35,8 @@ _CANDIDATE_BATCH = 1 << 20
 _WEIGHT_BATCH = 1 << 15
 
 
-def _np(x, name: str, ndim: int) -> np.ndarray:
-    if torch is not None and isinstance(x, torch.Tensor):
-        x = x.detach().cpu().double().numpy()
-    arr = np.asarray(x)
+def _array(x, name: str, ndim: int) -> np.ndarray:
+    arr = to_numpy(x, name=name)
     if arr.ndim != ndim:
         raise ValueError(f'{name} must be {ndim}-D, got shape {arr.shape}')
     return arr
@@ -182,14 +177,14 @@ def tlift(scores,
         np.ndarray: Lifted scores ``[q, g]`` (float32 for float32 input,
         float64 otherwise).
     """
-    s = _np(scores, 'scores', 2)
+    s = _array(scores, 'scores', 2)
     if s.dtype != np.float32:
         s = s.astype(np.float64)
     num_q, num_g = s.shape
-    q_cam = _np(query_cams, 'query_cams', 1)
-    g_cam = _np(gallery_cams, 'gallery_cams', 1)
-    q_time = _np(query_times, 'query_times', 1).astype(np.float64)
-    g_time = _np(gallery_times, 'gallery_times', 1).astype(np.float64)
+    q_cam = _array(query_cams, 'query_cams', 1)
+    g_cam = _array(gallery_cams, 'gallery_cams', 1)
+    q_time = _array(query_times, 'query_times', 1).astype(np.float64)
+    g_time = _array(gallery_times, 'gallery_times', 1).astype(np.float64)
     for name, arr, size in (('query_cams', q_cam, num_q),
                             ('query_times', q_time, num_q),
                             ('gallery_cams', g_cam, num_g),

@@ -4,19 +4,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-try:  # torch is a dependency of the package; only used for conversion
-    import torch
-except ImportError:  # pragma: no cover - torch is always installed here
-    torch = None
-
-
-def _np(x) -> np.ndarray:
-    if torch is not None and isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.is_floating_point():
-            x = x.double()
-        return x.numpy()
-    return np.asarray(x)
+from mmreid_gs.utils.arrays import to_numpy
 
 
 def format_fpr(fpr: float) -> str:
@@ -56,8 +44,8 @@ def verification_rates(
         ValueError: On a shape mismatch, non-finite scores, a rate outside
             (0, 1], or when positives or negatives are missing.
     """
-    s = _np(scores).astype(np.float64).reshape(-1)
-    y = _np(labels)
+    s = to_numpy(scores, np.float64, 'scores').reshape(-1)
+    y = to_numpy(labels, name='labels')
     if y.size != s.size:
         raise ValueError(f'labels has {y.size} entries but scores has '
                          f'{s.size}')
@@ -98,9 +86,9 @@ def pair_scores_and_labels(scores, query_pids,
         tuple[np.ndarray, np.ndarray]: Flattened scores ``[q * g]`` and bool
         labels ``[q * g]`` (True when the identities are equal), row-major.
     """
-    s = _np(scores)
-    q = _np(query_pids).reshape(-1)
-    g = _np(gallery_pids).reshape(-1)
+    s = to_numpy(scores, name='scores')
+    q = to_numpy(query_pids, name='query_pids').reshape(-1)
+    g = to_numpy(gallery_pids, name='gallery_pids').reshape(-1)
     if s.ndim != 2 or s.shape != (q.size, g.size):
         raise ValueError(f'scores must have shape [{q.size}, {g.size}] '
                          f'(queries x gallery), got {s.shape}')

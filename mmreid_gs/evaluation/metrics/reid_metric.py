@@ -7,43 +7,13 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger, print_log
 
 from mmreid_gs.registry import METRICS
+from mmreid_gs.utils.arrays import to_numpy
 from ..functional import (evaluate_rank, pair_scores_and_labels, re_ranking,
                           tlift, verification_rates)
-
-try:  # torch is a dependency of the package; only used for conversion
-    import torch
-except ImportError:  # pragma: no cover - torch is always installed here
-    torch = None
+from ..functional.distance import sigmoid_distance
 
 _RERANK_DEFAULTS = dict(k1=20, k2=6, lambda_value=0.3)
 _TLIFT_DEFAULTS = dict(tau=100, sigma=200, K=10, alpha=0.2)
-
-
-def _to_numpy(x, dtype=None) -> Optional[np.ndarray]:
-    if x is None:
-        return None
-    if torch is not None and isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()
-        x = x.numpy()
-    x = np.asarray(x)
-    return x.astype(dtype, copy=False) if dtype is not None else x
-
-
-def sigmoid_distance(scores: np.ndarray) -> np.ndarray:
-    """``1 - sigmoid(scores)``, computed without cancellation.
-
-    Equal to ``sigmoid(-scores)``: a distance in (0, 1) that is monotone
-    decreasing in the score (the ranking of ``-scores`` is unchanged),
-    bounded and non-negative, as k-reciprocal re-ranking requires (it divides
-    columns by their maximum and weights neighbours by ``exp(-distance)``).
-    It is also the probability of "different identity" that the pairwise BCE
-    loss of QAConv trains the logits for.
-    """
-    x = np.asarray(scores, dtype=np.float64)
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, e / (1.0 + e), 1.0 / (1.0 + e))
 
 
 def _options(value: Union[bool, dict, None], defaults: dict,
@@ -195,14 +165,14 @@ class ReIDMetric(BaseMetric):
             if missing:
                 raise KeyError(f'ReIDMetric.process: the test set dict lacks '
                                f'{missing}')
-            result = dict(
-                name=str(sample.get('name', 'test')),
-                scores=_to_numpy(sample['scores'], np.float32))
-            for key in ('query_pids', 'gallery_pids', 'query_camids',
-                        'gallery_camids', 'query_times', 'gallery_times'):
-                result[key] = _to_numpy(sample.get(key))
-            for key in ('scores_qq', 'scores_gg'):
-                result[key] = _to_numpy(sample.get(key), np.float32)
+            result = dict(name=str(sample.get('name', 'test')))
+            for key in ('scores', 'query_pids', 'gallery_pids',
+                        'query_camids', 'gallery_camids', 'query_times',
+                        'gallery_times', 'scores_qq', 'scores_gg'):
+                value = sample.get(key)
+                dtype = np.float32 if key.startswith('scores') else None
+                result[key] = None if value is None else to_numpy(
+                    value, dtype, key)
             self.results.append(result)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
