@@ -25,27 +25,14 @@ domain_a = dict(type='SyntheticReID', data_root=synthetic_root + '/A',
 domain_b = dict(type='SyntheticReID', data_root=synthetic_root + '/B',
                 domain='B', num_train_ids=200, num_test_ids=100)
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False,
-         interpolation='bicubic'),
-    dict(type='mmpretrain.RandomCrop', crop_size=(img_height, img_width),
-         padding=4, pad_val=0),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='mmpretrain.Rotate', magnitude_range=(0, 5),
-         magnitude_std='inf', prob=1.0, random_negative_prob=0.5, pad_val=0,
-         interpolation='nearest'),
-    dict(type='ReIDColorJitter', brightness=(0.5, 2.0),
-         contrast=(0.5, 2.0), saturation=(0.5, 2.0), hue=(-0.1, 0.1)),
-    dict(type='RandomOcclusion', min_size=0., max_size=0.8, prob=0.5),
-    dict(type='PackReIDInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False,
-         interpolation='bicubic'),
-    dict(type='PackReIDInputs'),
-]
+# The pipelines of _base_/datasets/reid_pipelines.py at 128x64, with lighter
+# padding for the crop and the occlusion on half of the images.
+train_pipeline = _base_.train_pipeline
+train_pipeline[1].scale = (img_width, img_height)  # Resize
+train_pipeline[2].update(crop_size=(img_height, img_width), padding=4)
+train_pipeline[6].prob = 0.5  # RandomOcclusion
+test_pipeline = _base_.test_pipeline
+test_pipeline[1].scale = (img_width, img_height)  # Resize
 
 model = dict(
     type='QAConvReID',

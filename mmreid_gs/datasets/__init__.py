@@ -4,7 +4,6 @@ from .clonedperson import ClonedPerson
 from .cuhk03_np import CUHK03NP
 from .market1501 import Market1501
 from .msmt17 import MSMT17
-from .pipelines import reid_test_pipeline, reid_train_pipeline
 from .randperson import RandPerson
 from .samplers import GraphSampler
 from .synthetic import SyntheticReID
@@ -13,6 +12,5 @@ from .transforms import PackReIDInputs, RandomOcclusion, ReIDColorJitter
 __all__ = [
     'BaseReIDDataset', 'Market1501', 'CUHK03NP', 'MSMT17', 'RandPerson',
     'ClonedPerson', 'SyntheticReID', 'GraphSampler', 'PackReIDInputs',
-    'RandomOcclusion', 'ReIDColorJitter', 'reid_train_pipeline',
-    'reid_test_pipeline'
+    'RandomOcclusion', 'ReIDColorJitter'
 ]

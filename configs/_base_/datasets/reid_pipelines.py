@@ -1,5 +1,19 @@
-# Training augmentation of the public QAConv-GS code and the test pipeline,
-# at the paper's 384x128 input (see mmreid_gs/datasets/pipelines.py).
+# The data pipelines of every config (the one definition: configs that
+# change the input size or a setting take these lists from `_base_` and edit
+# them, as configs/qaconv_gs_demo.py does). Types resolve under the default
+# scope mmreid_gs (mmcv's transforms are registered there, mmpretrain's are
+# scope-qualified).
+#
+# Training: the augmentation of the public QAConv / QAConv-GS code at the
+# paper's 384x128 input: bicubic resize; zero padding of 10 pixels and a
+# random crop back to the input size; horizontal flip with probability 0.5;
+# rotation by an angle uniform in [-5, 5] degrees (nearest neighbour, zero
+# fill); colour jitter with brightness, contrast and saturation factors
+# uniform in [0.5, 2] and a hue shift uniform in [-0.1, 0.1] (our
+# ReIDColorJitter: mmpretrain's ColorJitter semantics, whose hue step fails
+# for negative factors with NumPy >= 2); a white square occlusion whose side
+# is up to 0.8 of the shorter image side; packing.
+# Test: bicubic resize to the input size, packing.
 img_height, img_width = 384, 128
 train_pipeline = [
     dict(type='LoadImageFromFile'),
