@@ -1,5 +1,5 @@
 """Datasets, transforms and samplers of mmreid_gs."""
-from .base_reid_dataset import BaseReIDDataset
+from .base_reid_dataset import BadImageError, BaseReIDDataset
 from .clonedperson import ClonedPerson
 from .cuhk03_np import CUHK03NP
 from .market1501 import Market1501
@@ -10,7 +10,7 @@ from .synthetic import SyntheticReID
 from .transforms import PackReIDInputs, RandomOcclusion, ReIDColorJitter
 
 __all__ = [
-    'BaseReIDDataset', 'Market1501', 'CUHK03NP', 'MSMT17', 'RandPerson',
-    'ClonedPerson', 'SyntheticReID', 'GraphSampler', 'PackReIDInputs',
-    'RandomOcclusion', 'ReIDColorJitter'
+    'BadImageError', 'BaseReIDDataset', 'Market1501', 'CUHK03NP', 'MSMT17',
+    'RandPerson', 'ClonedPerson', 'SyntheticReID', 'GraphSampler',
+    'PackReIDInputs', 'RandomOcclusion', 'ReIDColorJitter'
 ]

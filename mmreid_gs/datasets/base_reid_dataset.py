@@ -10,9 +10,51 @@ from mmengine.dataset import BaseDataset, force_full_init
 from mmengine.logging import print_log
 
 from mmreid_gs.registry import DATASETS
+from mmreid_gs.utils.errors import ReIDUserError
 
 #: File extensions that are treated as images when a folder is scanned.
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
+
+
+class BadImageError(ReIDUserError):
+    """An image of a dataset cannot be read or decoded.
+
+    Raised in a dataloader worker, PyTorch re-creates the exception in the
+    main process from one string holding the worker's traceback; this
+    constructor keeps only the original message, so that the tools still
+    report one line naming the file.
+
+    Args:
+        msg (str): The message.
+    """
+
+    def __init__(self, msg: str = ''):
+        msg = str(msg)
+        marker = f'{type(self).__name__}: '
+        if 'Original Traceback' in msg and marker in msg:
+            msg = msg.rstrip().rsplit(marker, 1)[1]
+        super().__init__(msg)
+
+
+def image_decodes(path: str) -> bool:
+    """Whether a file exists and decodes as an image with OpenCV.
+
+    Args:
+        path (str): Image file.
+
+    Returns:
+        bool: True when ``cv2.imdecode`` returns a non-empty image.
+    """
+    if not osp.isfile(path):
+        return False
+    try:
+        buf = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return False
+    if not buf.size:
+        return False
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return img is not None and img.size > 0
 
 
 @DATASETS.register_module()
@@ -62,10 +104,18 @@ class BaseReIDDataset(BaseDataset):
         check_images (bool): Decode every image at load time (with OpenCV)
             to find unreadable files before training. Slow on big datasets.
             Defaults to False.
-        on_bad_image (str): With ``check_images=True``, what to do with an
-            image that does not decode: ``'error'`` raises a ValueError
-            naming the file, ``'skip'`` drops it and logs a warning with the
-            count and an example. Defaults to ``'error'``.
+        on_bad_image (str): What to do with an image that cannot be read or
+            decoded. With ``check_images=True`` (at load time): ``'error'``
+            raises a ValueError naming the file, ``'skip'`` drops it and
+            logs a warning with the count and an example. Otherwise at run
+            time, when the pipeline fails on a sample whose image does not
+            decode (same test as the load-time check): ``'error'`` raises
+            :class:`BadImageError` (a user error, one line naming the file,
+            also when raised in a dataloader worker); ``'skip'`` returns
+            another image of the same identity instead (same camera first,
+            then in index order) and logs a warning naming both files with
+            the number of bad images this process has met. Defaults to
+            ``'error'``.
         metainfo (dict, optional): Extra meta information.
         **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`
             (``lazy_init``, ``serialize_data``, ``indices``,
@@ -119,6 +169,8 @@ class BaseReIDDataset(BaseDataset):
         self.check_images = check_images
         self.on_bad_image = on_bad_image
         self._bad_names: List[str] = []
+        # images found undecodable at run time by this process
+        self._bad_images: Dict[str, None] = {}
         self._label_cache: Optional[Dict[str, np.ndarray]] = None
         if test_mode is None:
             test_mode = split != 'train'
@@ -293,12 +345,7 @@ class BaseReIDDataset(BaseDataset):
         kept, bad = [], []
         for info in data_list:
             path = info['img_path']
-            img = None
-            if osp.isfile(path):
-                buf = np.fromfile(path, dtype=np.uint8)
-                if buf.size:
-                    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-            if img is None or img.size == 0:
+            if not image_decodes(path):
                 if self.on_bad_image == 'error':
                     raise ValueError(
                         f'{type(self).__name__}: image cannot be read or '
@@ -314,6 +361,75 @@ class BaseReIDDataset(BaseDataset):
                 logger='current',
                 level=logging.WARNING)
         return kept
+
+    # ------------------------------------------------------------------
+    # run-time handling of unreadable images
+    # ------------------------------------------------------------------
+    def prepare_data(self, idx: int):
+        """The pipeline's output for sample ``idx``.
+
+        When the pipeline fails and the sample's image does not decode, the
+        failure is handled as ``on_bad_image`` says (see the class
+        docstring); any other failure propagates unchanged.
+
+        Args:
+            idx (int): Sample index.
+
+        Returns:
+            Any: The pipeline's output (of a replacement sample of the same
+            identity when the image is bad and ``on_bad_image='skip'``).
+
+        Raises:
+            BadImageError: With ``on_bad_image='error'``, or when every
+                image of the identity is bad.
+        """
+        try:
+            return super().prepare_data(idx)
+        except Exception:
+            path = self.get_data_info(idx).get('img_path')
+            if not path or image_decodes(path):
+                raise
+        return self._replace_bad_image(idx, path)
+
+    def _replace_bad_image(self, idx: int, path: str):
+        """Raise for, or replace, the undecodable image of sample ``idx``."""
+        name = f'{type(self).__name__} ({self.split})'
+        if self.on_bad_image == 'error':
+            raise BadImageError(
+                f'{name}: image cannot be read or decoded: {path}. Pass '
+                "on_bad_image='skip' to use another image of the same "
+                'identity instead, or check_images=True to find all such '
+                'images before training.')
+        first_time = path not in self._bad_images
+        self._bad_images[path] = None
+        labels = self._labels()
+        label, cam = labels['gt_label'][idx], labels['cam_id'][idx]
+        same = np.flatnonzero(labels['gt_label'] == label)
+        same = np.concatenate([same[same > idx], same[same < idx]])
+        same_cam = labels['cam_id'][same] == cam
+        for j in np.concatenate([same[same_cam], same[~same_cam]]):
+            other = self.get_data_info(int(j)).get('img_path')
+            if other in self._bad_images:
+                continue
+            try:
+                data = super().prepare_data(int(j))
+            except Exception:
+                if not other or image_decodes(other):
+                    raise
+                self._bad_images[other] = None
+                continue
+            if first_time:
+                print_log(
+                    f'{name}: image cannot be read or decoded: {path}; '
+                    f'using {other} (same identity) instead. Bad images '
+                    f'met by this process so far: {len(self._bad_images)}.',
+                    logger='current',
+                    level=logging.WARNING)
+            return data
+        raise BadImageError(
+            f'{name}: image cannot be read or decoded: {path}, and no other '
+            f'image of its identity (label {int(label)}, {len(same) + 1} '
+            'image(s)) decodes either.')
 
     # ------------------------------------------------------------------
     # accessors
