@@ -39,8 +39,8 @@ model = dict(
 train_dataloader = dict(
     batch_size=8, num_workers=2, persistent_workers=False,
     sampler=dict(batch_size=8, num_instances=4),
-    dataset=dict(_delete_=True, type='Market1501', data_root=root, split='train',
-                 pipeline=test_pipeline))
+    dataset=dict(_delete_=True, type='Market1501', data_root=root,
+                 split='train', pipeline=test_pipeline))
 test_sets = dict(tiny=dict(
     query=dict(type='Market1501', data_root=root, split='query'),
     gallery=dict(type='Market1501', data_root=root, split='gallery')))
