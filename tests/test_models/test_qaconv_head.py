@@ -6,29 +6,7 @@ import torch.nn.functional as F
 
 from mmreid_gs.models.heads import QAConvHead, qaconv_kernels
 from mmreid_gs.models.losses import PairwiseMatchingLoss
-
-
-class RefQAConv(nn.Module):
-    """The public QAConv scoring (einsum over all pairs at once)."""
-
-    def __init__(self, num_features, height, width):
-        super().__init__()
-        self.num_features, self.height, self.width = (num_features, height,
-                                                      width)
-        self.bn = nn.BatchNorm1d(1)
-        self.fc = nn.Linear(height * width, 1)
-        self.logit_bn = nn.BatchNorm1d(1)
-
-    def forward(self, prob, gal):
-        hw = self.height * self.width
-        p, g = prob.size(0), gal.size(0)
-        prob = prob.reshape(p, self.num_features, hw)
-        gal = gal.reshape(g, self.num_features, hw)
-        score = torch.einsum('pcs,gcr->pgrs', prob, gal)
-        score = torch.cat((score.max(dim=2)[0], score.max(dim=3)[0]), dim=-1)
-        score = self.bn(score.view(-1, 1, hw)).view(-1, hw)
-        score = self.fc(score).view(-1, 2).sum(dim=1, keepdim=True)
-        return self.logit_bn(score).view(p, g)
+from mmreid_gs.testing import PublicQAConv
 
 
 def _feats(n, c=8, h=4, w=3, seed=0):
@@ -38,7 +16,7 @@ def _feats(n, c=8, h=4, w=3, seed=0):
 
 def _randomised_ref(c=8, h=4, w=3, seed=1):
     gen = torch.Generator().manual_seed(seed)
-    ref = RefQAConv(c, h, w)
+    ref = PublicQAConv(c, h, w)
     with torch.no_grad():
         ref.fc.weight.copy_(torch.rand(1, h * w, generator=gen) + 0.5)
         ref.fc.bias.fill_(0.3)

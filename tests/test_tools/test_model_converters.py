@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmreid_gs.registry import MODELS
+from mmreid_gs.testing import PublicQAConv
 from mmreid_gs.utils import register_all_modules
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,27 +106,6 @@ class PublicResMap(nn.Module):
             if name == 'layer3':
                 break
         return F.normalize(self.neck_bn(self.neck_conv(x)))
-
-
-class PublicQAConv(nn.Module):
-    """The public QAConv matcher, written from its formula."""
-
-    def __init__(self, num_features, height, width):
-        super().__init__()
-        self.num_features, self.hw = num_features, height * width
-        self.bn = nn.BatchNorm1d(1)
-        self.fc = nn.Linear(self.hw, 1)
-        self.logit_bn = nn.BatchNorm1d(1)
-
-    def forward(self, prob, gal):
-        p, g, hw = prob.size(0), gal.size(0), self.hw
-        prob = prob.reshape(p, self.num_features, hw)
-        gal = gal.reshape(g, self.num_features, hw)
-        score = torch.einsum('pcs,gcr->pgrs', prob, gal)
-        score = torch.cat((score.max(dim=2)[0], score.max(dim=3)[0]), dim=-1)
-        score = self.bn(score.reshape(-1, 1, hw)).reshape(-1, hw)
-        score = self.fc(score).reshape(-1, 2).sum(dim=1, keepdim=True)
-        return self.logit_bn(score).reshape(p, g)
 
 
 class PublicLoss(nn.Module):

@@ -31,42 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from mmreid_gs.models.heads import QAConvHead, qaconv_kernels
-
-
-class PublicQAConv(nn.Module):
-    """Plain implementation of the public QAConv scoring formula."""
-
-    def __init__(self, num_features, height, width):
-        super().__init__()
-        self.num_features, self.height, self.width = (num_features, height,
-                                                      width)
-        self.bn = nn.BatchNorm1d(1)
-        self.fc = nn.Linear(height * width, 1)
-        self.logit_bn = nn.BatchNorm1d(1)
-
-    def forward(self, prob, gal):
-        hw = self.height * self.width
-        p, g = prob.size(0), gal.size(0)
-        prob = prob.reshape(p, self.num_features, hw)
-        gal = gal.reshape(g, self.num_features, hw)
-        score = torch.einsum('pcs,gcr->pgrs', prob, gal)
-        score = torch.cat((score.max(dim=2)[0], score.max(dim=3)[0]), dim=-1)
-        score = self.bn(score.view(-1, 1, hw)).view(-1, hw)
-        score = self.fc(score).view(-1, 2).sum(dim=1, keepdim=True)
-        return self.logit_bn(score).view(p, g)
-
-    def match(self, prob, gal, prob_batch_size, gal_batch_size):
-        """Blocks of the public evaluation (``pairwise_distance``)."""
-        out = torch.empty(prob.size(0), gal.size(0), device=prob.device)
-        for i in range(0, prob.size(0), prob_batch_size):
-            for k in range(0, gal.size(0), gal_batch_size):
-                out[i:i + prob_batch_size, k:k + gal_batch_size] = self(
-                    prob[i:i + prob_batch_size], gal[k:k + gal_batch_size])
-        return out
+from mmreid_gs.testing import PublicQAConv
 
 
 def parse_args():
