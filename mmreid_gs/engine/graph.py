@@ -270,6 +270,192 @@ def candidate_classes(features: Tensor,
     return torch.cat(out)
 
 
+#: Bytes of one [rows, columns] score block of the exact graph: the
+#: columns are scored in chunks so that memory stays O(C * k) beyond the
+#: features and one block, whatever C (one chunk up to 65,536 classes with
+#: the default 256 rows).
+SCORE_BLOCK_BYTES = 64 * 2**20
+#: Bytes of the gathered candidate features of one batched second-stage call.
+PAIR_GATHER_BYTES = 32 * 2**20
+#: The two-stage graph is used only while the candidates are at most this
+#: fraction of the classes; beyond, re-scoring them cannot pay off against
+#: the exact graph, whose matcher runs at its most efficient block shapes
+#: (QAConv on 8x4 maps: the batched re-scoring of each class's own
+#: candidates, gathering included, runs at about a third of the pairs/s of
+#: the exact graph; see docs/benchmarks.md).
+MAX_CANDIDATE_FRACTION = 0.25
+
+
+def _chunk_topk(s: Tensor, self_col: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+    """The ``k`` best columns of every row of a score chunk, the row's own
+    class excluded, ties to the smaller column.
+
+    Args:
+        s (Tensor): [b, m] float scores (NaN already mapped to -inf), m > k.
+        self_col (Tensor): [b] column of each row's own class in the chunk,
+            or -1 when it is not in the chunk.
+        k (int): Columns to keep.
+
+    Returns:
+        tuple[Tensor, Tensor]: values and columns [b, k], best first, equal
+        values by increasing column.
+    """
+    has_self = self_col >= 0
+    if bool(has_self.any()):
+        r = has_self.nonzero()[:, 0]
+        s[r, self_col[r]] = -math.inf
+    vals, cols = s.topk(k, dim=1)
+    kth = vals[:, -1:]
+    # topk is exact unless the k-th value ties with a column outside the
+    # selection (which column wins is then unspecified) or is -inf (the
+    # own class may have been taken): redo those rows by rule
+    bad = ((s >= kth).sum(1) > k) | torch.isneginf(kth[:, 0])
+    if bool(bad.any()):
+        r = bad.nonzero()[:, 0]
+        sb, kb = s[r], kth[r]
+        gt = sb > kb
+        eq = sb == kb
+        own = self_col[r]
+        eq[has_self[r].nonzero()[:, 0], own[has_self[r]]] = False
+        need = k - gt.sum(1, keepdim=True)
+        sel = gt | (eq & (eq.cumsum(1) <= need))
+        cb = sel.nonzero()[:, 1].view(r.numel(), k)
+        cols[r] = cb
+        vals[r] = sb.gather(1, cb)
+    # best first, equal values by increasing column
+    cols, order = cols.sort(dim=1)
+    vals = vals.gather(1, order)
+    order = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    return vals.gather(1, order), cols.gather(1, order)
+
+
+def _exact_rows(features: Tensor, matcher: Matcher, rows: Tensor, k: int,
+                col_block: int) -> Tensor:
+    """Exact neighbours of ``rows``: the matcher on column chunks of at most
+    ``col_block`` classes, a running top-k (memory O(len(rows) * k) beyond
+    one chunk). Same result as :func:`class_graph_from_scores` on the full
+    rows."""
+    num_classes = features.shape[0]
+    num_rows = rows.numel()
+    if k == 0 or num_rows == 0:
+        return torch.empty(num_rows, k, dtype=torch.long)
+    # chunks of about equal size, each with more than k columns
+    n_chunks = max(1, min(math.ceil(num_classes / max(1, col_block)),
+                          num_classes // (k + 1)))
+    bounds = [num_classes * i // n_chunks for i in range(n_chunks + 1)]
+    query = features[rows.to(features.device)]
+    best_v = best_i = None
+    for lo, hi in zip(bounds, bounds[1:]):
+        gallery = features if n_chunks == 1 else features[lo:hi]
+        s = _check_scores(matcher(query, gallery), num_rows, hi - lo,
+                          'matcher')
+        own = rows.to(s.device) - lo
+        own = torch.where((own >= 0) & (own < hi - lo), own,
+                          torch.full_like(own, -1))
+        vals, cols = _chunk_topk(s, own, k)
+        cols = cols + lo
+        if best_v is None:
+            best_v, best_i = vals, cols
+        else:
+            # earlier chunks hold smaller columns: a stable sort keeps them
+            # first among equal values
+            vals = torch.cat((best_v, vals), dim=1)
+            cols = torch.cat((best_i, cols), dim=1)
+            order = torch.sort(vals, dim=1, descending=True,
+                               stable=True).indices[:, :k]
+            best_v, best_i = vals.gather(1, order), cols.gather(1, order)
+        del s
+    return best_i.cpu()
+
+
+def _rescore_candidates(features: Tensor, rows: Tensor, cands: Tensor,
+                        matcher: Matcher, pair_matcher: Optional[Callable],
+                        block_size: int) -> Tensor:
+    """Second stage: the matcher's scores of each row's own candidates.
+
+    With ``pair_matcher`` (each query against its own gallery list), the
+    rows are scored in blocks, one call per block, the gathered candidate
+    features of a call taking at most ``PAIR_GATHER_BYTES``. Otherwise the
+    union of the candidates of a block of rows is scored with ``matcher``
+    once and the scores gathered; the block is small enough (``C / (4 N)``
+    rows) that the union stays below a quarter of the classes.
+
+    Returns:
+        Tensor: float [R, N] scores on the features' device.
+    """
+    num_classes = features.shape[0]
+    num_rows, n = cands.shape
+    dev = features.device
+    out = torch.empty(num_rows, n, dtype=torch.float32, device=dev)
+    if pair_matcher is not None:
+        item = features[0].numel() * features.element_size()
+        step = max(1, min(block_size, PAIR_GATHER_BYTES // max(1, n * item)))
+        # maps gathered from channels-last copies reach the GEMM unpermuted
+        gallery = features.contiguous(memory_format=torch.channels_last) \
+            if features.dim() == 4 else features
+        for i in range(0, num_rows, step):
+            r = rows[i:i + step].to(dev)
+            c = cands[i:i + step].to(dev)
+            out[i:i + step] = _check_scores(
+                pair_matcher(features[r], gallery[c]), r.numel(), n,
+                'pair_matcher')
+        return out
+    step = max(1, min(block_size, num_classes // (4 * n)))
+    for i in range(0, num_rows, step):
+        r = rows[i:i + step].to(dev)
+        c = cands[i:i + step].to(dev)
+        union, inverse = torch.unique(c, return_inverse=True)
+        s = _check_scores(matcher(features[r], features[union]), r.numel(),
+                          union.numel(), 'matcher')
+        out[i:i + step] = s.gather(1, inverse.view(r.numel(), n))
+    return out
+
+
+def _check_candidate_fn(features: Tensor,
+                        candidate_fn: Union[str, Matcher, None]) -> None:
+    """Raise a ValueError for an unknown proxy name, a proxy that is not
+    callable, or ``'pooled'`` on features that are not maps."""
+    if candidate_fn is None or callable(candidate_fn):
+        return
+    if not isinstance(candidate_fn, str):
+        raise ValueError('candidate_fn must be a name or a callable; got '
+                         f'{type(candidate_fn).__name__}.')
+    if candidate_fn not in CANDIDATE_FUNCTIONS:
+        raise ValueError(
+            f'Unknown candidate_fn {candidate_fn!r}; use one of '
+            f'{sorted(CANDIDATE_FUNCTIONS)} or a callable.')
+    if candidate_fn == 'pooled' and features.dim() != 4:
+        raise ValueError("candidate_fn='pooled' needs feature maps "
+                         f'[C, c, h, w]; got shape {list(features.shape)}.')
+
+
+def use_candidates(features: Tensor, num_candidates: Optional[int],
+                   candidate_fn: Union[str, Matcher, None]) -> bool:
+    """Whether the two-stage graph can pay off against the exact one.
+
+    Not when ``num_candidates`` is None or above
+    ``MAX_CANDIDATE_FRACTION`` of the classes, nor for [C, d]
+    embeddings with the ``'gap'`` proxy (whose cosine costs as much as a
+    cosine matcher: the exact graph is then cheaper).
+
+    Args:
+        features (Tensor): [C, ...] features.
+        num_candidates (int, optional): Resolved candidates per class.
+        candidate_fn (str | callable, optional): The first-stage proxy.
+
+    Returns:
+        bool: True for the two-stage graph.
+    """
+    if num_candidates is None:
+        return False
+    num_classes = features.shape[0]
+    if num_candidates > MAX_CANDIDATE_FRACTION * num_classes:
+        return False
+    if features.dim() <= 2 and candidate_fn in (None, 'gap'):
+        return False
+    return True
+
+
 def build_class_graph(features: Tensor,
                       matcher: Matcher,
                       num_neighbors: int,
@@ -277,51 +463,65 @@ def build_class_graph(features: Tensor,
                       block_size: int = 256,
                       candidate_fn: Union[str, Matcher, None] = None,
                       rows: Optional[Union[Sequence[int], Tensor]] = None,
-                      return_candidates: bool = False
+                      return_candidates: bool = False,
+                      pair_matcher: Optional[Callable] = None,
+                      col_block_size: Optional[int] = None
                       ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Each class's ``num_neighbors`` most similar other classes.
 
-    Exact mode (``num_candidates=None``): ``matcher(features[i:j],
-    features)`` for row blocks, the class itself masked, the
-    ``num_neighbors`` largest similarities kept (ties to the smaller class
-    index).
+    Exact mode (``num_candidates=None``): ``matcher(features[rows],
+    features[columns])`` for blocks of ``block_size`` rows and column
+    chunks of ``col_block_size`` classes, the class itself masked, a
+    running top-k keeping the ``num_neighbors`` largest similarities (ties
+    to the smaller class index). Memory beyond the features: one
+    [block_size, col_block_size] score block and O(C * num_neighbors), so a
+    cosine matcher on [C, d] embeddings scales to 100,000 classes and more
+    on the CPU (``tools/analysis_tools/benchmark_graph.py --cosine``).
 
     Candidates mode: a cheap proxy (``candidate_fn``) proposes
-    ``num_candidates`` classes per class, ``matcher`` re-scores only those
-    (one matcher call per class, ``num_candidates`` gallery maps each), and
-    the best ``num_neighbors`` are kept. On structured 64x24x8 QAConv maps
-    with 3000 classes, the default ``'gap'`` proxy and ``num_candidates`` =
-    10% of C found 98.3% of the exact neighbours with 6.4x less CPU time
-    (``tools/analysis_tools/benchmark_graph.py``).
+    ``num_candidates`` classes per class, only those are re-scored and the
+    best ``num_neighbors`` are kept: with ``pair_matcher`` (e.g.
+    ``QAConvHead.match_pairs``) in batched calls, each class against its own
+    candidates; else ``matcher`` on the union of the candidates of a small
+    block of classes. The two-stage graph falls back to exact where it
+    cannot pay off (:func:`use_candidates`: more candidates than a quarter
+    of the classes, or [C, d] embeddings with the ``'gap'`` proxy).
 
     Args:
-        features (Tensor): [C, c, h, w] one feature map per class (any
-            [C, ...] works for exact mode and callable proxies).
+        features (Tensor): [C, c, h, w] one feature map per class, or [C, d]
+            one embedding per class (any [C, ...] works for the exact mode
+            and callable proxies).
         matcher (callable): ``matcher(q [q, ...], g [g, ...]) -> Tensor
             [q, g]`` similarity logits, higher = more similar (e.g.
-            ``QAConvHead.match``). Called under the caller's grad mode; wrap
-            the call in ``torch.no_grad()``.
+            ``model.match``). Called under the caller's grad mode; wrap the
+            call in ``torch.no_grad()``.
         num_neighbors (int): Neighbours per class, ``0 <= k < C`` (the
             Graph Sampler uses ``P - 1``).
         num_candidates (int | float, optional): None for the exact graph;
             an integer ``N >= num_neighbors`` of candidates per class, or a
-            fraction of C in (0, 1). ``N >= C - 1`` falls back to exact.
-            Defaults to None.
-        block_size (int): Query rows per matcher/proxy call in the exact
-            mode and the first stage. Defaults to 256.
+            fraction of C in (0, 1). Defaults to None.
+        block_size (int): Query rows per matcher/proxy call. Defaults to
+            256.
         candidate_fn (str | callable, optional): First-stage proxy:
             ``'gap'`` (default), ``'pooled'`` or a callable ``fn(q, g) ->
             [q, g]``. Only used with ``num_candidates``. Defaults to None.
         rows (Sequence[int] | Tensor, optional): Compute only these classes'
             rows (to share the work between ranks); None means all C.
             Defaults to None.
-        return_candidates (bool): Also return the candidates [R, N] (or None
-            in the exact mode). Defaults to False.
+        return_candidates (bool): Also return the candidates [R, N] (None
+            when the exact graph was computed). Defaults to False.
+        pair_matcher (callable, optional): ``pair_matcher(q [n, ...],
+            g [n, m, ...]) -> [n, m]``, each query against its own gallery
+            list, with the scores of ``matcher``. Defaults to None.
+        col_block_size (int, optional): Classes per column chunk of the
+            exact mode. None: as many as fit ``SCORE_BLOCK_BYTES`` in
+            float32 with ``block_size`` rows (all C up to 65,536 classes
+            with 256 rows). Defaults to None.
 
     Returns:
         Tensor | tuple: LongTensor [R, num_neighbors] on the CPU (R = C
         unless ``rows``), best first; with ``return_candidates`` a tuple
-        (neighbours, candidates).
+        (neighbours, candidates or None).
     """
     if not isinstance(features, Tensor) or features.dim() < 2:
         raise ValueError('features must be a Tensor [C, ...] with one '
@@ -329,6 +529,9 @@ def build_class_graph(features: Tensor,
                          f'{getattr(features, "shape", type(features))}.')
     if not callable(matcher):
         raise ValueError('matcher must be callable: matcher(q, g) -> [q, g].')
+    if pair_matcher is not None and not callable(pair_matcher):
+        raise ValueError('pair_matcher must be None or callable: '
+                         'pair_matcher(q [n, ...], g [n, m, ...]) -> [n, m].')
     num_classes = features.shape[0]
     if num_classes < 2:
         raise ValueError('build_class_graph needs at least 2 classes; got '
@@ -336,26 +539,28 @@ def build_class_graph(features: Tensor,
     k = _check_num_neighbors(num_neighbors, num_classes)
     rows = _resolve_rows(rows, num_classes)
     block_size = max(1, int(block_size))
+    if col_block_size is None:
+        col_block_size = SCORE_BLOCK_BYTES // (4 * block_size)
+    col_block_size = max(1, int(col_block_size))
     n = None if num_candidates is None else _resolve_num_candidates(
         num_candidates, k, num_classes)
+    if n is not None:
+        _check_candidate_fn(features, candidate_fn)
 
-    if n is None or n >= num_classes - 1:
-        outs = []
-        for i in range(0, rows.numel(), block_size):
-            blk = rows[i:i + block_size]
-            scores = compute_class_scores(features, matcher, blk, block_size)
-            outs.append(class_graph_from_scores(scores, k, rows=blk))
+    if not use_candidates(features, n, candidate_fn):
+        outs = [
+            _exact_rows(features, matcher, rows[i:i + block_size], k,
+                        col_block_size)
+            for i in range(0, rows.numel(), block_size)
+        ]
         nbrs = (torch.cat(outs)
                 if outs else torch.empty(0, k, dtype=torch.long))
         return (nbrs, None) if return_candidates else nbrs
 
     cands = candidate_classes(features, n, candidate_fn, rows, block_size)
-    nbrs = torch.empty(rows.numel(), k, dtype=torch.long)
-    for r in range(rows.numel()):
-        cand = cands[r]
-        s = _check_scores(
-            matcher(features[rows[r]:rows[r] + 1], features[cand]), 1, n,
-            'matcher')[0]
-        best = torch.sort(s, descending=True, stable=True).indices[:k]
-        nbrs[r] = cand[best].cpu()
+    scores = _rescore_candidates(features, rows, cands, matcher,
+                                 pair_matcher, block_size)
+    # candidates are sorted by class index: ties go to the smaller class
+    best = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    nbrs = cands.gather(1, best[:, :k].to(cands.device)).cpu()
     return (nbrs, cands.cpu()) if return_candidates else nbrs

@@ -179,3 +179,137 @@ def test_errors():
 def test_empty_neighbours():
     nbrs = build_class_graph(torch.randn(4, 3), cosine, 0)
     assert nbrs.shape == (4, 0)
+
+
+def _old_exact(scores, k, rows):
+    """The exact graph as computed before the running top-k: the full
+    rows, stable sort (ties to the smaller index), self dropped."""
+    return class_graph_from_scores(scores[rows], k, rows=rows)
+
+
+@pytest.mark.parametrize('col_block', [None, 7, 13, 1])
+@pytest.mark.parametrize('levels', [0, 3])
+def test_exact_running_topk_equals_full_sort(col_block, levels):
+    """Column chunks + running top-k == stable sort of the full rows, with
+    many ties (scores quantised to a few levels), NaN and -inf."""
+    g = torch.Generator().manual_seed(levels + (col_block or 0))
+    num_classes, k = 41, 6
+    scores = torch.randn(num_classes, num_classes, generator=g)
+    if levels:
+        scores = (scores * levels).round()
+    scores[3, :30] = float('nan')  # fewer than k finite values in row 3
+    scores[5, 10:20] = -float('inf')
+    feats = torch.arange(num_classes).float()[:, None]
+
+    def lookup(q, gal):
+        return scores[q[:, 0].long()][:, gal[:, 0].long()]
+
+    rows = torch.tensor([3, 0, 5, 40, 17, 8])
+    for block in (1, 4, 256):
+        nbrs = build_class_graph(feats, lookup, k, rows=rows,
+                                 block_size=block, col_block_size=col_block)
+        assert torch.equal(nbrs, _old_exact(scores, k, rows))
+    full = build_class_graph(feats, lookup, k, col_block_size=col_block)
+    assert torch.equal(full, _old_exact(scores, k, torch.arange(41)))
+
+
+def test_exact_column_chunks_and_memory_bound():
+    """The matcher sees column chunks of at most col_block_size classes
+    (each with more than k columns), never the C x C matrix."""
+    feats = clustered_maps(50, seed=4)
+    shapes = []
+
+    def spy(q, gal):
+        shapes.append((q.shape[0], gal.shape[0]))
+        return cosine(q, gal)
+
+    nbrs = build_class_graph(feats, spy, 5, block_size=8, col_block_size=12)
+    assert max(s[1] for s in shapes) <= 13 and min(s[1] for s in shapes) > 5
+    assert max(s[0] for s in shapes) <= 8
+    assert sum(a * b for a, b in shapes) == 50 * 50
+    assert torch.equal(nbrs, brute_force(feats, 5))
+
+
+class PairCosine:
+    """Each query against its own gallery list; counts calls and pairs."""
+
+    def __init__(self):
+        self.calls = self.pairs = 0
+
+    def __call__(self, q, gal):
+        self.calls += 1
+        self.pairs += gal.shape[0] * gal.shape[1]
+        qn = F.normalize(q.flatten(1), dim=1)
+        gn = F.normalize(gal.flatten(2), dim=2)
+        return torch.einsum('nd,nmd->nm', qn, gn)
+
+
+def test_candidates_batched_pair_matcher():
+    feats = clustered_maps(80, seed=5)
+    k, n = 5, 20
+    pair = PairCosine()
+    matcher = CountingMatcher()
+    nbrs, cands = build_class_graph(feats, matcher, k, num_candidates=n,
+                                    pair_matcher=pair, block_size=32,
+                                    return_candidates=True)
+    assert matcher.pairs == 0  # only the batched scorer re-scores
+    assert pair.pairs == 80 * n and pair.calls == 3  # blocks of 32 rows
+    full = cosine(feats, feats)
+    for i in range(80):
+        cand = sorted(cands[i].tolist(), key=lambda j: (-full[i, j], j))
+        assert nbrs[i].tolist() == cand[:k]
+    # the same neighbours as the per-block union path of a plain matcher
+    assert torch.equal(
+        build_class_graph(feats, cosine, k, num_candidates=n), nbrs)
+
+
+def test_union_path_blocks_rows():
+    """Without a pair matcher, blocks of C // (4 N) rows share one matcher
+    call on the union of their candidates."""
+    feats = clustered_maps(200, seed=6)
+    matcher = CountingMatcher()
+    calls = []
+
+    def spy(q, gal):
+        calls.append(q.shape[0])
+        return matcher(q, gal)
+
+    nbrs, cands = build_class_graph(feats, spy, 4, num_candidates=10,
+                                    return_candidates=True)
+    # first stage is the proxy: every matcher call is a second-stage block
+    assert max(calls) == 200 // 40 and sum(calls) == 200
+    assert matcher.pairs <= 200 * 200 // 4
+    full = cosine(feats, feats)
+    for i in range(200):
+        cand = sorted(cands[i].tolist(), key=lambda j: (-full[i, j], j))
+        assert nbrs[i].tolist() == cand[:4]
+
+
+def test_candidates_fall_back_to_exact():
+    maps = clustered_maps(40, seed=7)
+    matcher = CountingMatcher()
+    # more candidates than a quarter of the classes: exact
+    nbrs, cands = build_class_graph(maps, matcher, 3, num_candidates=11,
+                                    return_candidates=True)
+    assert cands is None and matcher.pairs == 40 * 40
+    assert torch.equal(nbrs, brute_force(maps, 3))
+    # [C, d] embeddings with the 'gap' proxy: exact (same cost as cosine)
+    emb = maps.flatten(1)
+    matcher = CountingMatcher()
+    nbrs, cands = build_class_graph(emb, matcher, 3, num_candidates=5,
+                                    return_candidates=True)
+    assert cands is None and matcher.pairs == 40 * 40
+    with pytest.raises(ValueError, match='pair_matcher must be'):
+        build_class_graph(maps, cosine, 3, num_candidates=5,
+                          pair_matcher='x')
+
+
+def test_graph_under_inference_mode():
+    feats = clustered_maps(30, seed=8)
+    expected = build_class_graph(feats, cosine, 4)
+    with torch.inference_mode():
+        assert torch.equal(
+            build_class_graph(feats, cosine, 4, col_block_size=9), expected)
+        nbrs = build_class_graph(feats, cosine, 4, num_candidates=7,
+                                 pair_matcher=PairCosine())
+    assert nbrs.shape == (30, 4)

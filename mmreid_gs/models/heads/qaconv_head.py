@@ -8,7 +8,8 @@ from mmengine.model import BaseModule
 
 from mmreid_gs.registry import MODELS
 from .qaconv_kernels import (CPU_BLOCK_BYTES_PER_THREAD, PairMaxima,
-                             folded_pair_scores, pair_maxima_blocks)
+                             folded_pair_list_scores, folded_pair_scores,
+                             pair_maxima_blocks)
 
 
 @MODELS.register_module()
@@ -295,6 +296,58 @@ class QAConvHead(BaseModule):
         w, scale, offset = self._folded_affine()
         return folded_pair_scores(q, gal, w, scale, offset, dtype, q_blk,
                                   g_blk)
+
+    def match_pairs(self, query: torch.Tensor,
+                    gallery: torch.Tensor) -> torch.Tensor:
+        """QAConv logits of each query against its own list of gallery maps.
+
+        ``out[i, j]`` is the score of :meth:`match` for the pair
+        ``(query[i], gallery[i, j])``: the second stage of the two-stage
+        class graph (each class against its own candidates) in batched
+        GEMMs instead of one :meth:`match` call per class. In eval mode the
+        BatchNorm/fc layers are folded (no gradient); otherwise (training
+        mode, or inputs requiring grad) :meth:`match` is called per query.
+
+        Args:
+            query (Tensor): [n, c, h, w] query feature maps.
+            gallery (Tensor): [n, m, c, h, w] gallery maps, row i the list
+                of query i (read without a copy when gathered from
+                channels-last maps, as :func:`build_class_graph` does).
+
+        Returns:
+            Tensor: [n, m] float32 logits, higher = more similar.
+        """
+        self._check_shape(query, 'query')
+        expected = (self.num_features, self.height, self.width)
+        if (gallery.dim() != 5 or gallery.size(0) != query.size(0)
+                or tuple(gallery.shape[2:]) != expected):
+            raise ValueError(
+                'QAConvHead: match_pairs needs gallery lists of shape '
+                f'[n, m, {expected[0]}, {expected[1]}, {expected[2]}] with n '
+                f'= {query.size(0)} queries, got {tuple(gallery.shape)}')
+        if query.device != gallery.device:
+            raise ValueError(f'QAConvHead: query on {query.device} but '
+                             f'gallery on {gallery.device}')
+        needs_grad = torch.is_grad_enabled() and (query.requires_grad
+                                                  or gallery.requires_grad)
+        if self._uses_batch_stats() or needs_grad:
+            rows = [
+                self.match(query[i:i + 1], gallery[i])
+                for i in range(query.size(0))
+            ]
+            if not rows:
+                return query.new_zeros(0, gallery.size(1),
+                                       dtype=torch.float32)
+            return torch.cat(rows)
+        dtype = self._compute_dtype(query, cpu_autocast=True)
+        budget = self.memory_budget_mb * 2**20
+        if query.device.type == 'cpu':
+            budget = min(budget, CPU_BLOCK_BYTES_PER_THREAD)
+        w, scale, offset = self._folded_affine()
+        with torch.no_grad():
+            return folded_pair_list_scores(
+                self._flatten(query, 'query'), gallery, w, scale, offset,
+                dtype, budget)
 
     def forward(self,
                 query: torch.Tensor,
