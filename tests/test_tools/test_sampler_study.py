@@ -1,0 +1,119 @@
+"""The sampler study tool on a tiny generated benchmark: 2 variants x 2
+seeds x 1 epoch write their CSV / JSON / plot, and a rerun skips them."""
+import csv
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+
+from mmreid_gs.apis.sampler_study import (apply_variant, family_share,
+                                          plan_runs, run_study)
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+TINY = """
+_base_ = [{demo!r}]
+img_height, img_width = 64, 32
+domain_a = dict(type='SyntheticReID', data_root={root!r} + '/A',
+                domain='A', num_train_ids=8, num_test_ids=4, num_cams=2,
+                imgs_per_cam=2, img_size=(64, 32))
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False),
+    dict(type='PackReIDInputs'),
+]
+model = dict(
+    backbone=dict(type='ResNetIBN', depth=18, base_channels=8),
+    neck=dict(in_channels=32, out_channels=16),
+    head=dict(num_features=16, height=4, width=2))
+train_dataloader = dict(
+    batch_size=8, num_workers=0, persistent_workers=False,
+    sampler=dict(batch_size=8, num_instances=2),
+    dataset=dict(domain_a, split='train', pipeline=test_pipeline))
+test_sets = dict(_delete_=True,
+                 synthetic_A=dict(query=dict(domain_a, split='query'),
+                                  gallery=dict(domain_a,
+                                               split='gallery')))
+custom_hooks = [dict(type='GraphSamplerHook', pipeline=test_pipeline,
+                     pk_epochs=1, batch_size=16)]
+test_dataloader = dict(batch_size=16, num_workers=0)
+val_dataloader = test_dataloader
+test_cfg = dict(pipeline=test_pipeline, test_sets=test_sets, progress=False)
+val_cfg = dict(pipeline=test_pipeline, test_sets=test_sets)
+train_cfg = dict(val_interval=1)
+"""
+
+
+def test_study_writes_results_and_skips_finished_runs(tmp_path):
+    config = tmp_path / 'tiny.py'
+    config.write_text(TINY.format(
+        demo=osp.join(REPO, 'configs', 'qaconv_gs_demo.py'),
+        root=str(tmp_path / 'data')))
+    out = str(tmp_path / 'study')
+    kwargs = dict(quick=True, seeds=[0, 1], epochs=1, progress=False,
+                  variants=['class_memory', 'gs'])
+    results = run_study(str(config), 'efficiency', out, **kwargs)
+    assert sorted((r['variant'], r['seed']) for r in results['runs']) == [
+        ('class_memory', 0), ('class_memory', 1), ('gs', 0), ('gs', 1)]
+    assert [r['converged'] for r in results['runs']] == [True] * 4
+    with open(osp.join(out, 'results.csv')) as f:
+        rows = list(csv.DictReader(f))
+    got = {(r['variant'], r['seed'], r['epoch'], r['set'], r['metric'])
+           for r in rows}
+    for v in ('class_memory', 'gs'):
+        for s in ('0', '1'):
+            for m in ('Rank-1', 'mAP'):
+                assert (v, s, '1', 'synthetic_A', m) in got
+            assert (v, s, '1', 'train', 'loss') in got
+    for r in rows:
+        if r['metric'] in ('Rank-1', 'mAP'):
+            assert 0. <= float(r['value']) <= 1.
+    assert osp.getsize(osp.join(out, 'efficiency.png')) > 1000
+    with open(osp.join(out, 'results.json')) as f:
+        assert json.load(f)['study'] == 'efficiency'
+    assert '| class_memory | 2 |' in open(osp.join(out, 'summary.md')).read()
+    # rerun: every run is skipped (no new log folder), same rows
+    stamp = osp.getmtime(osp.join(out, 'gs', 'seed0', 'done.json'))
+    again = run_study(str(config), 'efficiency', out, **kwargs)
+    assert again['rows'] == results['rows']
+    assert osp.getmtime(osp.join(out, 'gs', 'seed0', 'done.json')) == stamp
+
+
+def test_family_share_hand_computed(tmp_path):
+    path = str(tmp_path / 'epoch_2.npz')
+    # families: 0 0 0 1 1 2; two neighbours per class
+    fams = np.array([0, 0, 0, 1, 1, 2])
+    nbrs = np.array([[1, 3], [2, 0], [0, 1], [4, 0], [3, 5], [0, 1]])
+    np.savez(path, class_ids=np.arange(6), neighbors=nbrs)
+    share = family_share(path, fams)
+    same = [1, 2, 2, 1, 1, 0]
+    assert share['share'] == pytest.approx(sum(same) / 12)
+    # others in the family, capped at 2 slots: 2 2 2 1 1 0
+    assert share['oracle'] == pytest.approx(8 / 12)
+    assert share['random'] == pytest.approx((2 * 3 + 1 * 2) / 5 / 6)
+
+
+def test_variants_and_errors():
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'qaconv_gs_demo.py'))
+    apply_variant(cfg, dict(sampler='pk', loss='class_memory', clip=None,
+                            batch_size=16, num_instances=2), 200)
+    assert cfg.model.head.loss.type == 'ClassMemoryLoss'
+    assert cfg.model.head.loss.num_classes == 200
+    assert not [h for h in cfg.custom_hooks
+                if h.type == 'GraphSamplerHook']
+    assert cfg.optim_wrapper.clip_grad is None
+    assert cfg.train_dataloader.sampler.num_instances == 2
+    apply_variant(cfg, dict(sampler='gs', pk_epochs=4), 200)
+    hook, = [h for h in cfg.custom_hooks if h.type == 'GraphSamplerHook']
+    assert hook.pk_epochs == 4 and hook.save_graph
+    runs, preset = plan_runs('efficiency', quick=True)
+    assert len(preset['seeds']) >= 3 and len(runs) == 3 * len(
+        preset['seeds'])
+    with pytest.raises(ValueError, match='unknown study'):
+        plan_runs('nope', quick=True)
+    with pytest.raises(ValueError, match='no variant'):
+        plan_runs('clip', quick=True, variants=['clip7'])
+    with pytest.raises(ValueError, match="'pk' or 'gs'"):
+        apply_variant(cfg, dict(sampler='random'), 10)
