@@ -1,0 +1,14 @@
+# The paper's Table 1 "QAConv baseline" on MSMT17 (train + val): QAConv
+# 1.x's class memory loss with random PK batches (no Graph Sampler); network,
+# input size, optimiser and schedule as configs/qaconv_gs_msmt17.py.
+# num_classes = the training identities of MSMT17 (1041); a label outside the
+# memory is a clear error. The memory (C x 64 x 24 x 8 floats) is saved in
+# the checkpoints and restored by --resume.
+_base_ = ['./qaconv_gs_msmt17.py']
+
+custom_hooks = []
+model = dict(
+    head=dict(
+        loss=dict(
+            _delete_=True, type='ClassMemoryLoss', num_classes=1041,
+            num_features=64, height=24, width=8, mem_batch_size=16)))
