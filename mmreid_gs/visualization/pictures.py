@@ -126,8 +126,8 @@ def class_graph_epoch(epoch: int,
     Args:
         epoch (int): The epoch (its header).
         neighbors (array-like): [C, P-1] neighbour classes of every class.
-        img_paths (Sequence[str]): [C] the image of each class that the
-            graph was built from.
+        img_paths (Sequence[str | np.ndarray]): [C] the image of each class
+            that the graph was built from.
         classes (Sequence[int]): Centre classes (one row each).
         families (array-like, optional): [C] family of look-alikes of every
             class (-1 unknown): frames neighbours of the centre's family.
@@ -149,7 +149,10 @@ def class_graph_epoch(epoch: int,
                              f'{nbrs.shape[0]} classes')
         row = [c] + [int(n) for n in nbrs[c]]
         labels.append(row)
-        images.append([str(img_paths[k]) for k in row])
+        images.append([
+            p if isinstance(p, np.ndarray) else str(p)
+            for p in (img_paths[k] for k in row)
+        ])
         if families is not None:
             fam = np.asarray(families)
             look.append([
@@ -159,3 +162,62 @@ def class_graph_epoch(epoch: int,
     if families is not None:
         out['look_alike'] = look
     return out
+
+
+#: ``--vis-backend`` names of the tools and the MMEngine backends.
+VIS_BACKEND_TYPES = dict(
+    local='LocalVisBackend',
+    tensorboard='TensorboardVisBackend',
+    wandb='WandbVisBackend')
+
+
+def tool_visualizer(name: str,
+                    backends: Sequence[str] = (),
+                    save_dir: Optional[str] = None,
+                    cfg=None,
+                    cell_size: Optional[Sequence[int]] = None):
+    """The :class:`ReIDVisualizer` of a drawing tool.
+
+    Args:
+        name (str): Instance name.
+        backends (Sequence[str]): ``--vis-backend`` names (keys of
+            :data:`VIS_BACKEND_TYPES`) the pictures also go to.
+        save_dir (str, optional): Folder of the backends' files (needed
+            with backends).
+        cfg (Config, optional): A config whose ``visualizer`` (if a
+            ``ReIDVisualizer``) gives ``cell_size``, ``frame`` and
+            ``font_size``.
+        cell_size (Sequence[int], optional): (h, w) of the drawn images,
+            overriding the config.
+
+    Returns:
+        ReIDVisualizer: The visualizer.
+    """
+    from .reid_visualizer import ReIDVisualizer
+    kwargs = {}
+    vis_cfg = (cfg.get('visualizer') if cfg is not None else None) or {}
+    if str(vis_cfg.get('type', '')).endswith('ReIDVisualizer'):
+        kwargs = {
+            k: vis_cfg[k]
+            for k in ('cell_size', 'frame', 'font_size') if k in vis_cfg
+        }
+    if cell_size is not None:
+        kwargs['cell_size'] = tuple(int(v) for v in cell_size)
+    vis_backends = []
+    for b in backends or ():
+        if b not in VIS_BACKEND_TYPES:
+            raise ValueError(f'unknown --vis-backend {b!r}; choose from '
+                             f'{", ".join(VIS_BACKEND_TYPES)}')
+        module = dict(tensorboard='tensorboard', wandb='wandb').get(b)
+        if module is not None:
+            try:
+                __import__(module)
+            except ImportError:
+                raise ValueError(f'--vis-backend {b} needs the {module} '
+                                 f'package: pip install {module}')
+        vis_backends.append(dict(type=VIS_BACKEND_TYPES[b]))
+    if vis_backends and save_dir is None:
+        raise ValueError('backends need a save_dir')
+    return ReIDVisualizer(
+        name=name, vis_backends=vis_backends or None,
+        save_dir=save_dir if vis_backends else None, **kwargs)

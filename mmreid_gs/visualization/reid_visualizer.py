@@ -4,6 +4,7 @@ correspondences."""
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import cv2
 import mmcv
 import numpy as np
 import torch
@@ -76,6 +77,11 @@ class ReIDVisualizer(Visualizer):
     uint8). Frames are painted into the pixels (exact colours); text goes
     through MMEngine's matplotlib canvas.
 
+    After each drawing, :attr:`last_layout` holds the pixel boxes
+    ``(x0, y0, x1, y1)`` (frame included) of the picture's images:
+    ``cells[(row, column)]`` for grids (column 0 = the query / centre
+    class), ``query`` and ``gallery`` for correspondences.
+
     Colours (RGB): a gallery item of the query's identity is framed in
     :attr:`MATCH_COLOR` (green), another identity in
     :attr:`NON_MATCH_COLOR` (red), an item the Market-1501 protocol ignores
@@ -126,6 +132,25 @@ class ReIDVisualizer(Visualizer):
         self.cell_size = (int(cell_size[0]), int(cell_size[1]))
         self.frame = int(frame)
         self.font_size = int(font_size)
+        # Boxes of the last picture (see `last_layout`).
+        self.last_layout: Dict = {}
+
+    @classmethod
+    def drawer_for(cls, visualizer: Optional[Visualizer]) -> 'ReIDVisualizer':
+        """A :class:`ReIDVisualizer` to draw with: ``visualizer`` itself if
+        it is one, else a shared instance without backends (send its
+        pictures with ``visualizer.add_image``). Lets hooks draw whatever
+        visualizer a config builds.
+
+        Args:
+            visualizer (Visualizer, optional): E.g. ``runner.visualizer``.
+
+        Returns:
+            ReIDVisualizer: The drawer.
+        """
+        if isinstance(visualizer, cls):
+            return visualizer
+        return cls.get_instance('mmreid_gs_drawer')
 
     # ----------------------------------------------------------- geometry
     def _pt_to_px(self, points: float) -> int:
@@ -167,6 +192,7 @@ class ReIDVisualizer(Visualizer):
         canvas = np.empty((height, width, 3), dtype=np.uint8)
         canvas[:] = self.BACKGROUND
         texts, positions, colors, sizes, aligns = [], [], [], [], []
+        boxes = {}
 
         def text(s, pos, color=(0, 0, 0), size=None, align='left'):
             texts.append(s)
@@ -191,6 +217,7 @@ class ReIDVisualizer(Visualizer):
                 if cell is None:
                     continue
                 x0 = xs[c]
+                boxes[(r, c)] = (x0, y, x0 + cw + 2 * f, y + ch + 2 * f)
                 if cell.color is not None:
                     canvas[y:y + ch + 2 * f, x0:x0 + cw + 2 * f] = cell.color
                 canvas[y + f:y + f + ch, x0 + f:x0 + f + cw] = _fit(
@@ -198,6 +225,7 @@ class ReIDVisualizer(Visualizer):
                 if cell.caption:
                     text(cell.caption, (x0 + f + cw / 2, y + ch + 2 * f + 1),
                          color=cell.caption_color, align='center')
+        self.last_layout = dict(cells=boxes)
         self.set_image(canvas)
         if texts:
             self.draw_texts(
@@ -210,7 +238,10 @@ class ReIDVisualizer(Visualizer):
               out_file: Optional[str]) -> np.ndarray:
         self.add_image(name, image, step=step)
         if out_file is not None:
-            mmcv.imwrite(image[..., ::-1], out_file)
+            params = None
+            if out_file.lower().endswith('.png'):
+                params = [cv2.IMWRITE_PNG_COMPRESSION, 9]
+            mmcv.imwrite(image[..., ::-1], out_file, params=params)
         return image
 
     # -------------------------------------------------------- ranked lists
@@ -393,10 +424,13 @@ class ReIDVisualizer(Visualizer):
             size.append((int(height), w))
         f, gap, margin = self.frame, 40, 6
         line_h = self._pt_to_px(self.font_size * 1.2) + 6
+        cap_h = self._pt_to_px(self.font_size) + 6
+        bar_w, bar_h = 90, 8
         top_y = margin + 2 * line_h
         x_q, x_g = margin, margin + size[0][1] + 2 * f + gap
-        width = x_g + size[1][1] + 2 * f + margin
-        canvas = np.empty((top_y + height + 2 * f + margin, width, 3),
+        width = max(x_g + size[1][1] + 2 * f + margin, 300)
+        bar_y = top_y + height + 2 * f + cap_h + 4
+        canvas = np.empty((bar_y + bar_h + cap_h + margin, width, 3),
                           dtype=np.uint8)
         canvas[:] = self.BACKGROUND
         for x0, img, (h, w) in ((x_q, q_img, size[0]),
@@ -425,19 +459,41 @@ class ReIDVisualizer(Visualizer):
         lo, hi = float(vals.min()), float(vals.max())
         norm = (vals - lo) / (hi - lo) if hi > lo else np.ones_like(vals)
         colormap = matplotlib.colormaps[cmap]
-        colors = [
-            tuple(int(round(255 * c)) for c in colormap(v)[:3]) for v in norm
-        ]
+
+        def rgb(v):
+            return tuple(int(round(255 * c)) for c in colormap(v)[:3])
+
+        colors = [rgb(v) for v in norm]
+        # colour bar of the contributions, low to high
+        label_w = 10 * self._pt_to_px(self.font_size)
+        bar_x = margin + label_w
+        for i in range(bar_w):
+            canvas[bar_y:bar_y + bar_h, bar_x + i] = rgb(i / (bar_w - 1))
         score = float(_np(corr['score']).reshape(-1)[0])
+        self.last_layout = dict(
+            query=(x_q, top_y, x_q + size[0][1] + 2 * f,
+                   top_y + height + 2 * f),
+            gallery=(x_g, top_y, x_g + size[1][1] + 2 * f,
+                     top_y + height + 2 * f))
         self.set_image(canvas)
+        cap_y = top_y + height + 2 * f + 1
         self.draw_texts(
-            [title or f'QAConv score {score:.2f}',
-             f'{len(order)} strongest of {2 * hw} locations; colour: '
-             f'contribution {lo:.3f} (blue) to {hi:.3f} (red)'],
-            np.array([[margin, margin], [margin, margin + line_h]],
+            [
+                title or f'QAConv score {score:.2f}',
+                f'{len(order)} strongest of {2 * hw} locations',
+                'query', 'gallery', f'contribution {lo:.3f}', f'{hi:.3f}'
+            ],
+            np.array([[margin, margin], [margin, margin + line_h],
+                      [x_q + f + size[0][1] / 2, cap_y],
+                      [x_g + f + size[1][1] / 2, cap_y],
+                      [bar_x - 4, bar_y - 3], [bar_x + bar_w + 4, bar_y - 3]],
                      dtype=np.float64),
-            font_sizes=[self.font_size * 1.2, self.font_size],
-            colors=[(0, 0, 0), (60, 60, 60)], vertical_alignments='top')
+            font_sizes=[self.font_size * 1.2] + [self.font_size] * 5,
+            colors=[(0, 0, 0)] + [(60, 60, 60)] * 5,
+            vertical_alignments='top',
+            horizontal_alignments=[
+                'left', 'left', 'center', 'center', 'right', 'left'
+            ])
         # weakest first, so that the strongest lines are on top
         draw = np.argsort(norm, kind='stable')
         self.draw_lines(

@@ -2,8 +2,9 @@ from .adaptive_schedule_hook import AdaptiveScheduleHook
 from .epoch_seed_hook import EpochSeedHook
 from .graph_sampler_hook import GraphSamplerHook
 from .reid_logger_hook import ReIDLoggerHook
+from .reid_visualization_hook import ReIDVisualizationHook
 
 __all__ = [
     'AdaptiveScheduleHook', 'EpochSeedHook', 'GraphSamplerHook',
-    'ReIDLoggerHook'
+    'ReIDLoggerHook', 'ReIDVisualizationHook'
 ]

@@ -22,6 +22,7 @@ from mmreid_gs.datasets.samplers.graph_sampler import \
 from mmreid_gs.engine.graph import (build_class_graph,
                                     class_graph_from_scores,
                                     compute_class_scores)
+from mmreid_gs.evaluation.functional import graph_family_share
 from mmreid_gs.registry import HOOKS
 from mmreid_gs.utils.contract import check_reid_model
 from mmreid_gs.utils.dist import all_gather_rows
@@ -81,7 +82,16 @@ class GraphSamplerHook(Hook):
        sampler) with :func:`build_class_graph` (exact, or two-stage with
        ``num_candidates``), or, with ``rerank=True``, from the k-reciprocal
        re-ranked distances ``1 - sigmoid(score)``;
-    4. calls ``sampler.set_graph(neighbours)``.
+    4. calls ``sampler.set_graph(neighbours)``;
+    5. when the train dataset knows families of look-alike identities
+       (``get_label_families()``, e.g. :class:`SyntheticReID`), logs the
+       share of each class's neighbours that belong to its family, next to
+       the share random neighbours would give (the visualizer's scalars
+       ``graph/family_share`` and ``graph/family_share_random``, step = the
+       1-based epoch); other datasets are skipped silently;
+    6. with ``visualize=True``, draws the neighbour grid of a fixed set of
+       classes (their images used for the graph, then their neighbours')
+       into the visualizer's backends as ``graph_neighbors`` (rank 0).
 
     Under distributed training every rank extracts the features of a share
     of the classes and scores a share of the rows; the shares are gathered
@@ -120,7 +130,9 @@ class GraphSamplerHook(Hook):
         save_graph (bool): Save ``work_dir/graph/epoch_{k}.npz`` (k =
             1-based number of the epoch that uses the graph, as in
             checkpoint names) with ``class_ids``, ``neighbors``,
-            ``sample_indices`` and ``img_paths`` (rank 0). Defaults to False.
+            ``sample_indices`` and ``img_paths`` (rank 0; plus
+            ``label_families`` when the dataset knows them). Defaults to
+            False.
         num_workers (int): DataLoader workers for loading the images.
             Defaults to 0.
         progress (bool): Show a progress bar while extracting (rank 0).
@@ -133,6 +145,11 @@ class GraphSamplerHook(Hook):
             matcher; bfloat16 on the CPU, where QAConv matching runs about
             2.5x faster with AMX). The features are kept in float32 between
             the two. Defaults to False.
+        visualize (bool): Draw the neighbour grid of ``vis_classes`` at
+            every graph build (see :class:`ReIDVisualizer`). Defaults to
+            False.
+        vis_classes (int | Sequence[int]): Classes drawn: a number spread
+            evenly over the labels, or explicit labels. Defaults to 8.
 
     Example:
         >>> custom_hooks = [
@@ -162,7 +179,9 @@ class GraphSamplerHook(Hook):
                  progress: bool = False,
                  candidate_fn: Optional[Union[str, Callable]] = None,
                  block_size: int = 256,
-                 fp16: bool = False) -> None:
+                 fp16: bool = False,
+                 visualize: bool = False,
+                 vis_classes: Union[int, Sequence[int]] = 8) -> None:
         if not isinstance(pipeline, (list, tuple)) or not pipeline:
             raise ValueError('GraphSamplerHook: pipeline must be a non-empty '
                              'list of transforms (the test pipeline); got '
@@ -184,6 +203,9 @@ class GraphSamplerHook(Hook):
         self.candidate_fn = candidate_fn
         self.block_size = int(block_size)
         self.fp16 = bool(fp16)
+        self.visualize = bool(visualize)
+        self.vis_classes = vis_classes
+        self._families = None  # (dataset id, label families or None)
         self._pipeline: Optional[Compose] = None
         self._pending_state = None  # (checkpoint epoch, sampler state)
         self.last_info: Dict = {}
@@ -326,7 +348,8 @@ class GraphSamplerHook(Hook):
             else:
                 part = build_class_graph(
                     feats, matcher, k, self.num_candidates, self.block_size,
-                    self.candidate_fn, rows=padded)
+                    self.candidate_fn, rows=padded,
+                    pair_matcher=getattr(model, 'match_pairs', None))
                 nbrs = all_gather_rows(part[:len(mine)].to(
                     feats.device)).cpu()
         t_score = time.perf_counter() - start - t_feat
@@ -345,9 +368,68 @@ class GraphSamplerHook(Hook):
         self.last_info = dict(
             epoch=epoch, features_time=t_feat, scoring_time=t_score,
             total_time=total, sample_indices=chosen)
+        families = self._label_families(runner, dataset)
+        if families is not None:
+            self._log_family_share(runner, nbrs, families, epoch)
         if self.save_graph and rank == 0:
-            self._save(runner, dataset, chosen, nbrs, epoch)
+            self._save(runner, dataset, chosen, nbrs, epoch, families)
+        if self.visualize and rank == 0:
+            self._draw(runner, dataset, chosen, nbrs, epoch, families)
         return nbrs
+
+    def _label_families(self, runner, dataset) -> Optional[np.ndarray]:
+        """The dataset's family of every label, or None (no
+        ``get_label_families``, or it failed: warned once)."""
+        if self._families is None or self._families[0] != id(dataset):
+            fams = None
+            get = getattr(dataset, 'get_label_families', None)
+            if callable(get):
+                try:
+                    fams = np.asarray(get(), dtype=np.int64).reshape(-1)
+                except (OSError, ValueError, KeyError) as err:
+                    runner.logger.warning(
+                        'GraphSamplerHook: no look-alike share: '
+                        f'get_label_families() failed: {err}')
+            self._families = (id(dataset), fams)
+        return self._families[1]
+
+    def _log_family_share(self, runner, nbrs, families, epoch) -> None:
+        if families.size < nbrs.shape[0]:
+            return
+        quality = graph_family_share(nbrs.numpy(), families)
+        if quality['num_classes'] == 0:
+            return
+        self.last_info.update(family_share=quality['share'],
+                              family_share_random=quality['random'])
+        runner.logger.info(
+            f'GraphSamplerHook: epoch {epoch + 1}: '
+            f'{quality["share"]:.1%} of the neighbours are look-alikes '
+            f'(same family; {quality["num_classes"]} classes), random '
+            f'neighbours: {quality["random"]:.1%}')
+        runner.visualizer.add_scalars(
+            {
+                'graph/family_share': quality['share'],
+                'graph/family_share_random': quality['random']
+            },
+            step=epoch + 1)
+
+    def _draw(self, runner, dataset, chosen, nbrs, epoch, families) -> None:
+        from mmreid_gs.visualization import (ReIDVisualizer,
+                                             class_graph_epoch,
+                                             spread_indices)
+        if isinstance(self.vis_classes, int):
+            classes = spread_indices(len(chosen), self.vis_classes)
+        else:
+            classes = [int(c) for c in self.vis_classes]
+        paths = [
+            str(dataset.get_data_info(int(i)).get('img_path', ''))
+            for i in chosen
+        ]
+        block = class_graph_epoch(epoch + 1, nbrs.numpy(), paths, classes,
+                                  families)
+        drawer = ReIDVisualizer.drawer_for(runner.visualizer)
+        image = drawer.draw_class_graph([block])
+        runner.visualizer.add_image('graph_neighbors', image, step=epoch + 1)
 
     def _rerank_graph(self, scores: torch.Tensor, k: int) -> torch.Tensor:
         from mmreid_gs.evaluation.functional import (re_ranking,
@@ -366,7 +448,7 @@ class GraphSamplerHook(Hook):
             torch.from_numpy(reranked), k, largest=False)
 
     @staticmethod
-    def _save(runner, dataset, chosen, nbrs, epoch) -> None:
+    def _save(runner, dataset, chosen, nbrs, epoch, families=None) -> None:
         out_dir = osp.join(runner.work_dir, 'graph')
         os.makedirs(out_dir, exist_ok=True)
         paths = [
@@ -379,7 +461,8 @@ class GraphSamplerHook(Hook):
             class_ids=np.arange(len(chosen)),
             neighbors=nbrs.numpy(),
             sample_indices=np.asarray(chosen),
-            img_paths=np.array(paths, dtype=str))
+            img_paths=np.array(paths, dtype=str),
+            **({} if families is None else dict(label_families=families)))
         runner.logger.info(f'GraphSamplerHook: graph saved to {path}')
 
     # --------------------------------------------------------------- hooks

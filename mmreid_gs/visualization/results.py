@@ -1,0 +1,135 @@
+"""Readers of what the tools draw from: the ``.npz`` of ``tools/test.py
+--out`` and the class-graph dumps of ``GraphSamplerHook(save_graph=True)``.
+"""
+import glob
+import os.path as osp
+import re
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+#: Fields every test set of a results file must have.
+RESULT_FIELDS = ('scores', 'query_pids', 'gallery_pids', 'query_camids',
+                 'gallery_camids', 'query_paths', 'gallery_paths')
+
+#: Fields every graph dump must have.
+GRAPH_FIELDS = ('neighbors', 'img_paths')
+
+
+def load_test_results(path: str,
+                      sets: Optional[Sequence[str]] = None
+                      ) -> Dict[str, Dict[str, np.ndarray]]:
+    """Per-set arrays of a ``tools/test.py --out`` file.
+
+    Args:
+        path (str): The ``.npz`` file (entries ``<set>/<field>``).
+        sets (Sequence[str], optional): Sets to return (all by default).
+
+    Returns:
+        dict: ``set name -> {field: array}`` in file order; every set has
+        :data:`RESULT_FIELDS` (plus ``distmat_rerank`` / ``scores_tlift``
+        when they were computed).
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: Not a results file, a set is missing or incomplete, or
+            its arrays disagree in size.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'results file not found: {path}')
+    try:
+        data = np.load(path, allow_pickle=False)
+        keys = list(data.keys())
+    except (OSError, ValueError) as err:
+        raise ValueError(f'cannot read {path} as a .npz file: {err}')
+    out: Dict[str, Dict[str, np.ndarray]] = {}
+    for key in keys:
+        if '/' not in key:
+            continue
+        name, field = key.rsplit('/', 1)
+        out.setdefault(name, {})[field] = data[key]
+    if not out:
+        raise ValueError(f'{path} has no <set>/<field> entries: write it with '
+                         '`tools/test.py CONFIG CKPT --out FILE.npz`')
+    if sets:
+        missing = [s for s in sets if s not in out]
+        if missing:
+            raise ValueError(f'set {missing[0]!r} is not in {path}; it has: '
+                             f'{", ".join(out)}')
+        out = {s: out[s] for s in sets}
+    for name, fields in out.items():
+        lacking = [f for f in RESULT_FIELDS if f not in fields]
+        if lacking:
+            raise ValueError(f'{path}: set {name!r} lacks '
+                             f'{", ".join(lacking)}')
+        q, g = len(fields['query_paths']), len(fields['gallery_paths'])
+        if fields['scores'].shape != (q, g):
+            raise ValueError(
+                f'{path}: {name}/scores has shape {fields["scores"].shape}, '
+                f'expected [{q}, {g}] (query x gallery paths)')
+        for field, n in (('query_pids', q), ('query_camids', q),
+                         ('gallery_pids', g), ('gallery_camids', g)):
+            if len(fields[field]) != n:
+                raise ValueError(f'{path}: {name}/{field} has '
+                                 f'{len(fields[field])} entries, expected {n}')
+    return out
+
+
+def ranking_scores(fields: Dict[str, np.ndarray], use: str = 'scores'
+                   ) -> np.ndarray:
+    """The matrix to rank by (higher = more similar).
+
+    Args:
+        fields (dict): One set of :func:`load_test_results`.
+        use (str): ``'scores'`` (QAConv logits), ``'rerank'`` (minus the
+            re-ranked distances) or ``'tlift'`` (TLift scores).
+
+    Returns:
+        np.ndarray: [q, g].
+    """
+    if use == 'scores':
+        return fields['scores']
+    key = dict(rerank='distmat_rerank', tlift='scores_tlift').get(use)
+    if key is None:
+        raise ValueError(f"unknown ranking {use!r}: use 'scores', 'rerank' "
+                         "or 'tlift'")
+    if key not in fields:
+        raise ValueError(f'the results have no {key}: run tools/test.py with '
+                         f'--{use} --out FILE.npz')
+    return -fields[key] if use == 'rerank' else fields[key]
+
+
+def load_graph_dumps(work_dir: str) -> Dict[int, Dict[str, np.ndarray]]:
+    """Class graphs saved by ``GraphSamplerHook(save_graph=True)``.
+
+    Args:
+        work_dir (str): The run's work dir (dumps in ``graph/epoch_k.npz``).
+
+    Returns:
+        dict: ``epoch k -> {field: array}``, sorted by epoch.
+
+    Raises:
+        FileNotFoundError: No dump in ``work_dir/graph``.
+        ValueError: A dump lacks a field.
+    """
+    folder = osp.join(work_dir, 'graph')
+    files = glob.glob(osp.join(folder, 'epoch_*.npz'))
+    epochs = {}
+    for path in files:
+        m = re.fullmatch(r'epoch_(\d+)\.npz', osp.basename(path))
+        if m:
+            epochs[int(m.group(1))] = path
+    if not epochs:
+        raise FileNotFoundError(
+            f'no class-graph dump (epoch_k.npz) in {folder}: train with '
+            "custom_hooks=[dict(type='GraphSamplerHook', save_graph=True, "
+            '...)]')
+    out = {}
+    for epoch in sorted(epochs):
+        with np.load(epochs[epoch], allow_pickle=False) as data:
+            fields = {k: data[k] for k in data.keys()}
+        lacking = [f for f in GRAPH_FIELDS if f not in fields]
+        if lacking:
+            raise ValueError(f'{epochs[epoch]} lacks {", ".join(lacking)}')
+        out[epoch] = fields
+    return out
