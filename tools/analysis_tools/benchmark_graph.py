@@ -1,9 +1,19 @@
 """Benchmark the class graph of the Graph Sampler: exact vs candidates.
 
-For C classes with one 64x24x8 QAConv feature map each, compares the exact
+For C classes with one QAConv feature map each (64x8x4, the demo's maps at
+128x64 input, and 64x24x8, the paper's at 384x128), compares the exact
 graph (C^2 QAConv pairs) with the two-stage candidates mode (a cheap proxy
 proposes N = 5/10/20% of C classes, QAConv re-scores only those) on time and
-recall of the exact neighbours.
+recall of the exact neighbours. The second stage runs as
+``build_class_graph`` does it (``QAConvHead.match_pairs``: each class
+against its own candidates, batched) and, side by side, as it did before
+(one matcher call per class, ``per-class`` column); ``fallback`` marks
+settings where ``build_class_graph`` computes the exact graph instead.
+
+``--cosine C ...`` builds the exact graph of C global embeddings
+(``--dim``-d, ``GlobalEmbeddingHead.match``: cosine similarity) over all
+rows: time and peak resident memory above the features, next to the size
+of the C x C score matrix that is never built.
 
 The features are random but structured like person maps: look-alike groups
 of classes share part appearances (horizontal stripes with jittered
@@ -26,9 +36,13 @@ Example::
     python tools/analysis_tools/benchmark_graph.py --with-8000
     python tools/analysis_tools/benchmark_graph.py --classes 3000 --amp \
         --fractions --proxies
+    python tools/analysis_tools/benchmark_graph.py --classes --cosine \
+        10000 100000
 """
 import argparse
 import math
+import os
+import threading
 import time
 
 import torch
@@ -40,7 +54,7 @@ from mmreid_gs.utils.benchmark import gemm_gflops
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--classes', type=int, nargs='+',
+    parser.add_argument('--classes', type=int, nargs='*',
                         default=[500, 1000, 3000], help='numbers of classes C')
     parser.add_argument('--with-8000', action='store_true',
                         help='also run C = 8000')
@@ -53,8 +67,13 @@ def parse_args():
                         help='neighbours per class (P - 1; paper: 64/4 - 1)')
     parser.add_argument('--rows', type=int, default=100,
                         help='class rows to time and score (0: all rows)')
-    parser.add_argument('--shape', type=int, nargs=3, default=[64, 24, 8],
-                        metavar=('C', 'H', 'W'), help='feature map shape')
+    parser.add_argument('--shapes', nargs='+', default=['64x8x4', '64x24x8'],
+                        help='feature map shapes CxHxW')
+    parser.add_argument('--cosine', type=int, nargs='*', default=[],
+                        help='numbers of classes for the cosine matcher on '
+                        'global embeddings (exact graph, all rows)')
+    parser.add_argument('--dim', type=int, default=512,
+                        help='embedding size for --cosine')
     parser.add_argument('--threads', type=int, default=0,
                         help='torch threads (0: leave the default)')
     parser.add_argument('--repeats', type=int, default=1,
@@ -143,12 +162,84 @@ def build_matcher(channels, height, width, seed, reference):
             with torch.no_grad():
                 head.fc.weight.mul_(
                     1 + 0.3 * torch.randn(head.fc.weight.shape, generator=g))
-            return head.match, 'QAConvHead.match'
+            return head.match, head.match_pairs, 'QAConvHead.match'
         except Exception as err:  # noqa: BLE001 (fall back, say why)
             why = f'{type(err).__name__}: {err}'
             print(f'QAConvHead not usable ({why}); using the reference '
                   'matcher')
-    return ReferenceQAConv(height, width, seed), 'reference QAConv'
+    return ReferenceQAConv(height, width, seed), None, 'reference QAConv'
+
+
+def per_class_candidates(feats, matcher, num_neighbors, num, rows, proxy):
+    """The second stage as it was: one matcher call per class."""
+    from mmreid_gs.engine.graph import candidate_classes
+    cands = candidate_classes(feats, num, proxy, rows)
+    nbrs = torch.empty(len(rows), num_neighbors, dtype=torch.long)
+    for r, row in enumerate(rows.tolist()):
+        s = matcher(feats[row:row + 1], feats[cands[r]])[0]
+        best = torch.sort(s, descending=True, stable=True).indices
+        nbrs[r] = cands[r][best[:num_neighbors]]
+    return nbrs
+
+
+class PeakRSS:
+    """Peak resident memory of this process above the value at entry,
+    sampled every 2 ms by a thread (Linux /proc/self/statm)."""
+
+    def __init__(self):
+        self.page = os.sysconf('SC_PAGE_SIZE')
+        self.peak = 0
+
+    def _rss(self):
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _watch(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss() - self.base)
+            time.sleep(0.002)
+
+    def __enter__(self):
+        self.base = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss() - self.base)
+
+
+def run_cosine(class_counts, dim, num_neighbors, seed):
+    """Exact graph of C global embeddings with the cosine matcher."""
+    from mmreid_gs.models.heads import GlobalEmbeddingHead
+    head = GlobalEmbeddingHead(in_channels=dim).eval()
+    print(f'\ncosine matcher (GlobalEmbeddingHead.match), {dim}-d '
+          f'embeddings, {num_neighbors} neighbours, all rows')
+    print(f"{'C':>7} {'wall s':>8} {'CPU s':>8} {'GFLOP/s':>8} "
+          f"{'features MiB':>12} {'peak extra MiB':>14} {'C x C MiB':>10}")
+    for num_classes in class_counts:
+        g = torch.Generator().manual_seed(seed + num_classes)
+        centres = torch.randn(max(1, num_classes // 8), dim, generator=g)
+        grp = torch.randint(0, centres.shape[0], (num_classes, ),
+                            generator=g)
+        feats = F.normalize(
+            centres[grp] + torch.randn(num_classes, dim, generator=g), dim=1)
+        build_class_graph(feats[:300], head.match, num_neighbors)  # warm-up
+        with torch.no_grad(), PeakRSS() as mem:
+            start, cpu = time.perf_counter(), time.process_time()
+            nbrs = build_class_graph(feats, head.match, num_neighbors)
+            wall = time.perf_counter() - start
+            cpu = time.process_time() - cpu
+        assert nbrs.shape == (num_classes, num_neighbors)
+        flops = 2. * num_classes**2 * dim
+        mib = 2.**20
+        print(f'{num_classes:>7} {wall:>8.1f} {cpu:>8.1f} '
+              f'{flops / wall / 1e9:>8.1f} '
+              f'{feats.numel() * 4 / mib:>12.0f} {mem.peak / mib:>14.0f} '
+              f'{num_classes**2 * 4 / mib:>10.0f}', flush=True)
 
 
 def timed(repeats, scale, fn, *args, **kwargs):
@@ -173,73 +264,96 @@ def main():
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    channels, height, width = args.shape
-    matcher, name = build_matcher(channels, height, width, args.seed,
-                                  args.reference)
-    flop_per_pair = 2 * channels * (height * width)**2
-    print(f'matcher: {name}; maps {channels}x{height}x{width}; '
-          f'{torch.get_num_threads()} threads; num_neighbors '
-          f'{args.num_neighbors}')
-    print(f'fp32 GEMM 2048^3: {gemm_gflops(2048, 3):.1f} GFLOP/s')
+    print(f'fp32 GEMM 2048^3: {gemm_gflops(2048, 3):.1f} GFLOP/s; '
+          f'{torch.get_num_threads()} threads')
     classes = list(args.classes) + ([8000] if args.with_8000 else [])
-    header = (f"{'C':>5} {'N':>5} {'proxy':>7} {'exact s':>8} "
-              f"{'cand s':>7} {'exact CPU':>8} {'cand CPU':>7} "
-              f"{'speed-up':>8} {'recall':>6} {'cand rec':>8} "
-              f"{'GFLOP/s':>7}")
+    header = (f"{'maps':>8} {'C':>5} {'N':>5} {'proxy':>7} {'exact s':>8} "
+              f"{'cand s':>7} {'exact CPU':>9} {'cand CPU':>8} "
+              f"{'speed-up':>8} {'per-class CPU':>13} {'recall':>6} "
+              f"{'cand rec':>8} {'GFLOP/s':>7}")
     rows_out = []
     with torch.no_grad():
-        for num_classes in classes:
-            feats = make_features(num_classes, channels, height, width,
-                                  args.seed)
-            g = torch.Generator().manual_seed(args.seed + num_classes)
-            num_rows = num_classes if args.rows <= 0 else min(
-                args.rows, num_classes)
-            rows = torch.randperm(num_classes, generator=g)[:num_rows]
-            matcher(feats[:2], feats[:64])  # warm-up
-            scale = num_classes / num_rows
-            tag = '' if num_rows == num_classes else ' est'
-            exact, t_exact, c_exact = timed(
-                args.repeats, scale, build_class_graph, feats, matcher,
-                args.num_neighbors, rows=rows)
-            gflops = num_classes**2 * flop_per_pair / t_exact / 1e9
-            print(f'C={num_classes}: exact {t_exact:.1f}s{tag} wall, '
-                  f'{c_exact:.1f}s CPU ({num_classes**2 / 1e6:.2f}M pairs, '
-                  f'{gflops:.1f} GFLOP/s wall); timed on {num_rows} rows',
-                  flush=True)
-            if args.amp:
-                with torch.autocast(feats.device.type):
-                    half, t_half, c_half = timed(
-                        args.repeats, scale, build_class_graph, feats,
-                        matcher, args.num_neighbors, rows=rows)
-                print(f'C={num_classes}: exact under autocast '
-                      f'{t_half:.1f}s{tag} wall, {c_half:.1f}s CPU = '
-                      f'{c_exact / c_half:.2f}x less CPU time than float32; '
-                      f'recall of the float32 neighbours '
-                      f'{recall(exact, half):.3f}', flush=True)
-            for frac in args.fractions:
-                n = max(args.num_neighbors, math.ceil(frac * num_classes))
-                for proxy in args.proxies:
-                    (nbrs, cands), t_cand, c_cand = timed(
-                        args.repeats, scale, build_class_graph, feats,
-                        matcher, args.num_neighbors, n, rows=rows,
-                        candidate_fn=proxy, return_candidates=True)
-                    line = (f'{num_classes:>5} {n:>5} {proxy:>7} '
-                            f'{t_exact:>8.1f} {t_cand:>7.1f} '
-                            f'{c_exact:>8.1f} {c_cand:>7.1f} '
-                            f'{c_exact / c_cand:>7.1f}x '
+        for shape in args.shapes:
+            channels, height, width = (int(v) for v in shape.split('x'))
+            rows_out += run_maps(args, classes, channels, height, width)
+    if rows_out:
+        scaled = ' (measured on --rows rows, scaled to C)' \
+            if args.rows > 0 else ''
+        print(f'\nTimes in seconds{scaled}: wall and CPU; speed-up = exact '
+              'CPU / candidates CPU (build_class_graph, batched second '
+              'stage; "fallback": it computed the exact graph); per-class '
+              'CPU = the former second stage, one matcher call per class; '
+              'recall = fraction of the exact neighbours found; cand rec = '
+              'fraction inside the first-stage candidates; GFLOP/s = exact '
+              'QAConv throughput (2*c*(h*w)^2 FLOP per pair, wall).')
+        print(header)
+        for line in rows_out:
+            print(line)
+    if args.cosine:
+        run_cosine(args.cosine, args.dim, args.num_neighbors, args.seed)
+
+
+def run_maps(args, classes, channels, height, width):
+    """Exact vs two-stage graphs of QAConv maps of one shape."""
+    matcher, pair_matcher, name = build_matcher(channels, height, width,
+                                                args.seed, args.reference)
+    flop_per_pair = 2 * channels * (height * width)**2
+    tag_maps = f'{height}x{width}'
+    print(f'\nmatcher: {name}; maps {channels}x{height}x{width}; '
+          f'num_neighbors {args.num_neighbors}')
+    lines = []
+    for num_classes in classes:
+        feats = make_features(num_classes, channels, height, width,
+                              args.seed)
+        g = torch.Generator().manual_seed(args.seed + num_classes)
+        num_rows = num_classes if args.rows <= 0 else min(
+            args.rows, num_classes)
+        rows = torch.randperm(num_classes, generator=g)[:num_rows]
+        matcher(feats[:2], feats[:64])  # warm-up
+        scale = num_classes / num_rows
+        tag = '' if num_rows == num_classes else ' est'
+        exact, t_exact, c_exact = timed(
+            args.repeats, scale, build_class_graph, feats, matcher,
+            args.num_neighbors, rows=rows)
+        gflops = num_classes**2 * flop_per_pair / t_exact / 1e9
+        print(f'C={num_classes}: exact {t_exact:.1f}s{tag} wall, '
+              f'{c_exact:.1f}s CPU ({num_classes**2 / 1e6:.2f}M pairs, '
+              f'{gflops:.1f} GFLOP/s wall); timed on {num_rows} rows',
+              flush=True)
+        if args.amp:
+            with torch.autocast(feats.device.type):
+                half, t_half, c_half = timed(
+                    args.repeats, scale, build_class_graph, feats, matcher,
+                    args.num_neighbors, rows=rows)
+            print(f'C={num_classes}: exact under autocast '
+                  f'{t_half:.1f}s{tag} wall, {c_half:.1f}s CPU = '
+                  f'{c_exact / c_half:.2f}x less CPU time than float32; '
+                  f'recall of the float32 neighbours '
+                  f'{recall(exact, half):.3f}', flush=True)
+        for frac in args.fractions:
+            n = max(args.num_neighbors, math.ceil(frac * num_classes))
+            for proxy in args.proxies:
+                (nbrs, cands), t_cand, c_cand = timed(
+                    args.repeats, scale, build_class_graph, feats, matcher,
+                    args.num_neighbors, n, rows=rows, candidate_fn=proxy,
+                    return_candidates=True, pair_matcher=pair_matcher)
+                if cands is None:  # build_class_graph fell back to exact
+                    line = (f'{tag_maps:>8} {num_classes:>5} {n:>5} '
+                            f'{proxy:>7} fallback to exact: '
+                            f'{c_cand:.1f}s CPU')
+                else:
+                    _, _, c_old = timed(1, scale, per_class_candidates,
+                                        feats, matcher, args.num_neighbors,
+                                        n, rows, proxy)
+                    line = (f'{tag_maps:>8} {num_classes:>5} {n:>5} '
+                            f'{proxy:>7} {t_exact:>8.1f} {t_cand:>7.1f} '
+                            f'{c_exact:>9.1f} {c_cand:>8.1f} '
+                            f'{c_exact / c_cand:>7.1f}x {c_old:>13.1f} '
                             f'{recall(exact, nbrs):>6.3f} '
                             f'{recall(exact, cands):>8.3f} {gflops:>7.1f}')
-                    rows_out.append(line)
-                    print(line, flush=True)
-    scaled = ' (measured on --rows rows, scaled to C)' if args.rows > 0 \
-        else ''
-    print(f'\nTimes in seconds{scaled}: wall and CPU; speed-up = exact CPU '
-          '/ candidates CPU; recall = fraction of the exact neighbours found;'
-          ' cand rec = fraction inside the first-stage candidates; GFLOP/s ='
-          ' exact QAConv throughput (2*c*(h*w)^2 FLOP per pair, wall).')
-    print(header)
-    for line in rows_out:
-        print(line)
+                lines.append(line)
+                print(line, flush=True)
+    return lines
 
 
 if __name__ == '__main__':
