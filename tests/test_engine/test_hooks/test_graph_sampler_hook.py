@@ -230,6 +230,9 @@ def test_candidates_and_rerank_paths(data, tmp_path, monkeypatch):
         calls.append(len(q))
         return runner.model.head.match(q, g)
 
+    # 5 candidates of 10 classes would fall back to the exact graph (more
+    # than MAX_CANDIDATE_FRACTION of C); allow them to test the path
+    monkeypatch.setattr('mmreid_gs.engine.graph.MAX_CANDIDATE_FRACTION', 1.)
     GraphSamplerHook(PIPELINE, num_candidates=5,
                      candidate_fn=proxy).before_train_epoch(runner)
     assert calls and np.array_equal(sampler.graph, expected)
