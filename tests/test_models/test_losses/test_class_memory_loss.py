@@ -18,7 +18,8 @@ from mmreid_gs.registry import MODELS
 from mmreid_gs.utils import register_all_modules
 
 C, CH, H, W = 5, 3, 2, 2
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 # configs/qaconv_cm_demo.py on 8 generated identities, tiny network
 TINY_CM = """
