@@ -4,9 +4,9 @@ from typing import Callable, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import all_gather, get_world_size
 
 from mmreid_gs.registry import MODELS
+from mmreid_gs.utils.dist import all_gather_rows
 
 
 @MODELS.register_module()
@@ -129,8 +129,7 @@ class ClassMemoryLoss(nn.Module):
         """
         feats = feats.detach().to(self.class_memory.dtype)
         labels = labels.detach().long()
-        if get_world_size() > 1:
-            feats, labels = _gather_rows(feats, labels)
+        feats, labels = all_gather_rows(feats), all_gather_rows(labels)
         if labels.numel() == 0:
             return
         # the last sample of each class wins (deterministic with repeats)
@@ -178,20 +177,3 @@ class ClassMemoryLoss(nn.Module):
                 if labels.numel() else score.new_zeros(())
         self.update(feats, labels)
         return loss, acc
-
-
-def _gather_rows(feats: torch.Tensor,
-                 labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate the rows of all ranks in rank order (any batch sizes)."""
-    n = torch.tensor([labels.numel()], device=labels.device)
-    sizes = [int(s) for s in all_gather(n)]
-    top = max(sizes)
-    pad = top - labels.numel()
-    if pad:
-        feats = torch.cat((feats, feats.new_zeros(pad, *feats.shape[1:])))
-        labels = torch.cat((labels, labels.new_zeros(pad)))
-    all_feats = all_gather(feats.contiguous())
-    all_labels = all_gather(labels.contiguous())
-    feats = torch.cat([f[:s] for f, s in zip(all_feats, sizes)])
-    labels = torch.cat([lb[:s] for lb, s in zip(all_labels, sizes)])
-    return feats, labels
