@@ -81,4 +81,6 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[6], gamma=0.1)
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+# The lr above is set for a total batch of 32 (--auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=batch_size)
 default_hooks = dict(logger=dict(interval=20))

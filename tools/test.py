@@ -15,7 +15,7 @@ from mmengine.model import is_model_wrapper
 
 from mmreid_gs.apis.launch import (add_runner_args, apply_runner_args,
                                    build_runner, config_error, init_cpu_dist,
-                                   load_config, run_cli,
+                                   load_config, run_cli, run_summary,
                                    save_test_outputs)
 
 
@@ -77,10 +77,14 @@ def main(argv=None):
         model.init_weights()
         for tensor in model.state_dict().values():
             broadcast(tensor, 0)
-    runner.test()
-    if args.out is not None and runner.rank == 0:
-        save_test_outputs(runner.test_loop.outputs, args.out)
-        runner.logger.info(f'Scores and labels saved to {args.out}')
+    metrics = runner.test()
+    if runner.rank == 0:
+        extra = {}
+        if args.out is not None:
+            save_test_outputs(runner.test_loop.outputs, args.out)
+            runner.logger.info(f'Scores and labels saved to {args.out}')
+            extra['scores (--out)'] = args.out
+        print(run_summary(runner, metrics, extra), flush=True)
 
 
 if __name__ == '__main__':

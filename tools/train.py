@@ -1,7 +1,8 @@
 """Train a QAConv-GS re-ID model.
 
     python tools/train.py configs/qaconv_gs_market.py [--work-dir DIR]
-        [--resume [CKPT]] [--amp] [--cfg-options k=v ...] [--launcher ...]
+        [--resume [CKPT]] [--amp] [--auto-scale-lr] [--vis-backend ...]
+        [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
 import os.path as osp
@@ -12,7 +13,8 @@ from mmengine.config import Config
 
 from mmreid_gs.apis.launch import (add_runner_args, apply_runner_args,
                                    build_runner, config_error, init_cpu_dist,
-                                   load_config, run_cli)
+                                   last_metrics, load_config, run_cli,
+                                   run_summary)
 
 
 def parse_args(argv=None):
@@ -33,6 +35,10 @@ def parse_args(argv=None):
         help='do not evaluate during training')
     parser.add_argument(
         '--seed', type=int, default=None, help='random seed')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the learning rate by the total batch (processes x '
+        'batch_size) over the config\'s auto_scale_lr.base_batch_size')
     add_runner_args(
         parser, 'override settings in the config, e.g. '
         'train_cfg.max_epochs=8 model.head.loss.type=HardTripletLoss')
@@ -72,6 +78,12 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.val_evaluator = None
     if args.seed is not None:
         cfg.randomness = dict(cfg.get('randomness', {}), seed=args.seed)
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
+            raise config_error(
+                '--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
+                'config (the total batch its learning rate was set for).')
+        cfg.auto_scale_lr.enable = True
     return cfg
 
 
@@ -82,6 +94,8 @@ def main(argv=None):
     init_cpu_dist(cfg)
     runner = build_runner(cfg)
     runner.train()
+    if runner.rank == 0:
+        print(run_summary(runner, last_metrics(runner)), flush=True)
 
 
 if __name__ == '__main__':

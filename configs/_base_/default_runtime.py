@@ -2,7 +2,8 @@ default_scope = 'mmreid_gs'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    # MMEngine's LoggerHook; the test summary JSON is written by rank 0 only
+    # MMEngine's LoggerHook; also logs the first iteration and the last of
+    # every epoch whatever the interval; test summary JSON by rank 0 only
     logger=dict(type='ReIDLoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
@@ -32,3 +33,9 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0, deterministic=False)
+
+# The lr of a config is set for a total batch of base_batch_size. The batch
+# of a config is per process: tools/dist_train.sh with N processes trains on
+# N x batch_size. `tools/train.py --auto-scale-lr` (enable=True) multiplies
+# the lr by (N x batch_size) / base_batch_size.
+auto_scale_lr = dict(enable=False, base_batch_size=64)

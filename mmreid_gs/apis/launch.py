@@ -1,20 +1,27 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: config loading with
-checked overrides, CPU-only distributed set-up, runner building and result
-export. Kept here (not in the tools) so that it is tested and reused.
+checked overrides, CPU-only distributed set-up, runner building, the end of
+run summary, result export and the one-line errors of :func:`run_cli`. Kept
+here (not in the tools) so that it is tested and reused.
 """
 import difflib
 import gc
+import importlib
+import inspect
+import logging
 import os
 import os.path as osp
-from typing import Dict, Optional
+import weakref
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.runner import Runner
 
-from mmreid_gs.registry import RUNNERS
+from mmreid_gs._warnings import ForeignLogFilter
+from mmreid_gs.registry import DATASETS, RUNNERS
 from mmreid_gs.utils import register_all_modules
+from mmreid_gs.utils.errors import ReIDUserError, ReIDUserTypeError
 
 # Top-level keys that Runner.from_cfg reads although configs may omit them.
 RUNNER_KEYS = {
@@ -28,8 +35,15 @@ RUNNER_KEYS = {
     'compile', 'strategy'
 }
 
+#: ``--vis-backend`` choice -> (MMEngine backend type, package it needs).
+VIS_BACKENDS = {
+    'local': ('LocalVisBackend', None),
+    'tensorboard': ('TensorboardVisBackend', 'tensorboard'),
+    'wandb': ('WandbVisBackend', 'wandb'),
+}
 
-class ConfigError(ValueError):
+
+class ConfigError(ReIDUserError):
     """A config or command-line problem a user can fix."""
 
 
@@ -105,6 +119,12 @@ def add_runner_args(parser, cfg_options_help: str) -> None:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--vis-backend', nargs='+', choices=sorted(VIS_BACKENDS),
+        help='where to log scalars besides the work dir\'s JSON files '
+        '(local, always on): tensorboard (needs `pip install tensorboard`; '
+        'then `tensorboard --logdir WORK_DIR`), wandb (needs `pip install '
+        'wandb`)')
     # torch.distributed.launch passes --local-rank
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
@@ -121,6 +141,14 @@ def apply_runner_args(cfg: Config, args, config_path: str) -> None:
         cfg.work_dir = osp.join(
             './work_dirs',
             osp.splitext(osp.basename(config_path))[0])
+    backends = getattr(args, 'vis_backend', None)
+    if backends:
+        names = ['local'] + [b for b in backends if b != 'local']
+        visualizer = cfg.get('visualizer') or ConfigDict(type='Visualizer')
+        visualizer['vis_backends'] = [
+            dict(type=VIS_BACKENDS[name][0]) for name in names
+        ]
+        cfg.visualizer = visualizer
 
 
 def init_cpu_dist(cfg: Config) -> None:
@@ -153,12 +181,310 @@ def init_cpu_dist(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
-def build_runner(cfg: Config) -> Runner:
-    """Build the runner of a config (``runner_type`` honoured)."""
+def _package_available(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+def check_vis_backends(cfg: Config) -> None:
+    """Refuse visualisation backends whose package is not installed, with
+    the ``pip install`` line, instead of an ImportError mid-run."""
+    visualizer = cfg.get('visualizer') or {}
+    packages = {typ: pkg for typ, pkg in VIS_BACKENDS.values() if pkg}
+    for backend in visualizer.get('vis_backends') or []:
+        typ = backend.get('type') if isinstance(backend, dict) else None
+        typ = typ.split('.')[-1] if isinstance(typ, str) else typ
+        package = packages.get(typ)
+        if package and not _package_available(package):
+            raise config_error(
+                f'visualizer.vis_backends: {typ} needs the `{package}` '
+                f'package, which is not installed: `pip install {package}` '
+                f'(or leave out --vis-backend {package}).')
+
+
+def _accepted_kwargs(cls) -> Optional[set]:
+    """Keyword arguments a class's constructor chain accepts, or ``None``
+    when some ``__init__`` of the chain takes ``**kwargs`` that nothing
+    after it in the MRO closes (then anything may be accepted)."""
+    names = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        if klass is object:
+            return None
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names.update(p.name for p in params
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names - {'self'}
+    return None
+
+
+def _dataset_configs(cfg: Config):
+    """Yield ``(key path, dataset config)`` of every dataset a run builds:
+    the dataloaders' datasets and the named test/val sets."""
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        if dataset is not None:
+            yield f'{loader}.dataset', dataset
+    for loop in ('val_cfg', 'test_cfg'):
+        sets = (cfg.get(loop) or {}).get('test_sets')
+        if isinstance(sets, dict):
+            items = [(f'{loop}.test_sets.{name}', item)
+                     for name, item in sets.items()]
+        elif isinstance(sets, (list, tuple)):
+            items = [(f'{loop}.test_sets[{i}]', item)
+                     for i, item in enumerate(sets)]
+        else:
+            items = []
+        for path, item in items:
+            if not isinstance(item, dict):
+                continue
+            for split in ('query', 'gallery'):
+                if isinstance(item.get(split), dict):
+                    yield f'{path}.{split}', item[split]
+
+
+def _check_dataset_config(path: str, dataset) -> None:
+    if not isinstance(dataset, dict) or 'type' not in dataset:
+        return
+    for key in ('dataset', 'datasets'):  # dataset wrappers
+        inner = dataset.get(key)
+        if isinstance(inner, dict):
+            _check_dataset_config(f'{path}.{key}', inner)
+        elif isinstance(inner, (list, tuple)):
+            for i, item in enumerate(inner):
+                _check_dataset_config(f'{path}.{key}[{i}]', item)
+    typ = dataset['type']
+    cls = typ if isinstance(typ, type) else DATASETS.get(typ)
+    if cls is None:
+        return  # the registry reports an unknown type when it builds
+    accepted = _accepted_kwargs(cls)
+    if accepted is None:
+        return
+    unknown = sorted(k for k in dataset if k != 'type' and k not in accepted)
+    if not unknown:
+        return
+    name = getattr(cls, '__name__', str(typ))
+    keys = ', '.join(f'`{path}.{k}`' for k in unknown)
+    raise ReIDUserTypeError(
+        f'{keys}: {name} takes no argument '
+        f'{", ".join(repr(k) for k in unknown)} (it takes '
+        f'{", ".join(sorted(accepted))}). A dict in a config is merged into '
+        f'the dict of the same key of its `_base_` configs; to replace the '
+        f'inherited dataset instead, write `{path.split(".")[-1]}='
+        f"dict(_delete_=True, type='{name}', ...)`.")
+
+
+def check_dataset_configs(cfg: Config) -> None:
+    """Refuse dataset configs with arguments their class does not take,
+    naming the config key path (e.g. ``train_dataloader.dataset.domain``).
+
+    The usual cause: a config inherits another one whose dataset dict has
+    other arguments (the demo's ``SyntheticReID`` ``domain``); the dicts
+    merge, and the constructor would fail far from the config with
+    ``TypeError: ... unexpected keyword argument``.
+
+    Args:
+        cfg (Config): The merged config.
+
+    Raises:
+        ReIDUserTypeError: naming the key path and the accepted arguments.
+    """
     register_all_modules(init_default_scope=False)
+    for path, dataset in _dataset_configs(cfg):
+        _check_dataset_config(path, dataset)
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def size_dataloader_workers(cfg: Config,
+                            cpus: Optional[int] = None) -> List[str]:
+    """Fit ``num_workers`` of the dataloaders to the machine and keep
+    ``persistent_workers`` consistent with it.
+
+    ``num_workers`` becomes ``min(configured, CPUs)`` (one process per
+    core is what helps: more only compete for the cores and PyTorch warns);
+    ``persistent_workers`` is turned off where ``num_workers`` is 0 (the
+    DataLoader refuses the pair).
+
+    Args:
+        cfg (Config): The config, changed in place.
+        cpus (int, optional): CPUs to size for. Defaults to the CPUs this
+            process may run on.
+
+    Returns:
+        list[str]: One line per change, for the log.
+    """
+    cpus = _cpu_count() if cpus is None else int(cpus)
+    changes = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg_loader = cfg.get(loader)
+        if not isinstance(cfg_loader, dict):
+            continue
+        configured = int(cfg_loader.get('num_workers', 0) or 0)
+        workers = min(configured, cpus)
+        if workers != configured:
+            cfg_loader['num_workers'] = workers
+            changes.append(f'{loader}.num_workers: {workers} (configured '
+                           f'{configured}; this machine has {cpus} CPUs)')
+        if workers == 0 and cfg_loader.get('persistent_workers'):
+            cfg_loader['persistent_workers'] = False
+            changes.append(f'{loader}.persistent_workers: False '
+                           '(num_workers is 0)')
+    return changes
+
+
+def _short(value, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def config_summary(cfg: Config) -> str:
+    """A few lines about a run: model, data, schedule, where things go.
+
+    Args:
+        cfg (Config): The merged config.
+
+    Returns:
+        str: The summary (the full config is dumped into the work dir).
+    """
+    lines = []
+    model = cfg.get('model') or {}
+    parts = [str(model.get('type'))]
+    for key in ('backbone', 'neck', 'head'):
+        part = model.get(key)
+        if isinstance(part, dict) and 'type' in part:
+            text = str(part['type'])
+            if 'depth' in part:
+                text += f'-{part["depth"]}'
+            parts.append(text)
+    lines.append('model: ' + ' / '.join(parts))
+    train = cfg.get('train_dataloader') or {}
+    dataset = train.get('dataset') or {}
+    train_cfg = cfg.get('train_cfg') or {}
+    if dataset:
+        sampler = (train.get('sampler') or {}).get('type', 'default sampler')
+        lines.append(
+            f'train: {dataset.get("type")} '
+            f'{_short(dataset.get("data_root", ""))}, batch '
+            f'{train.get("batch_size")} ({sampler}), '
+            f'{train_cfg.get("max_epochs", "?")} epochs, '
+            f'{train.get("num_workers", 0)} workers')
+    optim = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+    if dataset and optim:
+        lines.append(f'optimizer: {optim.get("type")} lr '
+                     f'{optim.get("lr")}')
+    sets = ((cfg.get('test_cfg') or {}).get('test_sets') or
+            (cfg.get('val_cfg') or {}).get('test_sets') or {})
+    if isinstance(sets, dict) and sets:
+        lines.append('test sets: ' + ', '.join(sets))
+    lines.append(f'work dir: {cfg.get("work_dir")}')
+    return '\n    '.join(lines)
+
+
+class _ConsoleOnly(logging.Filter):
+    """Keep records marked ``file_only`` and MMEngine's long listings (a
+    line per parameter of ``paramwise_cfg``, the hook order) out of the
+    console; the log file keeps them."""
+
+    LISTINGS = ('paramwise_options -- ',
+                'Hooks will be executed in the following order')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, 'file_only', False):
+            return False
+        return not record.getMessage().startswith(self.LISTINGS)
+
+
+class CLIRunner(Runner):
+    """MMEngine's :class:`~mmengine.runner.Runner` with a short console.
+
+    The console gets a few lines on the environment and the config instead
+    of the full dump (some 600 lines before the first training line); the
+    log file in the work dir still holds everything, and the full config is
+    dumped next to the checkpoints as before. Foreign deprecation messages
+    of MMEngine itself (``FileClient``) are dropped.
+    """
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        if not any(isinstance(f, ForeignLogFilter) for f in logger.filters):
+            logger.addFilter(ForeignLogFilter())
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler and not any(
+                    isinstance(f, _ConsoleOnly) for f in handler.filters):
+                handler.addFilter(_ConsoleOnly())
+        return logger
+
+    def _log_env(self, env_cfg: dict) -> None:
+        with _file_only(self.logger):
+            super()._log_env(env_cfg)
+        name = self.cfg.filename or 'config'
+        dumped = osp.join(self.work_dir, osp.basename(name))
+        self.logger.info(
+            f'{name}: torch {torch.__version__} '
+            f'({"CUDA" if torch.cuda.is_available() else "CPU"}), '
+            f'seed {self.seed}, {self.world_size} process(es)\n    '
+            f'{config_summary(self.cfg)}\n    full config: {dumped}; '
+            'environment and config also in the log file')
+
+
+class _file_only:
+    """Context manager: records logged inside go to the log file only."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+
+    def _mark(self, record):
+        record.file_only = True
+        return True
+
+    def __enter__(self):
+        self.logger.addFilter(self._mark)
+
+    def __exit__(self, *exc):
+        self.logger.removeFilter(self._mark)
+
+
+#: The runner of the last :func:`build_runner` call (for Ctrl-C messages).
+_LAST_RUNNER = None
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the runner of a config (``runner_type`` honoured).
+
+    Before building: dataset arguments are checked against their classes
+    (:func:`check_dataset_configs`), dataloader workers are fitted to the
+    machine (:func:`size_dataloader_workers`) and visualisation backends
+    need their package (:func:`check_vis_backends`). Without a
+    ``runner_type`` the runner is a :class:`CLIRunner` (short console).
+    """
+    global _LAST_RUNNER
+    register_all_modules(init_default_scope=False)
+    check_dataset_configs(cfg)
+    check_vis_backends(cfg)
+    changes = size_dataloader_workers(cfg)
     if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = CLIRunner.from_cfg(cfg)
+    for line in changes:
+        runner.logger.info(line)
+    _LAST_RUNNER = weakref.ref(runner)
+    return runner
 
 
 def save_test_outputs(outputs: Dict[str, Dict], path: str) -> None:
@@ -181,16 +507,183 @@ def save_test_outputs(outputs: Dict[str, Dict], path: str) -> None:
     np.savez_compressed(path, **arrays)
 
 
-USER_ERRORS = (ConfigError, FileNotFoundError, NotADirectoryError,
-               ValueError, KeyError, TypeError, RuntimeError)
+#: Columns of the summary table, in this order; other metrics are listed.
+SUMMARY_COLUMNS = ('Rank-1', 'Rank-5', 'Rank-10', 'mAP', 'mINP')
+
+
+def format_metrics_table(metrics: Dict[str, float]) -> str:
+    """Metrics named ``<set>/<metric>[_<variant>]`` as a table in percent.
+
+    One row per set and variant (``synthetic_A``, ``synthetic_A rerank``),
+    one column per ranking metric of :data:`SUMMARY_COLUMNS`; other scalar
+    metrics (e.g. verification TPRs) follow as ``name: value`` lines, as
+    logged.
+
+    Args:
+        metrics (dict): ``name -> value``; ranking metrics are fractions.
+
+    Returns:
+        str: The table ('' without metrics).
+    """
+    rows: Dict[str, Dict[str, float]] = {}
+    others = []
+    for name, value in metrics.items():
+        if '/' not in name or not isinstance(value, (int, float)):
+            continue
+        set_name, metric = name.split('/', 1)
+        base, _, variant = metric.partition('_')
+        if base in SUMMARY_COLUMNS:
+            row = set_name + (f' {variant}' if variant else '')
+            rows.setdefault(row, {})[base] = float(value)
+        else:
+            others.append(f'{name}: {value:.4g}')
+    if not rows and not others:
+        return ''
+    width = max([len('set')] + [len(r) for r in rows])
+    lines = []
+    if rows:
+        lines.append(f'{"set":<{width}}  ' + '  '.join(
+            f'{c:>7}' for c in SUMMARY_COLUMNS) + '   (%)')
+        for row, values in rows.items():
+            cells = [f'{100 * values[c]:7.1f}' if c in values else
+                     f'{"-":>7}' for c in SUMMARY_COLUMNS]
+            lines.append(f'{row:<{width}}  ' + '  '.join(cells))
+    lines.extend(others)
+    return '\n'.join(lines)
+
+
+def _log_file(runner) -> Optional[str]:
+    for handler in getattr(runner.logger, 'handlers', []):
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
+
+
+def last_metrics(runner: Runner) -> Optional[Dict[str, float]]:
+    """The metrics of the runner's last validation or test, as kept by
+    :class:`~mmreid_gs.engine.hooks.ReIDLoggerHook` (``None`` without)."""
+    for hook in runner.hooks:
+        metrics = getattr(hook, 'last_metrics', None)
+        if metrics is not None:
+            return metrics
+    return None
+
+
+def run_summary(runner: Runner,
+                metrics: Optional[Dict[str, float]] = None,
+                extra: Optional[Dict[str, str]] = None) -> str:
+    """The block a tool prints at the end of a run.
+
+    Args:
+        runner (Runner): The finished runner.
+        metrics (dict, optional): The final metrics (fractions).
+        extra (dict, optional): More ``label -> path`` lines (e.g. the
+            ``--out`` file).
+
+    Returns:
+        str: Metrics in percent, then the paths of the last (and best)
+        checkpoint, the log file and the metrics JSON that exist.
+    """
+    lines = ['-' * 60]
+    table = format_metrics_table(metrics or {})
+    lines.append(table if table else 'no metrics (no test set evaluated)')
+    paths = []
+    last = _last_checkpoint(runner.work_dir)
+    if last is not None and getattr(runner, '_train_loop', None) is not None \
+            and not isinstance(runner._train_loop, dict):
+        paths.append(('last checkpoint', last))
+    best = runner.message_hub.get_info('best_ckpt')
+    if best:
+        paths.append(('best checkpoint', best))
+    log = _log_file(runner)
+    if log:
+        paths.append(('log', log))
+    stamp = runner.timestamp
+    for candidate in (osp.join(runner.log_dir, f'{stamp}.json'),
+                      osp.join(runner.log_dir, 'vis_data', f'{stamp}.json')):
+        if osp.isfile(candidate):
+            paths.append(('metrics JSON', candidate))
+            break
+    for label, path in (extra or {}).items():
+        paths.append((label, path))
+    width = max(len(label) for label, _ in paths) if paths else 0
+    lines.extend(f'{label + ":":<{width + 1}} {path}' for label, path in paths)
+    lines.append('-' * 60)
+    return '\n'.join(lines)
+
+
+#: Built-in errors that are the user's input, whatever raised them.
+USER_ERRORS = (ReIDUserError, FileNotFoundError, NotADirectoryError,
+               IsADirectoryError, PermissionError)
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` is bad input (one line) rather than a bug (traceback).
+
+    User errors: :class:`~mmreid_gs.utils.errors.ReIDUserError` (raised
+    where the package checks input, :class:`ConfigError` included), missing
+    or unreadable files and folders, and the two config mistakes MMEngine's
+    registry reports: an unknown ``type`` (``KeyError: 'X is not in the
+    ... registry'``) and a component argument its class does not take
+    (``TypeError: class `X` in ...: __init__() got an unexpected keyword
+    argument``).
+    """
+    if isinstance(err, USER_ERRORS):
+        return True
+    msg = str(err)
+    if isinstance(err, KeyError) and 'is not in the' in msg and (
+            'registry' in msg):
+        return True
+    if isinstance(err, TypeError) and msg.startswith('class `') and (
+            'unexpected keyword argument' in msg
+            or 'required positional argument' in msg):
+        return True
+    return False
+
+
+def _last_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint MMEngine's CheckpointHook saved last, if any."""
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(marker):
+        with open(marker) as f:
+            path = f.read().strip()
+        if osp.isfile(path):
+            return path
+    return None
+
+
+def interrupted_message() -> str:
+    """The one line printed on Ctrl-C: where the last checkpoint is and the
+    command that resumes from it (training), or that nothing was lost."""
+    runner = _LAST_RUNNER() if _LAST_RUNNER is not None else None
+    if runner is None:
+        return 'interrupted (Ctrl-C) before the run started; nothing ' \
+            'was written or deleted.'
+    work_dir = runner.work_dir
+    ckpt = _last_checkpoint(work_dir)
+    training = getattr(runner, '_train_loop', None) is not None and \
+        not isinstance(runner._train_loop, dict)
+    if not training:
+        return f'interrupted (Ctrl-C); nothing was deleted (work dir ' \
+            f'{work_dir}).'
+    if ckpt is None:
+        return f'interrupted (Ctrl-C) before the first checkpoint; nothing ' \
+            f'was deleted (work dir {work_dir}).'
+    config = runner.cfg.filename or 'CONFIG'
+    return (f'interrupted (Ctrl-C); last checkpoint {ckpt}; nothing was '
+            f'deleted. Resume with: python tools/train.py {config} '
+            f'--work-dir {work_dir} --resume {ckpt}')
 
 
 def run_cli(main, argv=None) -> int:
     """Run a tool's ``main`` and turn user errors into one clear line.
 
-    Bad input (a missing file or folder, a wrong config key or value, an
-    unreadable checkpoint) ends with ``error: <what and where>`` and exit
-    code 2 instead of a traceback; ``MMREID_GS_DEBUG=1`` shows the traceback.
+    Bad input (see :func:`is_user_error`: a missing file or folder, a wrong
+    config key or value, an unreadable checkpoint) ends with
+    ``error (<type>): <what and where>`` and exit code 2 instead of a
+    traceback; ``MMREID_GS_DEBUG=1`` shows the traceback. Any other
+    exception is a bug and keeps its traceback. Ctrl-C prints one line
+    (the last checkpoint and the ``--resume`` command) and exits with 130.
     Nothing is deleted on the way out: work dirs, logs and checkpoints stay.
 
     A process group still initialised when ``main`` returns or raises is
@@ -199,8 +692,14 @@ def run_cli(main, argv=None) -> int:
     import sys
     try:
         main(argv)
-    except USER_ERRORS as err:
+    except KeyboardInterrupt:
         if os.environ.get('MMREID_GS_DEBUG'):
+            raise
+        if int(os.environ.get('RANK', '0')) == 0:
+            sys.stderr.write(interrupted_message() + '\n')
+        return 130
+    except Exception as err:
+        if not is_user_error(err) or os.environ.get('MMREID_GS_DEBUG'):
             raise
         msg = str(err).strip() or repr(err)
         if isinstance(err, KeyError) and msg.startswith(("'", '"')):

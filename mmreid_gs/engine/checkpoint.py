@@ -11,13 +11,16 @@ not allowed).
 """
 import os.path as osp
 import pickle
+import re
 import zipfile
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from mmreid_gs.utils.errors import ReIDUserError, ReIDUserFileError
 
 _INSTALLED = False
 
@@ -63,6 +66,39 @@ def allow_mmengine_checkpoint_types() -> None:
     _INSTALLED = True
 
 
+def _not_a_checkpoint(filename: str) -> Optional[str]:
+    """Why ``filename`` cannot be a ``torch.save`` file, or ``None``.
+
+    ``torch.save`` writes a zip archive (PyTorch >= 1.6) or, in the legacy
+    format, a pickle (first byte 0x80); anything else is not a checkpoint.
+    """
+    if zipfile.is_zipfile(filename):
+        return None
+    with open(filename, 'rb') as f:
+        head = f.read(64)
+    if head[:1] == b'\x80' or head[:4] == b'PK\x03\x04':
+        return None  # a pickle, or a zip archive (maybe truncated)
+    if not head:
+        return 'the file is empty'
+    if all(32 <= byte < 127 or byte in b'\t\r\n' for byte in head):
+        first = head.decode('ascii').strip().splitlines()
+        return ('it is a text file (it starts with '
+                f'{first[0][:40] if first else ""!r})')
+    return f'it starts with the bytes {head[:8]!r}'
+
+
+def _torch_reason(err: BaseException) -> str:
+    """The part of a ``torch.load`` error that says what was found, without
+    PyTorch's advice to turn ``weights_only`` off (we never do)."""
+    text = str(err)
+    found = re.search(r'GLOBAL ([\w.]+)', text)
+    if found:
+        return f'it holds a pickled Python object of type {found.group(1)}'
+    first = text.strip().splitlines()[0] if text.strip() else ''
+    first = re.split(r'(?i)re-running torch\.load|weights_only', first)[0]
+    return first.strip(' .:') or type(err).__name__
+
+
 def load_from_local(filename: str, map_location=None) -> Any:
     """Load a local checkpoint with ``weights_only=True`` and clear errors.
 
@@ -75,8 +111,10 @@ def load_from_local(filename: str, map_location=None) -> Any:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        RuntimeError: The file is truncated, corrupt, not a checkpoint, or
-            holds a type outside the allow-list; the message names the file.
+        ReIDUserFileError: The file is not a checkpoint (text, another
+            format), is truncated or corrupt, or holds a type outside the
+            allow-list; the message names the file and says why. It never
+            suggests loading without ``weights_only``.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
@@ -84,24 +122,32 @@ def load_from_local(filename: str, map_location=None) -> Any:
             f'Checkpoint not found: {filename}. Nothing is downloaded at run '
             'time: ImageNet backbone weights (init_cfg) are local files, see '
             'README "Models" (tools/model_converters/ibn_to_mmreid.py).')
+    size = osp.getsize(filename)
+    why = _not_a_checkpoint(filename)
+    if why is not None:
+        raise ReIDUserFileError(
+            f'{filename} ({size} bytes) is not a checkpoint we can read: '
+            f'{why}, while a checkpoint is a file written by torch.save '
+            '(a zip archive, or a pickle in the legacy format), such as the '
+            'epoch_N.pth files of a work dir. Nothing was changed.')
     try:
         return torch.load(filename, map_location=map_location,
                           weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             OSError) as err:
-        size = osp.getsize(filename)
-        raise RuntimeError(
+        raise ReIDUserFileError(
             f'Cannot read checkpoint {filename} ({size} bytes): the file is '
-            f'truncated or corrupt, or not a PyTorch checkpoint ({err}). '
-            'Nothing was changed; pass another checkpoint.') from None
+            'truncated or corrupt, or not a PyTorch checkpoint '
+            f'({_torch_reason(err)}). Nothing was changed; pass another '
+            'checkpoint.') from None
     except Exception as err:  # UnpicklingError and friends
-        if 'weights_only' in str(err) or 'Unsupported global' in str(err):
-            raise RuntimeError(
-                f'Checkpoint {filename} holds an object that is not allowed '
-                'in a weights-only load (only tensors, containers, numpy '
-                f'arrays and MMEngine log buffers are): {err}') from None
-        raise RuntimeError(
-            f'Cannot read checkpoint {filename}: {err}') from None
+        raise ReIDUserFileError(
+            f'Checkpoint {filename} is not a checkpoint we can read: '
+            f'{_torch_reason(err)}, and checkpoints are loaded as weights '
+            'only (tensors, containers, numpy arrays and MMEngine log '
+            'buffers), never by running arbitrary pickled code. Save the '
+            "model's state_dict, or convert the file with "
+            'tools/model_converters.') from None
 
 
 def load_weights_file(path: str) -> dict:
@@ -120,16 +166,17 @@ def load_weights_file(path: str) -> dict:
 
     Raises:
         FileNotFoundError: When ``path`` does not exist.
-        ValueError: When ``path`` is not a PyTorch checkpoint of a dict or
-            holds objects that are not weights; the message names the file.
+        ReIDUserError: (a ``ValueError``) When ``path`` is not a PyTorch
+            checkpoint of a dict or holds objects that are not weights; the
+            message names the file.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path}')
     with open(path, 'rb') as f:
         magic = f.read(1)
     if not zipfile.is_zipfile(path) and magic != b'\x80':
-        raise ValueError(f'{path} is not a PyTorch checkpoint (neither the '
-                         'zip format of torch.save nor a pickle)')
+        raise ReIDUserError(f'{path} is not a PyTorch checkpoint (neither '
+                            'the zip format of torch.save nor a pickle)')
     # safe_globals() removes its entries on exit: pass only missing ones.
     present = torch.serialization.get_safe_globals()
     extra = [t for t in _numpy_globals() if t not in present]
@@ -138,14 +185,14 @@ def load_weights_file(path: str) -> dict:
             checkpoint = torch.load(path, map_location='cpu',
                                     weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(
+        raise ReIDUserError(
             f'{path} holds objects that are not weights and will not be '
-            f'unpickled (torch.load weights_only=True): {err}') from err
+            f'unpickled: {_torch_reason(err)}') from err
     except Exception as err:  # zip/pickle format errors of any kind
-        raise ValueError(
+        raise ReIDUserError(
             f'{path} is not a PyTorch checkpoint: {type(err).__name__}: '
-            f'{err}') from err
+            f'{_torch_reason(err)}') from err
     if not isinstance(checkpoint, dict):
-        raise ValueError(f'{path} is not a checkpoint dict: it holds a '
-                         f'{type(checkpoint).__name__}')
+        raise ReIDUserError(f'{path} is not a checkpoint dict: it holds a '
+                            f'{type(checkpoint).__name__}')
     return checkpoint

@@ -1,0 +1,233 @@
+"""What the tools share (mmreid_gs.apis.launch), without training: which
+errors are one line and which keep their traceback, Ctrl-C, the dataset key
+path check, worker sizing, visualisation backends, the summary table, and
+checkpoint files that are not checkpoints."""
+import os.path as osp
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmreid_gs.apis import launch
+from mmreid_gs.apis.launch import (check_dataset_configs, check_vis_backends,
+                                   format_metrics_table, is_user_error,
+                                   run_cli, size_dataloader_workers)
+from mmreid_gs.engine.checkpoint import load_from_local, load_weights_file
+from mmreid_gs.utils import (ReIDUserError, ReIDUserFileError,
+                             ReIDUserKeyError, ReIDUserTypeError)
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = osp.join(REPO, 'configs')
+
+
+def _raiser(err):
+
+    def main(argv):
+        raise err
+
+    return main
+
+
+@pytest.mark.parametrize('err', [
+    ReIDUserError('bad value 3 for x'),
+    ReIDUserKeyError('test_cfg.test_sets.a has no `query`'),
+    ReIDUserTypeError('wrong kind'),
+    ReIDUserFileError('not a checkpoint'),
+    launch.ConfigError('--out must end with .npz'),
+    FileNotFoundError('no such folder: data/x'),
+    KeyError('Foo is not in the mmreid_gs::model registry. Please check'),
+    TypeError("class `QAConvHead` in mmreid_gs/models/heads/qaconv_head.py: "
+              "__init__() got an unexpected keyword argument 'hieght'"),
+])
+def test_user_errors_are_one_line_with_exit_code_2(err, capsys, monkeypatch):
+    monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
+    assert is_user_error(err)
+    assert run_cli(_raiser(err)) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith(f'error ({type(err).__name__}): ')
+    assert "'" not in lines[0][:len(type(err).__name__) + 10]  # no quotes
+    assert len(lines) == 2 and 'MMREID_GS_DEBUG' in lines[1]
+
+
+@pytest.mark.parametrize('err', [
+    ValueError('operands could not be broadcast together'),
+    KeyError('scores_qq'),
+    TypeError("unsupported operand type(s) for +: 'int' and 'str'"),
+    RuntimeError('mat1 and mat2 shapes cannot be multiplied'),
+    IndexError('index 3 is out of bounds'),
+])
+def test_bugs_keep_their_traceback(err, monkeypatch):
+    """A package bug is not reported as the user's mistake."""
+    monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
+    assert not is_user_error(err)
+    with pytest.raises(type(err)):
+        run_cli(_raiser(err))
+
+
+def test_user_error_types_keep_their_builtin_bases():
+    assert issubclass(ReIDUserError, ValueError)
+    assert issubclass(ReIDUserKeyError, KeyError)
+    assert issubclass(ReIDUserTypeError, TypeError)
+    assert issubclass(ReIDUserFileError, RuntimeError)
+    assert issubclass(launch.ConfigError, ReIDUserError)
+    assert str(ReIDUserKeyError('plain text')) == 'plain text'
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+    monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
+    monkeypatch.setattr(launch, '_LAST_RUNNER', None)
+    assert run_cli(_raiser(KeyboardInterrupt())) == 130
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('interrupted (Ctrl-C)')
+    assert 'Traceback' not in err
+
+
+def test_interrupted_message_names_the_last_checkpoint_and_resume(
+        tmp_path, monkeypatch):
+    ckpt = tmp_path / 'epoch_3.pth'
+    ckpt.write_bytes(b'x')
+    (tmp_path / 'last_checkpoint').write_text(str(ckpt))
+    runner = SimpleNamespace(
+        work_dir=str(tmp_path), _train_loop=object(),
+        cfg=SimpleNamespace(filename='configs/qaconv_gs_demo.py'))
+    monkeypatch.setattr(launch, '_LAST_RUNNER', lambda: runner)
+    msg = launch.interrupted_message()
+    assert str(ckpt) in msg
+    assert (f'python tools/train.py configs/qaconv_gs_demo.py --work-dir '
+            f'{tmp_path} --resume {ckpt}') in msg
+    assert 'nothing was deleted' in msg
+    runner._train_loop = None  # a test run: no resume command
+    assert '--resume' not in launch.interrupted_message()
+
+
+def _config(text, tmp_path, name='cfg.py'):
+    path = tmp_path / name
+    path.write_text(text.replace('CONFIGS', repr(CONFIGS)))
+    return Config.fromfile(str(path))
+
+
+MARKET_OVER_DEMO = """
+_base_ = [CONFIGS + '/qaconv_gs_demo.py',
+          CONFIGS + '/_base_/datasets/my_dataset.py']
+train_dataloader = dict(
+    dataset=dict(_base_.my_dataset_train, pipeline=_base_.train_pipeline))
+"""
+
+
+def test_dataset_argument_from_a_base_names_the_key_path(tmp_path):
+    """The demo's SyntheticReID arguments merge into a Market1501 dict:
+    the error names the key path and the `_delete_` fix."""
+    cfg = _config(MARKET_OVER_DEMO, tmp_path)
+    with pytest.raises(ReIDUserTypeError) as info:
+        check_dataset_configs(cfg)
+    msg = str(info.value)
+    assert '`train_dataloader.dataset.domain`' in msg
+    assert '`train_dataloader.dataset.num_train_ids`' in msg
+    assert 'Market1501 takes no argument' in msg
+    assert '_delete_=True' in msg
+    # With _delete_ the inherited dict is replaced: accepted.
+    fixed = MARKET_OVER_DEMO.replace('pipeline=_base_.train_pipeline',
+                                     'pipeline=_base_.train_pipeline, '
+                                     '_delete_=True')
+    check_dataset_configs(_config(fixed, tmp_path, 'fixed.py'))
+
+
+def test_dataset_key_path_of_a_test_set(tmp_path):
+    cfg = Config(dict(test_cfg=dict(test_sets=dict(mine=dict(
+        query=dict(type='Market1501', data_root='x', split='query'),
+        gallery=dict(type='Market1501', data_root='x', split='gallery',
+                     domian='A'))))))
+    with pytest.raises(ReIDUserTypeError, match=r'`test_cfg\.test_sets\.'
+                       r'mine\.gallery\.domian`'):
+        check_dataset_configs(cfg)
+    # Every shipped config passes the check.
+    for name in ('qaconv_gs_demo.py', 'qaconv_gs_market.py',
+                 'qaconv_gs_my_dataset.py', 'qaconv_pk_demo.py'):
+        check_dataset_configs(Config.fromfile(osp.join(CONFIGS, name)))
+
+
+def test_workers_fit_the_machine_and_persistent_follows():
+    cfg = Config(dict(
+        train_dataloader=dict(num_workers=4, persistent_workers=True),
+        val_dataloader=dict(num_workers=0, persistent_workers=True),
+        test_dataloader=dict(num_workers=1)))
+    changes = size_dataloader_workers(cfg, cpus=2)
+    assert cfg.train_dataloader.num_workers == 2
+    assert cfg.train_dataloader.persistent_workers is True
+    assert cfg.val_dataloader.persistent_workers is False
+    assert cfg.test_dataloader.num_workers == 1
+    assert len(changes) == 2 and 'configured 4' in changes[0]
+    cfg.train_dataloader.num_workers = 0
+    size_dataloader_workers(cfg, cpus=2)
+    assert cfg.train_dataloader.persistent_workers is False
+
+
+def test_vis_backend_flag_and_missing_package(monkeypatch):
+    cfg = Config(dict(visualizer=dict(type='ReIDVisualizer', vis_backends=[
+        dict(type='LocalVisBackend')])))
+    args = SimpleNamespace(local_rank=0, launcher='none', work_dir='w',
+                           vis_backend=['tensorboard'])
+    launch.apply_runner_args(cfg, args, 'x.py')
+    assert [b['type'] for b in cfg.visualizer.vis_backends] == [
+        'LocalVisBackend', 'TensorboardVisBackend']
+    assert cfg.visualizer.type == 'ReIDVisualizer'
+    monkeypatch.setitem(sys.modules, 'tensorboard', None)  # not installed
+    with pytest.raises(ReIDUserError, match='pip install tensorboard'):
+        check_vis_backends(cfg)
+    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
+    check_vis_backends(cfg)
+
+
+def test_metrics_table_in_percent():
+    table = format_metrics_table({
+        'synthetic_A/Rank-1': 0.676, 'synthetic_A/mAP': 0.614,
+        'synthetic_A/Rank-1_rerank': 0.6761, 'synthetic_B/Rank-10': 1.0,
+        'synthetic_A/TPR@FPR=1e-2': 0.5, 'data_time': 0.1})
+    lines = table.splitlines()
+    assert lines[0].split() == ['set', 'Rank-1', 'Rank-5', 'Rank-10', 'mAP',
+                                'mINP', '(%)']
+    assert lines[1].split() == ['synthetic_A', '67.6', '-', '-', '61.4', '-']
+    assert lines[2].split() == ['synthetic_A', 'rerank', '67.6', '-', '-',
+                                '-', '-']
+    assert lines[3].split() == ['synthetic_B', '-', '-', '100.0', '-', '-']
+    assert lines[4] == 'synthetic_A/TPR@FPR=1e-2: 0.5'
+    assert format_metrics_table({}) == ''
+
+
+@pytest.mark.parametrize('content,why', [
+    (b'model = dict(type="QAConvReID")\n', 'it is a text file'),
+    (b'', 'the file is empty'),
+    (b'\x00\x01\x02\x03binary', 'it starts with the bytes'),
+])
+def test_a_file_that_is_not_a_checkpoint(tmp_path, content, why):
+    path = tmp_path / 'model.pth'
+    path.write_bytes(content)
+    with pytest.raises(ReIDUserFileError) as info:
+        load_from_local(str(path))
+    msg = str(info.value)
+    assert str(path) in msg and 'is not a checkpoint we can read' in msg
+    assert why in msg
+    assert 'weights_only' not in msg  # never suggest turning it off
+    assert path.read_bytes() == content  # untouched
+
+
+def test_a_checkpoint_holding_objects_is_refused_without_bad_advice(
+        tmp_path):
+    path = tmp_path / 'pickled.pth'
+    torch.save({'state_dict': {}, 'obj': SimpleNamespace(a=1)}, str(path))
+    with pytest.raises(ReIDUserFileError) as info:
+        load_from_local(str(path))
+    msg = str(info.value)
+    assert 'types.SimpleNamespace' in msg
+    assert 'weights_only set to False' not in msg
+    assert 'Re-running' not in msg
+    with pytest.raises(ReIDUserError) as info:
+        load_weights_file(str(path))
+    assert 'Re-running' not in str(info.value)
+    # A real checkpoint still loads, under inference mode too.
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {'w': torch.ones(2)}}, str(good))
+    with torch.inference_mode():
+        assert load_from_local(str(good))['state_dict']['w'].sum() == 2
