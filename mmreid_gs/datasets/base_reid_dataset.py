@@ -144,17 +144,17 @@ class BaseReIDDataset(BaseDataset):
                  metainfo: Optional[dict] = None,
                  **kwargs):
         if split not in self.SPLITS:
-            raise ValueError(
+            raise ReIDUserError(
                 f'{type(self).__name__}: split must be one of '
                 f'{self.SPLITS}, but got {split!r}.')
         if on_bad_name not in ('skip', 'error'):
-            raise ValueError("on_bad_name must be 'skip' or 'error', but "
-                             f'got {on_bad_name!r}.')
+            raise ReIDUserError("on_bad_name must be 'skip' or 'error', but "
+                                f'got {on_bad_name!r}.')
         if on_bad_image not in ('skip', 'error'):
-            raise ValueError("on_bad_image must be 'skip' or 'error', but "
-                             f'got {on_bad_image!r}.')
+            raise ReIDUserError("on_bad_image must be 'skip' or 'error', but "
+                                f'got {on_bad_image!r}.')
         if not data_root:
-            raise ValueError(
+            raise ReIDUserError(
                 f'{type(self).__name__}: data_root must be given.\n'
                 f'Expected tree:\n{self.EXPECTED_TREE}')
         for unused in ('ann_file', 'data_prefix'):
@@ -258,9 +258,10 @@ class BaseReIDDataset(BaseDataset):
             ValueError: If ``on_bad_name='error'``.
         """
         if self.on_bad_name == 'error':
-            raise ValueError(f'{type(self).__name__}: cannot parse {name!r}: '
-                             f'{reason}. Pass on_bad_name=\'skip\' to skip '
-                             'such files.')
+            raise ReIDUserError(
+                f'{type(self).__name__}: cannot parse {name!r}: '
+                f'{reason}. Pass on_bad_name=\'skip\' to skip '
+                'such files.')
         self._bad_names.append(f'{name} ({reason})')
 
     # ------------------------------------------------------------------
@@ -285,7 +286,7 @@ class BaseReIDDataset(BaseDataset):
                 level=logging.WARNING)
         where = self._split_location()
         if not raw:
-            raise ValueError(
+            raise ReIDUserError(
                 f'{name}: no usable image found for split {self.split!r} in '
                 f'{where}. Expected tree:\n{self.EXPECTED_TREE}')
 
@@ -301,7 +302,7 @@ class BaseReIDDataset(BaseDataset):
         if self.check_images:
             data_list = self._check_decodable(data_list)
         if not data_list:
-            raise ValueError(
+            raise ReIDUserError(
                 f'{name}: split {self.split!r} in {where} has no image left '
                 'after dropping junk/distractor (or undecodable) images.')
 
@@ -347,7 +348,7 @@ class BaseReIDDataset(BaseDataset):
             path = info['img_path']
             if not image_decodes(path):
                 if self.on_bad_image == 'error':
-                    raise ValueError(
+                    raise ReIDUserError(
                         f'{type(self).__name__}: image cannot be read or '
                         f'decoded: {path}. Pass on_bad_image=\'skip\' to '
                         'drop such images.')

@@ -4,6 +4,7 @@ import re
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from mmreid_gs.registry import DATASETS
+from mmreid_gs.utils.errors import ReIDUserError
 from .base_reid_dataset import BaseReIDDataset
 
 _NAME_RE = re.compile(r'^(-?\d+)_c(\d+)')
@@ -58,8 +59,8 @@ class CUHK03NP(BaseReIDDataset):
                  mode: str = 'detected',
                  **kwargs):
         if mode not in self.MODES:
-            raise ValueError(f'CUHK03NP: mode must be one of {self.MODES}, '
-                             f'but got {mode!r}.')
+            raise ReIDUserError(f'CUHK03NP: mode must be one of {self.MODES}, '
+                                f'but got {mode!r}.')
         self.mode = mode
         super().__init__(
             data_root=data_root, split=split, pipeline=pipeline, **kwargs)

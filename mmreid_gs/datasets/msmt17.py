@@ -6,6 +6,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 from mmengine.logging import print_log
 
 from mmreid_gs.registry import DATASETS
+from mmreid_gs.utils.errors import ReIDUserError
 from .base_reid_dataset import BaseReIDDataset
 
 
@@ -83,8 +84,9 @@ class MSMT17(BaseReIDDataset):
                  test_dir: Optional[str] = None,
                  **kwargs):
         if mode not in self.MODES:
-            raise ValueError(f'MSMT17: mode must be one of {self.MODES}, but '
-                             f'got {mode!r}.')
+            raise ReIDUserError(
+                f'MSMT17: mode must be one of {self.MODES}, but '
+                f'got {mode!r}.')
         self.mode = mode
         self.train_dir = train_dir
         self.test_dir = test_dir

@@ -8,6 +8,7 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Sampler
 
 from mmreid_gs.registry import DATA_SAMPLERS
+from mmreid_gs.utils.errors import ReIDUserError
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[Sequence[int]]]
 
@@ -29,7 +30,7 @@ def _dataset_labels(dataset) -> np.ndarray:
                   for i in range(len(dataset))]
         source = "dataset.get_data_info(i)['gt_label']"
     else:
-        raise ValueError(
+        raise ReIDUserError(
             'GraphSampler needs a dataset with `get_gt_labels()` or '
             f"`get_data_info(i)['gt_label']`; got {type(dataset).__name__}.")
     if isinstance(labels, torch.Tensor):
@@ -43,7 +44,7 @@ def _dataset_labels(dataset) -> np.ndarray:
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
         as_int = labels.astype(np.int64)
         if not np.array_equal(as_int, labels):
-            raise ValueError(
+            raise ReIDUserError(
                 f'GraphSampler needs integer class labels; {source} '
                 f'returned values of dtype {labels.dtype}.')
         labels = as_int
@@ -200,13 +201,14 @@ class GraphSampler(Sampler):
         self.world_size = dist_world if world_size is None else int(
             world_size)
         if self.world_size < 1 or not 0 <= self.rank < self.world_size:
-            raise ValueError(f'GraphSampler: invalid rank {self.rank} for '
-                             f'world size {self.world_size}.')
+            raise ReIDUserError(f'GraphSampler: invalid rank {self.rank} for '
+                                f'world size {self.world_size}.')
         if int(num_instances) < 1:
-            raise ValueError('GraphSampler: num_instances must be >= 1, got '
-                             f'{num_instances}.')
+            raise ReIDUserError(
+                'GraphSampler: num_instances must be >= 1, got '
+                f'{num_instances}.')
         if int(batch_size) < 1 or int(batch_size) % int(num_instances):
-            raise ValueError(
+            raise ReIDUserError(
                 f'GraphSampler: batch_size ({batch_size}) must be a positive '
                 f'multiple of num_instances ({num_instances}); P = '
                 'batch_size / num_instances classes per batch.')
@@ -221,22 +223,22 @@ class GraphSampler(Sampler):
 
         labels = _dataset_labels(dataset)
         if labels.ndim != 1 or labels.size == 0:
-            raise ValueError('GraphSampler: the dataset has no labelled '
-                             f'samples (labels of shape {labels.shape}).')
+            raise ReIDUserError('GraphSampler: the dataset has no labelled '
+                                f'samples (labels of shape {labels.shape}).')
         num_classes = int(labels.max()) + 1
         dense = 0 <= labels.min() and num_classes <= labels.size
         present = np.bincount(labels, minlength=num_classes) if dense else 0
         if not dense or (present == 0).any():
             missing = np.flatnonzero(present == 0)[:5].tolist() if dense \
                 else []
-            raise ValueError(
+            raise ReIDUserError(
                 'GraphSampler needs class labels 0..C-1 with every label '
                 'used (relabel the train split); got labels from '
                 f'{labels.min()} to {labels.max()} with '
                 f'{len(np.unique(labels))} distinct values'
                 + (f', missing e.g. {missing}' if missing else '') + '.')
         if num_classes < self.num_classes_per_batch:
-            raise ValueError(
+            raise ReIDUserError(
                 f'GraphSampler: the dataset has {num_classes} classes, fewer '
                 f'than P = batch_size / num_instances = {batch_size} / '
                 f'{num_instances} = {self.num_classes_per_batch} classes '
@@ -447,7 +449,7 @@ class GraphSampler(Sampler):
                 over the same dataset (same classes and images per class).
         """
         if int(state_dict['num_classes']) != self.num_classes:
-            raise ValueError(
+            raise ReIDUserError(
                 'GraphSampler.load_state_dict: the saved state has '
                 f"{state_dict['num_classes']} classes, the dataset has "
                 f'{self.num_classes}.')
@@ -455,7 +457,7 @@ class GraphSampler(Sampler):
         pointers = np.asarray(state_dict['pointers'], dtype=np.int64)
         if orders.shape != (len(self.labels), ) or pointers.shape != (
                 self.num_classes, ):
-            raise ValueError(
+            raise ReIDUserError(
                 'GraphSampler.load_state_dict: the saved image lists do not '
                 f'match the dataset ({orders.shape[0]} saved indices for '
                 f'{len(self.labels)} samples).')
@@ -463,7 +465,7 @@ class GraphSampler(Sampler):
         if counts is not None and not np.array_equal(
                 np.asarray(counts), self._counts):
             c = int(np.flatnonzero(np.asarray(counts) != self._counts)[0])
-            raise ValueError(
+            raise ReIDUserError(
                 'GraphSampler.load_state_dict: the saved state has '
                 f'{int(counts[c])} images of class {c}, the dataset has '
                 f'{self._counts[c]}; was the state saved with another '
@@ -471,7 +473,7 @@ class GraphSampler(Sampler):
         split = np.split(orders, np.cumsum(self._counts)[:-1])
         for c, part in enumerate(split):
             if not np.array_equal(np.sort(part), self.class_indices[c]):
-                raise ValueError(
+                raise ReIDUserError(
                     'GraphSampler.load_state_dict: the saved images of class '
                     f'{c} differ from the dataset\'s; was the state saved '
                     'with another dataset?')

@@ -6,6 +6,7 @@ from typing import Tuple
 import numpy as np
 
 from mmreid_gs.registry import DATASETS
+from mmreid_gs.utils.errors import ReIDUserError
 from ..market1501 import Market1501
 from .writer import generate_synthetic_reid
 
@@ -69,8 +70,8 @@ class SyntheticReID(Market1501):
                  family_size: int = 4,
                  **kwargs):
         if not data_root:
-            raise ValueError('SyntheticReID: data_root must be given (the '
-                             'folder to generate the benchmark into).')
+            raise ReIDUserError('SyntheticReID: data_root must be given (the '
+                                'folder to generate the benchmark into).')
         self.generation = generate_synthetic_reid(
             data_root, domain=domain, num_train_ids=num_train_ids,
             num_test_ids=num_test_ids, num_cams=num_cams,

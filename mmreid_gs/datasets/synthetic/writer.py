@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 from mmengine.logging import print_log
 
+from mmreid_gs.utils.errors import ReIDUserError
 from .identities import make_identities
 from .renderer import render_image
 from .streams import DOMAIN_CODE, DOMAINS, SPLIT_CODE, random_stream
@@ -98,30 +99,32 @@ def _params(domain, num_train_ids, num_test_ids, num_cams, imgs_per_cam,
 
 def _check_params(p: Dict) -> None:
     if p['domain'] not in DOMAINS:
-        raise ValueError(f'SyntheticReID: domain must be one of {DOMAINS}, '
-                         f"got {p['domain']!r}")
+        raise ReIDUserError(f'SyntheticReID: domain must be one of {DOMAINS}, '
+                            f"got {p['domain']!r}")
     if p['num_train_ids'] < 0 or p['num_test_ids'] < 1:
-        raise ValueError('SyntheticReID: num_train_ids must be >= 0 and '
-                         'num_test_ids >= 1, got '
-                         f"{p['num_train_ids']} and {p['num_test_ids']}")
+        raise ReIDUserError('SyntheticReID: num_train_ids must be >= 0 and '
+                            'num_test_ids >= 1, got '
+                            f"{p['num_train_ids']} and {p['num_test_ids']}")
     if p['num_train_ids'] + p['num_test_ids'] > 4999:
-        raise ValueError('SyntheticReID: at most 4999 identities per domain '
-                         '(4-digit Market-1501 ids), got '
-                         f"{p['num_train_ids'] + p['num_test_ids']}")
+        raise ReIDUserError(
+            'SyntheticReID: at most 4999 identities per domain '
+            '(4-digit Market-1501 ids), got '
+            f"{p['num_train_ids'] + p['num_test_ids']}")
     if not 2 <= p['num_cams'] <= 9:
-        raise ValueError('SyntheticReID: num_cams must be in [2, 9] '
-                         f"(1-digit camera ids), got {p['num_cams']}")
+        raise ReIDUserError('SyntheticReID: num_cams must be in [2, 9] '
+                            f"(1-digit camera ids), got {p['num_cams']}")
     if not 2 <= p['min_cams'] <= p['num_cams']:
-        raise ValueError('SyntheticReID: min_cams must be in [2, num_cams] '
-                         'so that every query has a match on another camera,'
-                         f" got {p['min_cams']}")
+        raise ReIDUserError(
+            'SyntheticReID: min_cams must be in [2, num_cams] '
+            'so that every query has a match on another camera,'
+            f" got {p['min_cams']}")
     if p['imgs_per_cam'] < 1 or p['family_size'] < 1:
-        raise ValueError('SyntheticReID: imgs_per_cam and family_size must '
-                         'be >= 1')
+        raise ReIDUserError('SyntheticReID: imgs_per_cam and family_size must '
+                            'be >= 1')
     h, w = p['img_size']
     if h < 32 or w < 16:
-        raise ValueError('SyntheticReID: img_size (h, w) must be at least '
-                         f'(32, 16), got {tuple(p["img_size"])}')
+        raise ReIDUserError('SyntheticReID: img_size (h, w) must be at least '
+                            f'(32, 16), got {tuple(p["img_size"])}')
 
 
 def _write_tree(root: str, p: Dict) -> Dict:
@@ -265,7 +268,7 @@ def generate_synthetic_reid(root: str,
                 return _read_meta(root)
             if osp.exists(root) and os.listdir(root) and _read_meta(
                     root) is None:
-                raise ValueError(
+                raise ReIDUserError(
                     f'SyntheticReID: {root} exists, is not empty and has no '
                     'meta.json of SyntheticReID; refusing to overwrite it. '
                     'Point data_root to a new or SyntheticReID folder.')

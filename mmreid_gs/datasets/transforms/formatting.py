@@ -7,6 +7,7 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.structures import DataSample
 
 from mmreid_gs.registry import TRANSFORMS
+from mmreid_gs.utils.errors import ReIDUserKeyError
 
 
 @TRANSFORMS.register_module()
@@ -61,9 +62,9 @@ class PackReIDInputs(BaseTransform):
             dict: ``dict(inputs=Tensor [C, H, W], data_samples=DataSample)``.
         """
         if 'img' not in results:
-            raise KeyError('PackReIDInputs needs the key "img" (add '
-                           'LoadImageFromFile before it); got keys '
-                           f'{sorted(results)}.')
+            raise ReIDUserKeyError('PackReIDInputs needs the key "img" (add '
+                                   'LoadImageFromFile before it); got keys '
+                                   f'{sorted(results)}.')
         packed = dict(inputs=self.format_input(results['img']))
         data_sample = DataSample()
         if results.get('gt_label') is not None:

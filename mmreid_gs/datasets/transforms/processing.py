@@ -10,6 +10,7 @@ from mmpretrain.datasets.transforms import ColorJitter
 from PIL import Image
 
 from mmreid_gs.registry import TRANSFORMS
+from mmreid_gs.utils.errors import ReIDUserError
 
 
 @TRANSFORMS.register_module()
@@ -43,12 +44,13 @@ class RandomOcclusion(BaseTransform):
                  fill: Union[Number, Sequence[Number]] = 255,
                  prob: float = 1.0):
         if not 0 <= min_size <= max_size <= 1:
-            raise ValueError('RandomOcclusion needs 0 <= min_size <= '
-                             f'max_size <= 1, got min_size={min_size}, '
-                             f'max_size={max_size}.')
+            raise ReIDUserError('RandomOcclusion needs 0 <= min_size <= '
+                                f'max_size <= 1, got min_size={min_size}, '
+                                f'max_size={max_size}.')
         if not 0 <= prob <= 1:
-            raise ValueError(f'RandomOcclusion: prob must be in [0, 1], got '
-                             f'{prob}.')
+            raise ReIDUserError(
+                f'RandomOcclusion: prob must be in [0, 1], got '
+                f'{prob}.')
         self.min_size = min_size
         self.max_size = max_size
         self.fill = fill

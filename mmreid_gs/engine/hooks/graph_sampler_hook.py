@@ -26,6 +26,7 @@ from mmreid_gs.evaluation.functional import graph_family_share
 from mmreid_gs.registry import HOOKS
 from mmreid_gs.utils.contract import check_reid_model
 from mmreid_gs.utils.dist import all_gather_rows
+from mmreid_gs.utils.errors import ReIDUserError, ReIDUserTypeError
 
 
 class _ClassImages(Dataset):
@@ -44,7 +45,7 @@ class _ClassImages(Dataset):
         info = self.dataset.get_data_info(int(self.indices[i]))
         out = self.pipeline(dict(info))
         if out is None:
-            raise ValueError(
+            raise ReIDUserError(
                 'GraphSamplerHook: the pipeline dropped the image '
                 f"{info.get('img_path')} (dataset index {self.indices[i]}); "
                 'use the test pipeline, without filtering transforms.')
@@ -183,13 +184,14 @@ class GraphSamplerHook(Hook):
                  visualize: bool = False,
                  vis_classes: Union[int, Sequence[int]] = 8) -> None:
         if not isinstance(pipeline, (list, tuple)) or not pipeline:
-            raise ValueError('GraphSamplerHook: pipeline must be a non-empty '
-                             'list of transforms (the test pipeline); got '
-                             f'{pipeline!r}.')
+            raise ReIDUserError(
+                'GraphSamplerHook: pipeline must be a non-empty '
+                'list of transforms (the test pipeline); got '
+                f'{pipeline!r}.')
         if int(pk_epochs) < 0 or int(batch_size) < 1:
-            raise ValueError('GraphSamplerHook: pk_epochs must be >= 0 and '
-                             f'batch_size >= 1; got {pk_epochs}, '
-                             f'{batch_size}.')
+            raise ReIDUserError('GraphSamplerHook: pk_epochs must be >= 0 and '
+                                f'batch_size >= 1; got {pk_epochs}, '
+                                f'{batch_size}.')
         self.pipeline_cfg = list(pipeline)
         self.pk_epochs = int(pk_epochs)
         self.batch_size = int(batch_size)
@@ -225,7 +227,7 @@ class GraphSamplerHook(Hook):
         if not missing:
             return sampler
         if strict:
-            raise TypeError(
+            raise ReIDUserTypeError(
                 'GraphSamplerHook needs a train sampler that follows the '
                 'graph-sampler protocol (e.g. '
                 "train_dataloader.sampler.type='GraphSampler'); "
@@ -237,7 +239,7 @@ class GraphSamplerHook(Hook):
         size = getattr(loader, 'batch_size', None)
         wanted = getattr(sampler, 'batch_size', None)
         if size is not None and wanted is not None and size != wanted:
-            raise ValueError(
+            raise ReIDUserError(
                 f'train_dataloader.batch_size ({size}) must equal '
                 'train_dataloader.sampler.batch_size '
                 f'({sampler.batch_size}): the GraphSampler yields whole '

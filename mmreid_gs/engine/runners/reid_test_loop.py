@@ -45,6 +45,8 @@ from torch.utils.data import DataLoader
 from mmreid_gs.registry import LOOPS
 from mmreid_gs.utils.contract import check_reid_model
 from mmreid_gs.utils.dist import all_gather_rows
+from mmreid_gs.utils.errors import (ReIDUserError, ReIDUserKeyError,
+                                    ReIDUserTypeError)
 
 
 class _ReIDLoopMixin:
@@ -56,7 +58,7 @@ class _ReIDLoopMixin:
                    pipeline, fp16: bool, progress: bool,
                    keep_outputs: bool) -> None:
         if not isinstance(dataloader, dict):
-            raise TypeError(
+            raise ReIDUserTypeError(
                 f'{type(self).__name__} builds one dataloader per test set '
                 f'from the `{self.mode}_dataloader` config, so that config '
                 f'must be a dict, not {type(dataloader).__name__}.')
@@ -64,24 +66,26 @@ class _ReIDLoopMixin:
             sets = {}
             for i, item in enumerate(test_sets):
                 if 'name' not in item:
-                    raise KeyError(f'{self.mode}_cfg.test_sets[{i}] needs a '
-                                   '`name` (or pass test_sets as a dict '
-                                   'name -> dict(query=..., gallery=...)).')
+                    raise ReIDUserKeyError(
+                        f'{self.mode}_cfg.test_sets[{i}] needs a `name` (or '
+                        'pass test_sets as a dict name -> dict(query=..., '
+                        'gallery=...)).')
                 item = dict(item)
                 sets[item.pop('name')] = item
             test_sets = sets
         if not test_sets:
-            raise ValueError(f'{self.mode}_cfg.test_sets is empty: name at '
-                             'least one set with a query and a gallery.')
+            raise ReIDUserError(f'{self.mode}_cfg.test_sets is empty: name at '
+                                'least one set with a query and a gallery.')
         test_sets = copy.deepcopy(dict(test_sets))
         for name, item in test_sets.items():
             for split in ('query', 'gallery'):
                 if split not in item:
-                    raise KeyError(f'{self.mode}_cfg.test_sets.{name} has no '
-                                   f'`{split}` dataset config.')
+                    raise ReIDUserKeyError(
+                        f'{self.mode}_cfg.test_sets.{name} has no '
+                        f'`{split}` dataset config.')
                 if item[split].get('pipeline') is None:
                     if pipeline is None:
-                        raise KeyError(
+                        raise ReIDUserKeyError(
                             f'{self.mode}_cfg.test_sets.{name}.{split} has '
                             f'no pipeline and {self.mode}_cfg.pipeline is '
                             'not set.')
@@ -143,8 +147,8 @@ class _ReIDLoopMixin:
         self.dataloader = loader
         dataset = loader.dataset
         if len(dataset) == 0:
-            raise ValueError(f'{desc}: the dataset is empty; check its '
-                             'data_root and split.')
+            raise ReIDUserError(f'{desc}: the dataset is empty; check its '
+                                'data_root and split.')
         model = self._model()
         rank, world_size = get_dist_info()
         bar = ProgressBar(len(loader)) if (self.progress

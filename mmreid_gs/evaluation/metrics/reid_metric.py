@@ -8,6 +8,7 @@ from mmengine.logging import MMLogger, print_log
 
 from mmreid_gs.registry import METRICS
 from mmreid_gs.utils.arrays import to_numpy
+from mmreid_gs.utils.errors import ReIDUserError, ReIDUserTypeError
 from ..functional import (evaluate_rank, pair_scores_and_labels, re_ranking,
                           tlift, verification_rates)
 from ..functional.distance import sigmoid_distance
@@ -26,11 +27,11 @@ def _options(value: Union[bool, dict, None], defaults: dict,
     if isinstance(value, dict):
         unknown = set(value) - set(defaults)
         if unknown:
-            raise ValueError(f'unknown {name} option(s) {sorted(unknown)}; '
-                             f'expected some of {sorted(defaults)}')
+            raise ReIDUserError(f'unknown {name} option(s) {sorted(unknown)}; '
+                                f'expected some of {sorted(defaults)}')
         return {**defaults, **value}
-    raise TypeError(f'{name} must be a bool or a dict of options, got '
-                    f'{type(value).__name__}')
+    raise ReIDUserTypeError(f'{name} must be a bool or a dict of options, got '
+                            f'{type(value).__name__}')
 
 
 class _DropPrefixWarning(logging.Filter):
@@ -131,8 +132,9 @@ class ReIDMetric(BaseMetric):
             topk = (topk, )
         topk = tuple(int(k) for k in topk)
         if not topk or min(topk) < 1 or max(topk) > max_rank:
-            raise ValueError(f'topk must be ranks in [1, max_rank={max_rank}]'
-                             f', got {topk}')
+            raise ReIDUserError(
+                f'topk must be ranks in [1, max_rank={max_rank}]'
+                f', got {topk}')
         self.topk = topk
         self.max_rank = int(max_rank)
         self.rerank_cfg = _options(

@@ -6,6 +6,7 @@ import torch.utils.checkpoint as cp
 from mmpretrain.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 
 from mmreid_gs.registry import MODELS
+from mmreid_gs.utils.errors import ReIDUserError
 
 
 def _residual_then_in(block: nn.Module, x, residual_fn):
@@ -135,21 +136,22 @@ class ResNetIBN(ResNet):
                  ],
                  **kwargs):
         if not 1 <= num_stages <= 4:
-            raise ValueError(f'num_stages must be in 1..4, got {num_stages}')
+            raise ReIDUserError(
+                f'num_stages must be in 1..4, got {num_stages}')
         if strides is None:
             strides = (1, 2, 2, 2)[:num_stages]
         if dilations is None:
             dilations = (1, 1, 1, 1)[:num_stages]
         ibn_stages = tuple(bool(s) for s in ibn_stages)
         if ibn and len(ibn_stages) < num_stages:
-            raise ValueError(
+            raise ReIDUserError(
                 f'ibn_stages has {len(ibn_stages)} entries but the network '
                 f'has num_stages={num_stages}')
         if ibn and kwargs.get('deep_stem', False):
-            raise ValueError('ResNetIBN does not support deep_stem=True: '
-                             'IBN-b replaces the single stem norm layer')
+            raise ReIDUserError('ResNetIBN does not support deep_stem=True: '
+                                'IBN-b replaces the single stem norm layer')
         if any(i >= num_stages for i in out_indices):
-            raise ValueError(
+            raise ReIDUserError(
                 f'out_indices={tuple(out_indices)} asks for a stage that is '
                 f'not built (num_stages={num_stages})')
         super().__init__(

@@ -7,6 +7,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from mmreid_gs.registry import MODELS
+from mmreid_gs.utils.errors import ReIDUserError
 from .qaconv_kernels import (CPU_BLOCK_BYTES_PER_THREAD, PairMaxima,
                              folded_pair_list_scores, folded_pair_scores,
                              pair_maxima_blocks)
@@ -79,11 +80,12 @@ class QAConvHead(BaseModule):
         for name, value in (('num_features', num_features),
                             ('height', height), ('width', width)):
             if int(value) <= 0:
-                raise ValueError(f'QAConvHead: {name} must be positive, '
-                                 f'got {value}')
+                raise ReIDUserError(f'QAConvHead: {name} must be positive, '
+                                    f'got {value}')
         if memory_budget_mb <= 0:
-            raise ValueError('QAConvHead: memory_budget_mb must be positive, '
-                             f'got {memory_budget_mb}')
+            raise ReIDUserError(
+                'QAConvHead: memory_budget_mb must be positive, '
+                f'got {memory_budget_mb}')
         self.num_features = int(num_features)
         self.height = int(height)
         self.width = int(width)
@@ -116,7 +118,7 @@ class QAConvHead(BaseModule):
         """Raise a ValueError unless ``feats`` is [N, c, h, w] of the head."""
         expected = (self.num_features, self.height, self.width)
         if feats.dim() != 4 or tuple(feats.shape[1:]) != expected:
-            raise ValueError(
+            raise ReIDUserError(
                 f'QAConvHead: {name} feature maps must have shape '
                 f'[N, {expected[0]}, {expected[1]}, {expected[2]}] '
                 f'(num_features, height, width of the head), got '

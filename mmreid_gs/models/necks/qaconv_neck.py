@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmreid_gs.registry import MODELS
+from mmreid_gs.utils.errors import ReIDUserError
 
 
 @MODELS.register_module()
@@ -63,7 +64,7 @@ class QAConvNeck(BaseModule):
         """
         x = inputs[-1] if isinstance(inputs, (tuple, list)) else inputs
         if x.dim() != 4 or x.size(1) != self.in_channels:
-            raise ValueError(
+            raise ReIDUserError(
                 f'QAConvNeck expects a [B, {self.in_channels}, h, w] feature '
                 f'map, got shape {tuple(x.shape)}')
         if self.conv is not None:
