@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from mmreid_gs.utils.errors import ReIDUserError
 from .ranking import average_precisions, query_ranking
 from .reid_visualizer import ranked_list_title
 
@@ -20,8 +21,8 @@ def spread_indices(total: int, num: int) -> np.ndarray:
         np.ndarray: int64 sorted unique indices.
     """
     if int(num) < 1:
-        raise ValueError(f'the number of items to show must be >= 1, got '
-                         f'{num}')
+        raise ReIDUserError(f'the number of items to show must be >= 1, got '
+                            f'{num}')
     if total <= num:
         return np.arange(total, dtype=np.int64)
     return np.unique(
@@ -55,8 +56,8 @@ def select_queries(scores,
         ids = np.asarray(list(query_ids), dtype=np.int64)
         bad = ids[(ids < 0) | (ids >= num_q)]
         if bad.size:
-            raise ValueError(f'query index {int(bad[0])} out of range: the '
-                             f'set has {num_q} queries (0..{num_q - 1})')
+            raise ReIDUserError(f'query index {int(bad[0])} out of range: the '
+                                f'set has {num_q} queries (0..{num_q - 1})')
         return ids
     if not worst:
         return spread_indices(num_q, num)
@@ -64,8 +65,8 @@ def select_queries(scores,
                              gallery_camids)
     valid = np.flatnonzero(~np.isnan(aps))
     if valid.size == 0:
-        raise ValueError('--worst: no query has a valid match in the '
-                         'gallery')
+        raise ReIDUserError('--worst: no query has a valid match in the '
+                            'gallery')
     order = valid[np.lexsort((valid, aps[valid]))]
     return order[:int(num)]
 
@@ -96,7 +97,7 @@ def ranked_list_rows(scores,
     q_pids, q_cams = np.asarray(query_pids), np.asarray(query_camids)
     if scores.ndim != 2 or scores.shape != (len(query_paths),
                                             len(gallery_paths)):
-        raise ValueError(
+        raise ReIDUserError(
             f'scores must be [{len(query_paths)}, {len(gallery_paths)}] '
             f'(query x gallery paths), got shape {scores.shape}')
     rows = []
@@ -138,15 +139,15 @@ def class_graph_epoch(epoch: int,
     """
     nbrs = np.asarray(neighbors)
     if nbrs.ndim != 2 or nbrs.shape[0] != len(img_paths):
-        raise ValueError(
+        raise ReIDUserError(
             f'epoch {epoch}: neighbors must be [C, P-1] with C = '
             f'{len(img_paths)} image paths, got shape {nbrs.shape}')
     images, labels, look = [], [], []
     for c in classes:
         c = int(c)
         if not 0 <= c < nbrs.shape[0]:
-            raise ValueError(f'class {c} out of range: the graph has '
-                             f'{nbrs.shape[0]} classes')
+            raise ReIDUserError(f'class {c} out of range: the graph has '
+                                f'{nbrs.shape[0]} classes')
         row = [c] + [int(n) for n in nbrs[c]]
         labels.append(row)
         images.append([
@@ -164,13 +165,6 @@ def class_graph_epoch(epoch: int,
     return out
 
 
-#: ``--vis-backend`` names of the tools and the MMEngine backends.
-VIS_BACKEND_TYPES = dict(
-    local='LocalVisBackend',
-    tensorboard='TensorboardVisBackend',
-    wandb='WandbVisBackend')
-
-
 def tool_visualizer(name: str,
                     backends: Sequence[str] = (),
                     save_dir: Optional[str] = None,
@@ -181,7 +175,8 @@ def tool_visualizer(name: str,
     Args:
         name (str): Instance name.
         backends (Sequence[str]): ``--vis-backend`` names (keys of
-            :data:`VIS_BACKEND_TYPES`) the pictures also go to.
+            :data:`mmreid_gs.apis.launch.VIS_BACKENDS`) the pictures also
+            go to.
         save_dir (str, optional): Folder of the backends' files (needed
             with backends).
         cfg (Config, optional): A config whose ``visualizer`` (if a
@@ -203,21 +198,19 @@ def tool_visualizer(name: str,
         }
     if cell_size is not None:
         kwargs['cell_size'] = tuple(int(v) for v in cell_size)
+    from mmengine.config import Config
+
+    from mmreid_gs.apis.launch import VIS_BACKENDS, check_vis_backends
     vis_backends = []
     for b in backends or ():
-        if b not in VIS_BACKEND_TYPES:
-            raise ValueError(f'unknown --vis-backend {b!r}; choose from '
-                             f'{", ".join(VIS_BACKEND_TYPES)}')
-        module = dict(tensorboard='tensorboard', wandb='wandb').get(b)
-        if module is not None:
-            try:
-                __import__(module)
-            except ImportError:
-                raise ValueError(f'--vis-backend {b} needs the {module} '
-                                 f'package: pip install {module}')
-        vis_backends.append(dict(type=VIS_BACKEND_TYPES[b]))
+        if b not in VIS_BACKENDS:
+            raise ReIDUserError(f'unknown --vis-backend {b!r}; choose from '
+                                f'{", ".join(VIS_BACKENDS)}')
+        vis_backends.append(dict(type=VIS_BACKENDS[b][0]))
+    check_vis_backends(Config(dict(visualizer=dict(
+        vis_backends=vis_backends))))
     if vis_backends and save_dir is None:
-        raise ValueError('backends need a save_dir')
+        raise ReIDUserError('backends need a save_dir')
     return ReIDVisualizer(
         name=name, vis_backends=vis_backends or None,
         save_dir=save_dir if vis_backends else None, **kwargs)

@@ -10,6 +10,7 @@ import numpy as np
 
 from mmreid_gs.evaluation.functional import (format_fpr,
                                              verification_rates)
+from mmreid_gs.utils.errors import ReIDUserError
 
 
 def _figure(width: float, height: float):
@@ -49,7 +50,7 @@ def load_scalars(path: str) -> List[Dict]:
             try:
                 records.append(json.loads(line))
             except ValueError as err:
-                raise ValueError(f'{path}, line {num}: not JSON ({err})')
+                raise ReIDUserError(f'{path}, line {num}: not JSON ({err})')
     return records
 
 
@@ -72,7 +73,7 @@ def plot_scalar_curves(records: Sequence[Dict],
         str: ``out``.
     """
     if not keys:
-        raise ValueError('plot_curve: give at least one key (--keys)')
+        raise ReIDUserError('plot_curve: give at least one key (--keys)')
     series = {}
     for key in keys:
         pts = [(r.get('step', i), r[key]) for i, r in enumerate(records)
@@ -80,8 +81,8 @@ def plot_scalar_curves(records: Sequence[Dict],
         if not pts:
             known = sorted({k for r in records for k in r} -
                            {'step', 'epoch', 'iter'})
-            raise ValueError(f'no record has the key {key!r}; keys in the '
-                             f'file: {", ".join(known)}')
+            raise ReIDUserError(f'no record has the key {key!r}; keys in the '
+                                f'file: {", ".join(known)}')
         by_iter = any('iter' in r for r in records if key in r)
         series[key] = (np.array(pts, dtype=np.float64), by_iter)
     fig = _figure(5.5, 2.2 * len(keys) + (0.3 if title else 0))
@@ -147,8 +148,8 @@ def roc_points(scores, labels, num: int = 200) -> Dict[str, np.ndarray]:
     y = np.asarray(labels, dtype=bool).reshape(-1)
     pos, neg = np.sort(s[y]), np.sort(s[~y])[::-1]
     if pos.size == 0 or neg.size == 0:
-        raise ValueError('ROC needs positive and negative pairs, got '
-                         f'{pos.size} and {neg.size}')
+        raise ReIDUserError('ROC needs positive and negative pairs, got '
+                            f'{pos.size} and {neg.size}')
     lo = 1. / neg.size
     fpr = np.unique(np.concatenate(
         [np.geomspace(lo, 1., num), [lo, 1.]]))

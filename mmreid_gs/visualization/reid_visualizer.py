@@ -11,6 +11,7 @@ import torch
 from mmengine.visualization import Visualizer
 
 from mmreid_gs.registry import VISUALIZERS
+from mmreid_gs.utils.errors import ReIDUserError
 from .ranking import IGNORED, MATCH, NON_MATCH
 
 ImageLike = Union[str, np.ndarray]
@@ -32,7 +33,7 @@ def load_rgb(image: ImageLike) -> np.ndarray:
             raise FileNotFoundError(f'image not found: {image}')
         img = mmcv.imread(image, channel_order='rgb')
         if img is None:
-            raise ValueError(f'cannot decode image {image}')
+            raise ReIDUserError(f'cannot decode image {image}')
         return img
     img = np.asarray(image)
     if img.ndim == 2:
@@ -127,8 +128,9 @@ class ReIDVisualizer(Visualizer):
         super().__init__(name=name, image=image, vis_backends=vis_backends,
                          save_dir=save_dir, **kwargs)
         if len(cell_size) != 2 or min(cell_size) < 8:
-            raise ValueError('ReIDVisualizer: cell_size must be (h, w) of at '
-                             f'least 8 pixels each, got {cell_size}')
+            raise ReIDUserError(
+                'ReIDVisualizer: cell_size must be (h, w) of at least 8 '
+                f'pixels each, got {cell_size}')
         self.cell_size = (int(cell_size[0]), int(cell_size[1]))
         self.frame = int(frame)
         self.font_size = int(font_size)

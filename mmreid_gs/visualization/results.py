@@ -8,6 +8,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from mmreid_gs.utils.errors import ReIDUserError
+
 #: Fields every test set of a results file must have.
 RESULT_FIELDS = ('scores', 'query_pids', 'gallery_pids', 'query_camids',
                  'gallery_camids', 'query_paths', 'gallery_paths')
@@ -32,7 +34,7 @@ def load_test_results(path: str,
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: Not a results file, a set is missing or incomplete, or
+        ReIDUserError: Not a results file, a set is missing or incomplete, or
             its arrays disagree in size.
     """
     if not osp.isfile(path):
@@ -41,7 +43,7 @@ def load_test_results(path: str,
         data = np.load(path, allow_pickle=False)
         keys = list(data.keys())
     except (OSError, ValueError) as err:
-        raise ValueError(f'cannot read {path} as a .npz file: {err}')
+        raise ReIDUserError(f'cannot read {path} as a .npz file: {err}')
     out: Dict[str, Dict[str, np.ndarray]] = {}
     for key in keys:
         if '/' not in key:
@@ -49,29 +51,32 @@ def load_test_results(path: str,
         name, field = key.rsplit('/', 1)
         out.setdefault(name, {})[field] = data[key]
     if not out:
-        raise ValueError(f'{path} has no <set>/<field> entries: write it with '
-                         '`tools/test.py CONFIG CKPT --out FILE.npz`')
+        raise ReIDUserError(
+            f'{path} has no <set>/<field> entries: write it with '
+            '`tools/test.py CONFIG CKPT --out FILE.npz`')
     if sets:
         missing = [s for s in sets if s not in out]
         if missing:
-            raise ValueError(f'set {missing[0]!r} is not in {path}; it has: '
-                             f'{", ".join(out)}')
+            raise ReIDUserError(
+                f'set {missing[0]!r} is not in {path}; it has: '
+                f'{", ".join(out)}')
         out = {s: out[s] for s in sets}
     for name, fields in out.items():
         lacking = [f for f in RESULT_FIELDS if f not in fields]
         if lacking:
-            raise ValueError(f'{path}: set {name!r} lacks '
-                             f'{", ".join(lacking)}')
+            raise ReIDUserError(f'{path}: set {name!r} lacks '
+                                f'{", ".join(lacking)}')
         q, g = len(fields['query_paths']), len(fields['gallery_paths'])
         if fields['scores'].shape != (q, g):
-            raise ValueError(
+            raise ReIDUserError(
                 f'{path}: {name}/scores has shape {fields["scores"].shape}, '
                 f'expected [{q}, {g}] (query x gallery paths)')
         for field, n in (('query_pids', q), ('query_camids', q),
                          ('gallery_pids', g), ('gallery_camids', g)):
             if len(fields[field]) != n:
-                raise ValueError(f'{path}: {name}/{field} has '
-                                 f'{len(fields[field])} entries, expected {n}')
+                raise ReIDUserError(
+                    f'{path}: {name}/{field} has {len(fields[field])} '
+                    f'entries, expected {n}')
     return out
 
 
@@ -91,11 +96,12 @@ def ranking_scores(fields: Dict[str, np.ndarray], use: str = 'scores'
         return fields['scores']
     key = dict(rerank='distmat_rerank', tlift='scores_tlift').get(use)
     if key is None:
-        raise ValueError(f"unknown ranking {use!r}: use 'scores', 'rerank' "
-                         "or 'tlift'")
+        raise ReIDUserError(f"unknown ranking {use!r}: use 'scores', 'rerank' "
+                            "or 'tlift'")
     if key not in fields:
-        raise ValueError(f'the results have no {key}: run tools/test.py with '
-                         f'--{use} --out FILE.npz')
+        raise ReIDUserError(
+            f'the results have no {key}: run tools/test.py with --{use} '
+            '--out FILE.npz')
     return -fields[key] if use == 'rerank' else fields[key]
 
 
@@ -110,7 +116,7 @@ def load_graph_dumps(work_dir: str) -> Dict[int, Dict[str, np.ndarray]]:
 
     Raises:
         FileNotFoundError: No dump in ``work_dir/graph``.
-        ValueError: A dump lacks a field.
+        ReIDUserError: A dump lacks a field.
     """
     folder = osp.join(work_dir, 'graph')
     files = glob.glob(osp.join(folder, 'epoch_*.npz'))
@@ -130,6 +136,6 @@ def load_graph_dumps(work_dir: str) -> Dict[int, Dict[str, np.ndarray]]:
             fields = {k: data[k] for k in data.keys()}
         lacking = [f for f in GRAPH_FIELDS if f not in fields]
         if lacking:
-            raise ValueError(f'{epochs[epoch]} lacks {", ".join(lacking)}')
+            raise ReIDUserError(f'{epochs[epoch]} lacks {", ".join(lacking)}')
         out[epoch] = fields
     return out

@@ -12,7 +12,8 @@ import pytest
 
 from mmreid_gs.apis.launch import build_runner, load_config
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 CONFIG = """
 _base_ = [{demo!r}]
