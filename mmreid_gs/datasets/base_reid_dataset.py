@@ -384,15 +384,29 @@ class BaseReIDDataset(BaseDataset):
             BadImageError: With ``on_bad_image='error'``, or when every
                 image of the identity is bad.
         """
+        return self.prepare_data_with(idx, self.pipeline)
+
+    def prepare_data_with(self, idx: int, pipeline: Callable):
+        """:meth:`prepare_data` through another pipeline (e.g. the test
+        pipeline of a hook that loads training images), with the same
+        handling of undecodable images.
+
+        Args:
+            idx (int): Sample index.
+            pipeline (callable): Called on a copy of the data info.
+
+        Returns:
+            Any: ``pipeline``'s output for ``idx`` (or for a replacement).
+        """
         try:
-            return super().prepare_data(idx)
+            return pipeline(self.get_data_info(idx))
         except Exception:
             path = self.get_data_info(idx).get('img_path')
             if not path or image_decodes(path):
                 raise
-        return self._replace_bad_image(idx, path)
+        return self._replace_bad_image(idx, path, pipeline)
 
-    def _replace_bad_image(self, idx: int, path: str):
+    def _replace_bad_image(self, idx: int, path: str, pipeline: Callable):
         """Raise for, or replace, the undecodable image of sample ``idx``."""
         name = f'{type(self).__name__} ({self.split})'
         if self.on_bad_image == 'error':
@@ -413,7 +427,7 @@ class BaseReIDDataset(BaseDataset):
             if other in self._bad_images:
                 continue
             try:
-                data = super().prepare_data(int(j))
+                data = pipeline(self.get_data_info(int(j)))
             except Exception:
                 if not other or image_decodes(other):
                     raise

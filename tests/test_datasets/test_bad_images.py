@@ -142,6 +142,14 @@ def test_dataset_error_and_same_identity_replacement(market):
         # same identity, same camera first: the other c1 image of 0002
         assert osp.basename(sample.img_path) == '0002_c1s1_000002_00.jpg'
         assert int(sample.gt_label) == strict.get_data_info(idx)['gt_label']
+    # another pipeline (a hook loading training images) is handled alike
+    with DefaultScope.overwrite_default_scope('mmreid_gs'):
+        from mmengine.dataset import Compose
+        load = Compose([dict(type='LoadImageFromFile')])
+    assert osp.basename(lenient.prepare_data_with(idx, load)['img_path']) \
+        == '0002_c1s1_000002_00.jpg'
+    with pytest.raises(BadImageError, match='0002_c1s1_000001_00.jpg'):
+        strict.prepare_data_with(idx, load)
     # good samples are untouched
     other = (idx + 4) % len(lenient)
     assert lenient[other]['data_samples'].img_path == \
