@@ -49,6 +49,14 @@ from mmreid_gs.utils.errors import (ReIDUserError, ReIDUserKeyError,
                                     ReIDUserTypeError)
 
 
+def _end_bar(bar) -> None:
+    """End a finished progress bar's line (MMEngine's bar leaves the cursor
+    on it, so the next log line would continue it)."""
+    if bar is not None:
+        bar.file.write('\n')
+        bar.file.flush()
+
+
 class _ReIDLoopMixin:
     """Feature extraction and QAConv scoring shared by test and val loops."""
 
@@ -169,6 +177,7 @@ class _ReIDLoopMixin:
                 data_batch=data_batch, outputs=None)
             if bar is not None:
                 bar.update()
+        _end_bar(bar)
         local = torch.cat(feats) if feats else None
         idx_t = torch.tensor(indices, dtype=torch.long, device=local.device)
         if world_size > 1:
@@ -214,6 +223,7 @@ class _ReIDLoopMixin:
             rows.append(s.float().cpu())
             if bar is not None:
                 bar.update()
+        _end_bar(bar)
         local = torch.cat(rows) if rows else torch.zeros(0, gallery.shape[0])
         return all_gather_rows(local)
 
