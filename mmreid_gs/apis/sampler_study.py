@@ -170,7 +170,9 @@ def training_classes(cfg: Config):
 
 
 def family_share(graph_file: str, label_families: np.ndarray) -> Dict:
-    """How many class-graph neighbours are look-alikes (same family).
+    """How many class-graph neighbours are look-alikes (same family), from
+    a saved graph (:func:`~mmreid_gs.evaluation.functional.
+    graph_family_share` on the dump).
 
     Args:
         graph_file (str): A ``graph/epoch_k.npz`` of
@@ -180,25 +182,16 @@ def family_share(graph_file: str, label_families: np.ndarray) -> Dict:
 
     Returns:
         dict: ``share`` (fraction of neighbour slots of the same family),
-        ``oracle`` (the most that is possible: other members of the family
-        / slots, per class, averaged), ``random`` (expected share of
-        random neighbours).
+        ``best`` (the most a graph with P-1 neighbours can reach),
+        ``random`` (expected share of random neighbours), ``num_classes``.
     """
+    from mmreid_gs.evaluation.functional import graph_family_share
     with np.load(graph_file) as data:
         ids = np.asarray(data['class_ids'], dtype=np.int64)
         nbrs = np.asarray(data['neighbors'], dtype=np.int64)
-    fam = np.asarray(label_families, dtype=np.int64)
-    if nbrs.size == 0:
-        return dict(share=float('nan'), oracle=float('nan'),
-                    random=float('nan'))
-    same = fam[nbrs] == fam[ids][:, None]
-    sizes = np.bincount(fam[fam >= 0])
-    others = sizes[fam[ids]] - 1
-    slots = nbrs.shape[1]
-    c = len(fam[fam >= 0])
-    return dict(share=float(same.mean()),
-                oracle=float(np.minimum(others, slots).mean() / slots),
-                random=float((others / max(c - 1, 1)).mean()))
+    if not np.array_equal(np.sort(ids), np.arange(len(ids))):
+        raise ValueError(f'{graph_file}: class_ids are not 0..C-1')
+    return graph_family_share(nbrs[np.argsort(ids)], label_families)
 
 
 def _read_scalars(run_dir: str) -> List[Dict]:
@@ -371,16 +364,21 @@ def collect_results(work_dir: str, study: str, runs,
         with open(done) as f:
             meta = json.load(f)
         metrics = run_metrics(run_dir)
+        logged = {r['epoch'] for r in metrics if r['set'] == 'graph'}
         if families is not None:
+            # graphs whose family share the hook did not log already
             for path in sorted(glob.glob(osp.join(run_dir, 'graph',
                                                   'epoch_*.npz'))):
                 epoch = int(osp.basename(path)[6:-4])
+                if epoch in logged:
+                    continue
                 share = family_share(path, families)
-                for key, value in share.items():
-                    metrics.append(dict(epoch=epoch, set='graph',
-                                        metric=f'family_share_{key}'
-                                        if key != 'share' else
-                                        'family_share', value=value))
+                for key in ('share', 'random', 'best'):
+                    metrics.append(dict(
+                        epoch=epoch, set='graph',
+                        metric='family_share' + (
+                            '' if key == 'share' else f'_{key}'),
+                        value=float(share[key])))
         rows += [dict(variant=name, seed=seed, **r) for r in metrics]
         info.append(dict(variant=name, seed=seed,
                          seconds=meta.get('seconds'),

@@ -90,7 +90,7 @@ def test_family_share_hand_computed(tmp_path):
     same = [1, 2, 2, 1, 1, 0]
     assert share['share'] == pytest.approx(sum(same) / 12)
     # others in the family, capped at 2 slots: 2 2 2 1 1 0
-    assert share['oracle'] == pytest.approx(8 / 12)
+    assert share['best'] == pytest.approx(8 / 12)
     assert share['random'] == pytest.approx((2 * 3 + 1 * 2) / 5 / 6)
 
 
