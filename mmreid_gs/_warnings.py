@@ -16,6 +16,11 @@ FOREIGN_WARNINGS = (
     (UserWarning, "Only use 'alpha' for pillow backend.",
      "mmcv.adjust_color warns on every call with backend='pillow', which "
      'the colour jitter of the public augmentation uses'),
+    (FutureWarning, '`broadcast_buffers` is deprecated. Use '
+     '`forward_sync_buffers` instead.',
+     "MMEngine's default DDP wrapper (GPU launch) passes broadcast_buffers="
+     'False, deprecated since PyTorch 2.13; our CPU launch passes '
+     'forward_sync_buffers'),
 )
 
 #: MMEngine logger messages (not ``warnings``) of the same kind: its

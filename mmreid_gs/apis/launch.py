@@ -176,9 +176,22 @@ def init_cpu_dist(cfg: Config) -> None:
     env_cfg = cfg.setdefault('env_cfg', ConfigDict())
     env_cfg.setdefault('dist_cfg', ConfigDict())['backend'] = 'gloo'
     wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
-        type='MMDistributedDataParallel', broadcast_buffers=False)
+        type='MMDistributedDataParallel', **_no_forward_buffer_sync())
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+def _no_forward_buffer_sync() -> dict:
+    """DDP arguments that stop the buffer broadcast before every forward
+    (MMEngine's default; SyncBuffersHook averages BN statistics after each
+    epoch instead): ``forward_sync_buffers=False`` where PyTorch has it,
+    which deprecates ``broadcast_buffers``; the buffers are still synced
+    once when DDP wraps the model."""
+    params = inspect.signature(
+        torch.nn.parallel.DistributedDataParallel.__init__).parameters
+    if 'forward_sync_buffers' in params:
+        return dict(forward_sync_buffers=False)
+    return dict(broadcast_buffers=False)
 
 
 def _package_available(name: str) -> bool:

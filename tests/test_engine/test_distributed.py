@@ -366,6 +366,7 @@ def test_run_cli_frees_process_group(fails):
     from torch.nn.parallel import DistributedDataParallel
 
     from mmreid_gs.apis import run_cli
+    from mmreid_gs.utils import ReIDUserError
     # start the intra-op thread pools first: only gloo's threads may differ
     (torch.randn(256, 256) @ torch.randn(256, 256)).add_(1).sum()
     before = _native_threads()
@@ -382,8 +383,8 @@ def test_run_cli_frees_process_group(fails):
         torch_dist.all_gather(out, torch.ones(3))
         group.append(weakref.ref(torch_dist.group.WORLD))
         assert _native_threads() > before
-        if fails:
-            raise ValueError('bad value')
+        if fails:  # a user error: one line, exit code 2
+            raise ReIDUserError('bad value')
 
     try:
         assert run_cli(main, []) == (2 if fails else 0)
