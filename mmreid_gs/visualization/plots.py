@@ -186,7 +186,7 @@ def plot_pair_scores(scores,
     num_neg = int((~y).sum())
     usable = [f for f in fprs if f * num_neg >= 1]
     rates = verification_rates(s, y, usable) if usable else {}
-    fig = _figure(9, 3.4)
+    fig = _figure(9, 3.8)
     ax = fig.add_subplot(1, 2, 1)
     edges = np.linspace(s.min(), s.max(), bins + 1)
     ax.hist(s[~y], bins=edges, density=True, alpha=.6, color='tab:red',
@@ -194,15 +194,18 @@ def plot_pair_scores(scores,
     ax.hist(s[y], bins=edges, density=True, alpha=.6, color='tab:green',
             label=f'same identity ({int(y.sum()):,})')
     ax.set_yscale('log')
-    for f in usable:
+    for i, f in enumerate(usable):
         thr = rates[f'threshold@FPR={format_fpr(f)}']
-        ax.axvline(thr, color='k', lw=.8, ls='--')
-        ax.text(thr, ax.get_ylim()[1] * .95, f' FPR {format_fpr(f)}',
-                rotation=90, va='top', fontsize=7)
+        ax.axvline(thr, color='k', lw=.8, ls='--',
+                   label='score thresholds at FPR ' +
+                   ', '.join(format_fpr(v) for v in usable) if i == 0 else
+                   None)
+        ax.text(thr, 1.01, format_fpr(f), transform=ax.get_xaxis_transform(),
+                ha='center', va='bottom', fontsize=7)
     ax.set_xlabel('QAConv score')
     ax.set_ylabel('density')
-    ax.legend(fontsize=7, loc='upper left')
-    ax.set_title('pair scores')
+    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(.5, -.2),
+              ncol=2, frameon=False)
     roc = roc_points(s, y)
     ax = fig.add_subplot(1, 2, 2)
     ax.plot(roc['fpr'], 100 * roc['tpr'])
@@ -213,7 +216,8 @@ def plot_pair_scores(scores,
         ax.annotate(
             f'TPR {100 * tpr:.1f}% (score > '
             f'{rates[f"threshold@FPR={name}"]:.2f})', (f, 100 * tpr),
-            textcoords='offset points', xytext=(4, -10), fontsize=7)
+            textcoords='offset points', xytext=(-6, 4), ha='right',
+            fontsize=7)
     ax.set_xscale('log')
     ax.set_xlabel('false-positive rate')
     ax.set_ylabel('true-positive rate (%)')
@@ -230,7 +234,8 @@ def plot_family_share(epochs: Sequence[int],
                       share: Sequence[float],
                       random: Sequence[float],
                       out: str,
-                      title: Optional[str] = None) -> str:
+                      title: Optional[str] = None,
+                      best: Optional[float] = None) -> str:
     """Share of graph neighbours in the centre class's family of look-alikes
     per epoch, against random neighbours.
 
@@ -240,21 +245,29 @@ def plot_family_share(epochs: Sequence[int],
         random (Sequence[float]): Share expected from random neighbours.
         out (str): Output picture.
         title (str, optional): Figure title.
+        best (float, optional): The most a graph can reach (families
+            smaller than the neighbour count), drawn as a dotted line.
 
     Returns:
         str: ``out``.
     """
-    fig = _figure(5, 3.2)
+    fig = _figure(5, 3.6)
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(epochs, 100 * np.asarray(share), marker='o',
             label='Graph Sampler neighbours')
     ax.plot(epochs, 100 * np.asarray(random), ls='--', color='grey',
             label='random neighbours')
+    top = max(max(share), max(random))
+    if best is not None:
+        ax.axhline(100 * best, ls=':', color='k',
+                   label='most possible (family size)')
+        top = max(top, best)
     ax.set_xlabel('epoch')
     ax.set_ylabel('neighbours in the same family (%)')
-    ax.set_ylim(0, max(100 * max(share), 100 * max(random)) * 1.15 + 1)
+    ax.set_ylim(0, 100 * top * 1.15 + 1)
     ax.set_xticks(list(epochs))
     ax.grid(alpha=.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(.5, -.2),
+              ncol=2, frameon=False)
     ax.set_title(title or 'look-alike share of class-graph neighbours')
     return _save(fig, out)

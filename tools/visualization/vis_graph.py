@@ -136,15 +136,17 @@ def main(argv=None):
                 '(no label_families in the dumps and no dataset with '
                 'get_label_families(); pass --config)')
         return
-    print('epoch  look-alike share  random neighbours')
+    print('epoch  look-alike share  random neighbours  most possible')
     shares, randoms = [], []
     for e in available:
         q = graph_family_share(dumps[e]['neighbors'], families)
         shares.append(q['share'])
         randoms.append(q['random'])
-        print(f'{e:5d}  {100 * q["share"]:15.1f}%  {100 * q["random"]:16.1f}%')
+        print(f'{e:5d}  {100 * q["share"]:15.1f}%  {100 * q["random"]:16.1f}%'
+              f'  {100 * q["best"]:12.1f}%')
     if args.family_curve:
-        plot_family_share(available, shares, randoms, args.family_curve)
+        plot_family_share(available, shares, randoms, args.family_curve,
+                          best=q['best'])
         print(args.family_curve)
 
 

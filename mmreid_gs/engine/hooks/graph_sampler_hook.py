@@ -407,7 +407,8 @@ class GraphSamplerHook(Hook):
             f'GraphSamplerHook: epoch {epoch + 1}: '
             f'{quality["share"]:.1%} of the neighbours are look-alikes '
             f'(same family; {quality["num_classes"]} classes), random '
-            f'neighbours: {quality["random"]:.1%}')
+            f'neighbours: {quality["random"]:.1%}, at most '
+            f'{quality["best"]:.1%}')
         runner.visualizer.add_scalars(
             {
                 'graph/family_share': quality['share'],

@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 from mmengine.hooks import Hook
 
 from mmreid_gs.registry import HOOKS
+from mmreid_gs.utils.errors import ReIDUserError, ReIDUserTypeError
 
 
 @HOOKS.register_module()
@@ -53,8 +54,8 @@ class ReIDVisualizationHook(Hook):
                  draw_test: bool = True,
                  test_out_dir: Optional[str] = None) -> None:
         if int(num_queries) < 1 or int(topk) < 1:
-            raise ValueError('ReIDVisualizationHook: num_queries and topk '
-                             f'must be >= 1; got {num_queries}, {topk}.')
+            raise ReIDUserError('ReIDVisualizationHook: num_queries and topk '
+                                f'must be >= 1; got {num_queries}, {topk}.')
         self.num_queries = int(num_queries)
         self.query_ids = None if query_ids is None else [
             int(i) for i in query_ids
@@ -67,7 +68,7 @@ class ReIDVisualizationHook(Hook):
 
     def _keep_outputs(self, loop) -> None:
         if not hasattr(loop, 'keep_outputs'):
-            raise TypeError(
+            raise ReIDUserTypeError(
                 'ReIDVisualizationHook needs a loop that keeps per-set '
                 f'outputs (ReIDValLoop / ReIDTestLoop); got '
                 f'{type(loop).__name__}.')

@@ -75,15 +75,21 @@ def graph_family_share(neighbors, families) -> Dict[str, float]:
 
     Returns:
         dict: ``share`` (mean of :func:`neighbor_family_share`), ``random``
-        (mean of :func:`random_family_share`), ``num_classes`` (classes of
-        known family); the means are NaN without such classes.
+        (mean of :func:`random_family_share`), ``best`` (the most a graph
+        with k neighbours can reach: the mean of ``min(n_f - 1, k) / k``),
+        ``num_classes`` (classes of known family); the means are NaN without
+        such classes.
     """
     nbrs, fams = _check(neighbors, families)
     share = neighbor_family_share(nbrs, fams)
     rand = random_family_share(fams)
     known = ~np.isnan(share)
     if not known.any():
-        return dict(share=float('nan'), random=float('nan'), num_classes=0)
+        return dict(share=float('nan'), random=float('nan'),
+                    best=float('nan'), num_classes=0)
+    k = nbrs.shape[1]
+    others = rand * (fams.size - 1)  # n_f - 1
     return dict(share=float(share[known].mean()),
                 random=float(rand[known].mean()),
+                best=float(np.mean(np.minimum(others[known], k) / k)),
                 num_classes=int(known.sum()))

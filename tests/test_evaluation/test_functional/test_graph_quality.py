@@ -23,6 +23,8 @@ def test_share_by_hand():
     assert out['num_classes'] == 5
     assert out['share'] == pytest.approx(2 / 5)
     assert out['random'] == pytest.approx((3 * 2 / 5 + 2 * 1 / 5) / 5)
+    # at most 2 (family 0) or 1 (family 1) of the 2 neighbours
+    assert out['best'] == pytest.approx((3 * 1. + 2 * .5) / 5)
 
 
 def test_random_share_is_the_exact_expectation():
@@ -41,7 +43,7 @@ def test_perfect_graph_and_errors():
     nbrs = np.array([[j for j in range(20) if j // 4 == i // 4 and j != i]
                      for i in range(20)])
     out = graph_family_share(nbrs, fams)
-    assert out['share'] == 1.0
+    assert out['share'] == 1.0 == out['best']
     assert out['random'] == pytest.approx(3 / 19)
     with pytest.raises(ValueError, match='neighbour ids'):
         neighbor_family_share([[0, 25]], fams)
