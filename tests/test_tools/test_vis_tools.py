@@ -26,6 +26,13 @@ model = dict(
     backbone=dict(type='ResNetIBN', depth=18, base_channels=16),
     neck=dict(in_channels=64, out_channels=32),
     head=dict(num_features=32, height=4, width=2))
+tiny = dict(type='SyntheticReID', data_root={root!r}, num_train_ids=12,
+            num_test_ids=6, num_cams=2, imgs_per_cam=2, img_size=(64, 32))
+test_dataloader = dict(batch_size=32, num_workers=0,
+                       persistent_workers=False)
+test_cfg = dict(pipeline=test_pipeline, progress=False, test_sets=dict(
+    _delete_=True, tiny=dict(query=dict(tiny, split='query'),
+                             gallery=dict(tiny, split='gallery'))))
 """
 
 
@@ -61,7 +68,8 @@ def bench(tmp_path_factory):
     train = SyntheticReID(split='train', **kw)
     config = folder / 'tiny.py'
     config.write_text(
-        CONFIG.format(demo=osp.join(REPO, 'configs', 'qaconv_gs_demo.py')))
+        CONFIG.format(demo=osp.join(REPO, 'configs', 'qaconv_gs_demo.py'),
+                      root=kw['data_root']))
     rng = np.random.default_rng(0)
 
     def split(ds):
@@ -132,6 +140,16 @@ def test_vis_rank_list_layout(bench):
     ]) == 0
     assert _png(osp.join(out, 'rank_list_set_b_1.png')).shape[0] > \
         _png(osp.join(out, 'rank_list_set_b_2.png')).shape[0]
+
+
+def test_vis_rank_list_scores_from_the_model(bench):
+    # no --results: the config's test sets scored by the initialised model
+    out = str(bench['folder'] / 'computed')
+    assert _run('visualization', 'vis_rank_list', [
+        bench['config'], 'none', '--out-dir', out, '--queries', '2',
+        '--topk', '3'
+    ]) == 0
+    _png(osp.join(out, 'rank_list_tiny.png'))
 
 
 def test_vis_rank_list_errors(bench, capsys):

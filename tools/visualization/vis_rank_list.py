@@ -65,8 +65,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def compute_results(cfg, checkpoint, work_dir):
-    """Scores of every test set of the config (as tools/test.py --out)."""
+def compute_results(cfg, checkpoint, work_dir, sets=None):
+    """Scores of the config's test sets (all, or ``sets``), as
+    ``tools/test.py --out`` saves them."""
     from mmengine.model import is_model_wrapper
 
     from mmreid_gs.apis.launch import build_runner
@@ -80,6 +81,13 @@ def compute_results(cfg, checkpoint, work_dir):
     cfg.launcher = 'none'
     cfg.work_dir = work_dir
     cfg.test_cfg.keep_outputs = True
+    if sets:
+        known = dict(cfg.test_cfg.get('test_sets') or {})
+        missing = [s for s in sets if s not in known]
+        if missing:
+            raise config_error(f'set {missing[0]!r} is not a test set of the '
+                               f'config: {", ".join(known)}')
+        cfg.test_cfg.test_sets = {s: known[s] for s in sets}
     runner = build_runner(cfg)
     if checkpoint is None:
         runner.logger.warning(
@@ -104,13 +112,7 @@ def main(argv=None):
     if args.results is not None:
         results = load_test_results(args.results, args.sets)
     else:
-        results = compute_results(cfg, ckpt, args.out_dir)
-        if args.sets:
-            missing = [s for s in args.sets if s not in results]
-            if missing:
-                raise config_error(f'set {missing[0]!r} is not a test set '
-                                   f'of the config: {", ".join(results)}')
-            results = {s: results[s] for s in args.sets}
+        results = compute_results(cfg, ckpt, args.out_dir, args.sets)
     vis = tool_visualizer('vis_rank_list', args.vis_backend, args.out_dir,
                           cfg, args.cell_size)
     jobs = []
