@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
 
 from mmreid_gs.utils.errors import ReIDUserError
 from .identities import make_identities
@@ -45,6 +46,8 @@ GENERATOR_VERSION = '1.2'
 # never share an id (4-digit Market-1501 ids).
 _PID_OFFSET = {'A': 0, 'B': 5000}
 _SPLIT_DIRS = ('bounding_box_train', 'query', 'bounding_box_test')
+#: Splits with at least this many images show a progress bar.
+_BAR_MIN = 500
 
 
 def _schedule(seed: int, domain: str, split: str, ids: List[Dict],
@@ -163,6 +166,8 @@ def _write_tree(root: str, p: Dict) -> Dict:
                 nq = int(qrng.integers(1, len(cam_list)))
                 for cam in qrng.choice(cam_list, nq, replace=False):
                     query.add(int(qrng.choice(cams[int(cam)])))
+        # a bar for what a user waits on (the demo: ~10 s), not tiny trees
+        bar = ProgressBar(len(recs)) if len(recs) >= _BAR_MIN else None
         for r, rec in enumerate(recs):
             irng = random_stream(seed, DOMAIN_CODE[domain],
                                  SPLIT_CODE[split], 5, rec['idx'],
@@ -188,6 +193,11 @@ def _write_tree(root: str, p: Dict) -> Dict:
                     f"{rec['frame']:06d}_00.jpg")
             with open(osp.join(root, sub, name), 'wb') as f:
                 f.write(buf.tobytes())
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.file.write('\n')
+            bar.file.flush()
     with open(osp.join(root, 'identities.json'), 'w') as f:
         json.dump(identities, f, sort_keys=True)
     return dict(counts=counts, cameras=styles)
