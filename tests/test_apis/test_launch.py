@@ -2,6 +2,7 @@
 errors are one line and which keep their traceback, Ctrl-C, the dataset key
 path check, worker sizing, visualisation backends, the summary table, and
 checkpoint files that are not checkpoints."""
+import importlib.util
 import os.path as osp
 import sys
 from types import SimpleNamespace
@@ -143,9 +144,26 @@ def test_dataset_key_path_of_a_test_set(tmp_path):
                        r'mine\.gallery\.domian`'):
         check_dataset_configs(cfg)
     # Every shipped config passes the check.
-    for name in ('qaconv_gs_demo.py', 'qaconv_gs_market.py',
-                 'qaconv_gs_my_dataset.py', 'qaconv_pk_demo.py'):
-        check_dataset_configs(Config.fromfile(osp.join(CONFIGS, name)))
+    import glob
+    for path in sorted(glob.glob(osp.join(CONFIGS, '*.py'))):
+        check_dataset_configs(Config.fromfile(path))
+
+
+def test_auto_scale_lr_flag():
+    spec = importlib.util.spec_from_file_location(
+        '_tool_train_launch_test', osp.join(REPO, 'tools', 'train.py'))
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    demo = osp.join(CONFIGS, 'qaconv_gs_demo.py')
+    args = train.parse_args([demo, '--auto-scale-lr'])
+    cfg = train.merge_args(Config.fromfile(demo), args)
+    assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=32)
+    market = osp.join(CONFIGS, 'qaconv_gs_market.py')
+    cfg = Config.fromfile(market)
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=64)
+    cfg.auto_scale_lr = None
+    with pytest.raises(launch.ConfigError, match='base_batch_size'):
+        train.merge_args(cfg, train.parse_args([market, '--auto-scale-lr']))
 
 
 def test_workers_fit_the_machine_and_persistent_follows():
