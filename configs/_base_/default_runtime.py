@@ -22,9 +22,10 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'),
 )
 
-# Add dict(type='TensorboardVisBackend') (pip install tensorboard) to see
-# the scalars and pictures (ReIDVisualizationHook, GraphSamplerHook with
-# visualize=True) in TensorBoard.
+# Add dict(type='TensorboardVisBackend') (pip install tensorboard), or pass
+# `--vis-backend tensorboard` to tools/train.py / test.py, to see the scalars
+# and pictures (ReIDVisualizationHook, GraphSamplerHook with visualize=True)
+# in TensorBoard.
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='ReIDVisualizer', vis_backends=vis_backends)
 log_processor = dict(by_epoch=True)
