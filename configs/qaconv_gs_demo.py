@@ -10,6 +10,7 @@
 # trained and the lr is higher), 128x64 input (8x4 maps), B = 32 (8 identities
 # x 4 images), 8 epochs with the lr step at 6, light padding for the crop.
 _base_ = [
+    './_base_/models/qaconv_r18_ibn_small.py',
     './_base_/datasets/reid_data.py',
     './_base_/schedules/qaconv_gs_15e.py',
     './_base_/default_runtime.py',
@@ -33,21 +34,6 @@ train_pipeline[2].update(crop_size=(img_height, img_width), padding=4)
 train_pipeline[6].prob = 0.5  # RandomOcclusion
 test_pipeline = _base_.test_pipeline
 test_pipeline[1].scale = (img_width, img_height)  # Resize
-
-model = dict(
-    type='QAConvReID',
-    data_preprocessor=dict(
-        type='ReIDDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True),
-    backbone=dict(
-        type='ResNetIBN', depth=18, base_channels=32, num_stages=3,
-        out_indices=(2, ), norm_eval=False),
-    neck=dict(type='QAConvNeck', in_channels=128, out_channels=64),
-    head=dict(
-        type='QAConvHead', num_features=64, height=img_height // 16,
-        width=img_width // 16, loss=dict(type='PairwiseMatchingLoss')))
 
 train_dataloader = dict(
     batch_size=batch_size,
