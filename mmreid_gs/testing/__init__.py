@@ -1,4 +1,4 @@
 """References for tests and benchmarks (not used by the package itself)."""
-from .public_qaconv import PublicQAConv
+from .public_qaconv import PublicQAConv, random_maps
 
-__all__ = ['PublicQAConv']
+__all__ = ['PublicQAConv', 'random_maps']

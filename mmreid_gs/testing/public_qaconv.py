@@ -8,6 +8,7 @@ so that its ``state_dict`` is the public checkpoint's and loads into
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class PublicQAConv(nn.Module):
@@ -73,3 +74,43 @@ class PublicQAConv(nn.Module):
                 out[i:i + prob_batch_size, k:k + gal_batch_size] = self(
                     prob[i:i + prob_batch_size], gal[k:k + gal_batch_size])
         return out
+
+    @torch.no_grad()
+    def randomise_(self, generator: torch.Generator) -> 'PublicQAConv':
+        """Trained-looking, non-trivial parameters: ``fc`` weights uniform
+        in ``[0.5 / hw, 1.5 / hw]`` (drawn from ``generator``), fixed
+        BatchNorm statistics. In place.
+
+        Args:
+            generator (torch.Generator): A CPU generator.
+
+        Returns:
+            PublicQAConv: self.
+        """
+        hw = self.height * self.width
+        self.fc.weight.uniform_(0.5 / hw, 1.5 / hw, generator=generator)
+        self.bn.running_mean.fill_(0.6)
+        self.bn.running_var.fill_(0.01)
+        self.logit_bn.running_mean.fill_(1.2)
+        self.logit_bn.running_var.fill_(0.02)
+        return self
+
+
+def random_maps(num: int, channels: int, height: int, width: int,
+                generator: torch.Generator) -> torch.Tensor:
+    """Feature maps as the QAConv neck gives them: random, L2-normalised
+    over the channels.
+
+    Args:
+        num (int): Number of maps.
+        channels (int): Channels c.
+        height (int): Height h.
+        width (int): Width w.
+        generator (torch.Generator): A CPU generator.
+
+    Returns:
+        Tensor: [num, c, h, w] float32 on the CPU.
+    """
+    return F.normalize(
+        torch.randn(num, channels, height, width, generator=generator),
+        dim=1)

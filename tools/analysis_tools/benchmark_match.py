@@ -31,10 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 
 from mmreid_gs.models.heads import QAConvHead, qaconv_kernels
-from mmreid_gs.testing import PublicQAConv
+from mmreid_gs.testing import PublicQAConv, random_maps
 
 
 def parse_args():
@@ -146,20 +145,9 @@ def main():
     c, h, w = args.channels, args.height, args.width
     hw = h * w
     gen = torch.Generator(device='cpu').manual_seed(args.seed)
-    query = F.normalize(torch.randn(args.num_query, c, h, w, generator=gen),
-                        dim=1).to(device)
-    gallery = F.normalize(
-        torch.randn(args.num_gallery, c, h, w, generator=gen),
-        dim=1).to(device)
-
-    ref = PublicQAConv(c, h, w)
-    with torch.no_grad():  # trained-looking, non-trivial layer parameters
-        ref.fc.weight.uniform_(0.5 / hw, 1.5 / hw, generator=gen)
-        ref.bn.running_mean.fill_(0.6)
-        ref.bn.running_var.fill_(0.01)
-        ref.logit_bn.running_mean.fill_(1.2)
-        ref.logit_bn.running_var.fill_(0.02)
-    ref = ref.to(device).eval()
+    query = random_maps(args.num_query, c, h, w, gen).to(device)
+    gallery = random_maps(args.num_gallery, c, h, w, gen).to(device)
+    ref = PublicQAConv(c, h, w).randomise_(gen).to(device).eval()
     head = QAConvHead(
         c,
         h,

@@ -60,31 +60,19 @@ def _sync(device):
 def market(args) -> dict:
     """Time the Market-sized matching; returns the figures."""
     import torch
-    import torch.nn.functional as F
 
     from mmreid_gs.models.heads import QAConvHead
-    from mmreid_gs.testing import PublicQAConv
+    from mmreid_gs.testing import PublicQAConv, random_maps
 
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('gpu_check.py market: CUDA is not available')
     q_blk, g_blk = (int(x) for x in args.ref_blocks.lower().split('x'))
     c, h, w = args.channels, args.height, args.width
-    hw = h * w
     gen = torch.Generator().manual_seed(args.seed)
-    query = F.normalize(torch.randn(args.num_query, c, h, w, generator=gen),
-                        dim=1).to(device)
-    gallery = F.normalize(
-        torch.randn(args.num_gallery, c, h, w, generator=gen),
-        dim=1).to(device)
-    ref = PublicQAConv(c, h, w)
-    with torch.no_grad():  # non-trivial layer parameters
-        ref.fc.weight.uniform_(0.5 / hw, 1.5 / hw, generator=gen)
-        ref.bn.running_mean.fill_(0.6)
-        ref.bn.running_var.fill_(0.01)
-        ref.logit_bn.running_mean.fill_(1.2)
-        ref.logit_bn.running_var.fill_(0.02)
-    ref = ref.to(device).eval()
+    query = random_maps(args.num_query, c, h, w, gen).to(device)
+    gallery = random_maps(args.num_gallery, c, h, w, gen).to(device)
+    ref = PublicQAConv(c, h, w).randomise_(gen).to(device).eval()
     head = QAConvHead(c, h, w)
     head.load_state_dict(ref.state_dict(), strict=False)
     head = head.to(device).eval()
