@@ -74,6 +74,11 @@ def parse_args():
                         'global embeddings (exact graph, all rows)')
     parser.add_argument('--dim', type=int, default=512,
                         help='embedding size for --cosine')
+    parser.add_argument('--cosine-rows', type=int, default=0,
+                        help='time --cosine on this many random rows (all '
+                        'C columns) and scale by C / rows (0: all rows); '
+                        'the peak memory is that of a full run (one block '
+                        'of 256 rows x all columns at a time)')
     parser.add_argument('--threads', type=int, default=0,
                         help='torch threads (0: leave the default)')
     parser.add_argument('--repeats', type=int, default=1,
@@ -212,12 +217,14 @@ class PeakRSS:
         self.peak = max(self.peak, self._rss() - self.base)
 
 
-def run_cosine(class_counts, dim, num_neighbors, seed):
+def run_cosine(class_counts, dim, num_neighbors, seed, num_rows=0):
     """Exact graph of C global embeddings with the cosine matcher."""
     from mmreid_gs.models.heads import GlobalEmbeddingHead
     head = GlobalEmbeddingHead(in_channels=dim).eval()
+    rows_note = f'timed on {num_rows} rows, scaled to C' if num_rows > 0 \
+        else 'all rows'
     print(f'\ncosine matcher (GlobalEmbeddingHead.match), {dim}-d '
-          f'embeddings, {num_neighbors} neighbours, all rows')
+          f'embeddings, {num_neighbors} neighbours, {rows_note}')
     print(f"{'C':>7} {'wall s':>8} {'CPU s':>8} {'GFLOP/s':>8} "
           f"{'features MiB':>12} {'peak extra MiB':>14} {'C x C MiB':>10}")
     for num_classes in class_counts:
@@ -228,12 +235,18 @@ def run_cosine(class_counts, dim, num_neighbors, seed):
         feats = F.normalize(
             centres[grp] + torch.randn(num_classes, dim, generator=g), dim=1)
         build_class_graph(feats[:300], head.match, num_neighbors)  # warm-up
+        rows = None
+        scale = 1.
+        if 0 < num_rows < num_classes:
+            rows = torch.randperm(num_classes, generator=g)[:num_rows]
+            scale = num_classes / num_rows
         with torch.no_grad(), PeakRSS() as mem:
             start, cpu = time.perf_counter(), time.process_time()
-            nbrs = build_class_graph(feats, head.match, num_neighbors)
-            wall = time.perf_counter() - start
-            cpu = time.process_time() - cpu
-        assert nbrs.shape == (num_classes, num_neighbors)
+            nbrs = build_class_graph(feats, head.match, num_neighbors,
+                                     rows=rows)
+            wall = (time.perf_counter() - start) * scale
+            cpu = (time.process_time() - cpu) * scale
+        assert nbrs.shape[1] == num_neighbors
         flops = 2. * num_classes**2 * dim
         mib = 2.**20
         print(f'{num_classes:>7} {wall:>8.1f} {cpu:>8.1f} '
@@ -269,7 +282,7 @@ def main():
     classes = list(args.classes) + ([8000] if args.with_8000 else [])
     header = (f"{'maps':>8} {'C':>5} {'N':>5} {'proxy':>7} {'exact s':>8} "
               f"{'cand s':>7} {'exact CPU':>9} {'cand CPU':>8} "
-              f"{'speed-up':>8} {'per-class CPU':>13} {'recall':>6} "
+              f"{'speed-up':>8} {'per-class wall/CPU':>18} {'recall':>6} "
               f"{'cand rec':>8} {'GFLOP/s':>7}")
     rows_out = []
     with torch.no_grad():
@@ -282,7 +295,8 @@ def main():
         print(f'\nTimes in seconds{scaled}: wall and CPU; speed-up = exact '
               'CPU / candidates CPU (build_class_graph, batched second '
               'stage; "fallback": it computed the exact graph); per-class '
-              'CPU = the former second stage, one matcher call per class; '
+              'wall/CPU = the former second stage, one matcher call per '
+              'class (first stage included); '
               'recall = fraction of the exact neighbours found; cand rec = '
               'fraction inside the first-stage candidates; GFLOP/s = exact '
               'QAConv throughput (2*c*(h*w)^2 FLOP per pair, wall).')
@@ -290,7 +304,8 @@ def main():
         for line in rows_out:
             print(line)
     if args.cosine:
-        run_cosine(args.cosine, args.dim, args.num_neighbors, args.seed)
+        run_cosine(args.cosine, args.dim, args.num_neighbors, args.seed,
+                   args.cosine_rows)
 
 
 def run_maps(args, classes, channels, height, width):
@@ -342,13 +357,14 @@ def run_maps(args, classes, channels, height, width):
                             f'{proxy:>7} fallback to exact: '
                             f'{c_cand:.1f}s CPU')
                 else:
-                    _, _, c_old = timed(1, scale, per_class_candidates,
-                                        feats, matcher, args.num_neighbors,
-                                        n, rows, proxy)
+                    _, t_old, c_old = timed(
+                        1, scale, per_class_candidates, feats, matcher,
+                        args.num_neighbors, n, rows, proxy)
                     line = (f'{tag_maps:>8} {num_classes:>5} {n:>5} '
                             f'{proxy:>7} {t_exact:>8.1f} {t_cand:>7.1f} '
                             f'{c_exact:>9.1f} {c_cand:>8.1f} '
-                            f'{c_exact / c_cand:>7.1f}x {c_old:>13.1f} '
+                            f'{c_exact / c_cand:>7.1f}x '
+                            f'{f"{t_old:.1f}/{c_old:.1f}":>18} '
                             f'{recall(exact, nbrs):>6.3f} '
                             f'{recall(exact, cands):>8.3f} {gflops:>7.1f}')
                 lines.append(line)
