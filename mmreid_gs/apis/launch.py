@@ -10,6 +10,7 @@ import inspect
 import logging
 import os
 import os.path as osp
+import signal
 import weakref
 from typing import Dict, List, Optional
 
@@ -688,6 +689,27 @@ def interrupted_message() -> str:
             f'--work-dir {work_dir} --resume {ckpt}')
 
 
+#: While True, processes forked by this one (dataloader workers) ignore
+#: SIGINT: Ctrl-C in a terminal reaches the whole process group, and workers
+#: interrupted in their exit handlers print tracebacks of their own; the
+#: main process stops them cleanly instead.
+_CHILDREN_IGNORE_SIGINT = False
+_AT_FORK_REGISTERED = False
+
+
+def _child_ignores_sigint() -> None:
+    if _CHILDREN_IGNORE_SIGINT:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _ignore_sigint_in_children(enable: bool) -> None:
+    global _CHILDREN_IGNORE_SIGINT, _AT_FORK_REGISTERED
+    if enable and not _AT_FORK_REGISTERED and hasattr(os, 'register_at_fork'):
+        os.register_at_fork(after_in_child=_child_ignores_sigint)
+        _AT_FORK_REGISTERED = True
+    _CHILDREN_IGNORE_SIGINT = enable
+
+
 def run_cli(main, argv=None) -> int:
     """Run a tool's ``main`` and turn user errors into one clear line.
 
@@ -696,18 +718,26 @@ def run_cli(main, argv=None) -> int:
     ``error (<type>): <what and where>`` and exit code 2 instead of a
     traceback; ``MMREID_GS_DEBUG=1`` shows the traceback. Any other
     exception is a bug and keeps its traceback. Ctrl-C prints one line
-    (the last checkpoint and the ``--resume`` command) and exits with 130.
+    (the last checkpoint and the ``--resume`` command) and exits with 130;
+    dataloader workers ignore it (the main process stops them), and with
+    ``argv=None`` (a command line) a second Ctrl-C is ignored too while the
+    process shuts down.
     Nothing is deleted on the way out: work dirs, logs and checkpoints stay.
 
     A process group still initialised when ``main`` returns or raises is
     freed by :func:`shutdown_dist`.
     """
     import sys
+    _ignore_sigint_in_children(True)
     try:
         main(argv)
     except KeyboardInterrupt:
         if os.environ.get('MMREID_GS_DEBUG'):
             raise
+        if argv is None:
+            # A command line: a second Ctrl-C must not break the clean
+            # shutdown (workers, process group) with a traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if int(os.environ.get('RANK', '0')) == 0:
             sys.stderr.write(interrupted_message() + '\n')
         return 130
@@ -721,6 +751,7 @@ def run_cli(main, argv=None) -> int:
                          '(set MMREID_GS_DEBUG=1 to see the traceback)\n')
         return 2
     finally:
+        _ignore_sigint_in_children(False)
         shutdown_dist()
     return 0
 

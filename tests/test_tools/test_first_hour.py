@@ -207,12 +207,15 @@ def test_vis_backend_tensorboard_writes_events(trained):
 
 
 def test_ctrl_c_prints_one_line_keeps_checkpoints_exit_130(tmp_path):
-    config = _write(tmp_path, epochs=50)
+    """SIGINT to the whole process group, as Ctrl-C in a terminal sends it
+    (the main process and its 2 dataloader workers), twice, as impatient
+    users press it."""
+    config = _write(tmp_path, workers=2, epochs=50)
     work_dir = str(tmp_path / 'run')
     proc = subprocess.Popen(
         [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
          '--work-dir', work_dir], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
     ckpt = osp.join(work_dir, 'epoch_1.pth')
     deadline = time.time() + 240
     while not osp.isfile(osp.join(work_dir, 'last_checkpoint')):
@@ -220,7 +223,10 @@ def test_ctrl_c_prints_one_line_keeps_checkpoints_exit_130(tmp_path):
         assert time.time() < deadline, 'no checkpoint in time'
         time.sleep(0.5)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-3000:]
     assert 'Traceback' not in stderr and 'KeyboardInterrupt' not in stderr
