@@ -214,6 +214,7 @@ def test_capture_thread_state_carries_modes():
     assert run(contextlib.nullcontext)['grad'] is True
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 @pytest.mark.parametrize('mode', ['no_grad', 'inference_mode'])
 def test_match_cuda_autocast_float16(problem, mode):
