@@ -9,8 +9,8 @@ from mmengine.model import BaseModule
 from mmreid_gs.registry import MODELS
 from mmreid_gs.utils.errors import ReIDUserError
 from .qaconv_kernels import (CPU_BLOCK_BYTES_PER_THREAD, PairMaxima,
-                             folded_pair_list_scores, folded_pair_scores,
-                             pair_maxima_blocks)
+                             folded_pair_scores, pair_maxima_blocks)
+from .qaconv_list_kernels import folded_pair_list_scores
 
 
 @MODELS.register_module()

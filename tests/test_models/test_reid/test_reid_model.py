@@ -129,7 +129,8 @@ def test_qaconv_match_pairs_equals_match(channels_last):
     assert out.shape == (7, 11) and out.dtype == torch.float32
     assert torch.allclose(out, ref, atol=1e-5)
     # small blocks and the model-level delegate give the same scores
-    from mmreid_gs.models.heads.qaconv_kernels import folded_pair_list_scores
+    from mmreid_gs.models.heads.qaconv_list_kernels import \
+        folded_pair_list_scores
     w, scale, offset = head._folded_affine()
     tiny = folded_pair_list_scores(head._flatten(query, 'q'), source[cands],
                                    w, scale, offset, torch.float32, 1)
