@@ -217,3 +217,24 @@ def test_testing_with_workers_error_then_skip(market, capsys):
     data = np.load(out)
     assert data['tiny/scores'].shape == (2, 8)
     assert np.isfinite(data['tiny/scores']).all()
+
+
+def test_graph_sampler_hook_images_handled_alike(market):
+    """The Graph Sampler hook loads one training image per class through
+    its own (test) pipeline: an undecodable one is handled as in training
+    batches."""
+    from mmreid_gs.engine.hooks.graph_sampler_hook import _ClassImages
+    _, root, bad, _, _ = market
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='PackReIDInputs')]
+    with DefaultScope.overwrite_default_scope('mmreid_gs'):
+        from mmengine.dataset import Compose
+        strict = Market1501(root, split='train')
+        lenient = Market1501(root, split='train', on_bad_image='skip')
+        load = Compose(pipeline)
+    idx = [i for i in range(len(strict))
+           if strict.get_data_info(i)['img_path'] == bad][0]
+    with pytest.raises(BadImageError, match='0002_c1s1_000001_00.jpg'):
+        _ClassImages(strict, [idx], load)[0]
+    out = _ClassImages(lenient, [idx], load)[0]
+    assert osp.basename(out['data_samples'].img_path) == \
+        '0002_c1s1_000002_00.jpg'

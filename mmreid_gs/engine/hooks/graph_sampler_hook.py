@@ -42,8 +42,15 @@ class _ClassImages(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> Dict:
-        info = self.dataset.get_data_info(int(self.indices[i]))
-        out = self.pipeline(dict(info))
+        idx = int(self.indices[i])
+        info = self.dataset.get_data_info(idx)
+        prepare = getattr(self.dataset, 'prepare_data_with', None)
+        if prepare is not None:
+            # undecodable images: a clear error or a replacement of the
+            # same identity, as the dataset decides for training batches
+            out = prepare(idx, self.pipeline)
+        else:
+            out = self.pipeline(dict(info))
         if out is None:
             raise ReIDUserError(
                 'GraphSamplerHook: the pipeline dropped the image '
