@@ -88,7 +88,8 @@ class GraphSamplerHook(Hook):
     3. scores classes with ``model.match`` and takes each class's
        ``P - 1`` nearest classes (``P = batch_size / num_instances`` of the
        sampler) with :func:`build_class_graph` (exact, or two-stage with
-       ``num_candidates``), or, with ``rerank=True``, from the k-reciprocal
+       ``num_candidates``, whose second stage uses ``model.match_pairs``
+       when the model has one), or, with ``rerank=True``, from the k-reciprocal
        re-ranked distances ``1 - sigmoid(score)``;
     4. calls ``sampler.set_graph(neighbours)``;
     5. when the train dataset knows families of look-alike identities
