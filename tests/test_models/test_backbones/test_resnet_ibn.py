@@ -120,3 +120,35 @@ def test_pretrained_from_local_checkpoint(tmp_path, ibn_ckpt):
         assert 'layer1.1.IN.weight' in text  # missing key reported
     out = model.eval()(torch.rand(1, 3, 64, 32))
     assert out[0].shape == (1, 256, 4, 2)
+
+
+def test_ibn_layers_equal_instance_norm():
+    """The IBN layers (group_norm, one group per channel) give the outputs
+    and gradients of nn.InstanceNorm2d, in training and eval mode."""
+    from mmreid_gs.models.backbones.resnet_ibn import \
+        _GroupNormInstanceNorm2d
+    torch.manual_seed(0)
+    ref = nn.InstanceNorm2d(6, affine=True)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+        ref.bias.uniform_(-0.5, 0.5)
+    ours = _GroupNormInstanceNorm2d(6, affine=True)
+    ours.load_state_dict(ref.state_dict())
+    for train in (True, False):
+        ref.train(train)
+        ours.train(train)
+        x = torch.randn(3, 6, 5, 4, dtype=torch.float64) * 3 + 1
+        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+        g = torch.randn(3, 6, 5, 4, dtype=torch.float64)
+        ref.double()
+        ours.double()
+        y1, y2 = ref(x1), ours(x2)
+        torch.testing.assert_close(y2, y1)
+        y1.backward(g)
+        y2.backward(g)
+        torch.testing.assert_close(x2.grad, x1.grad)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad)
+    with torch.inference_mode():
+        x = torch.randn(2, 6, 3, 3, dtype=torch.float64)
+        torch.testing.assert_close(ours(x), ref(x))
