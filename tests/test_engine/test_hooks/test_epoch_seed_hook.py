@@ -37,19 +37,19 @@ def _epoch_draws(hook, runner, epoch):
 
 
 def test_built_from_the_registry_and_runs_first():
-    hook = HOOKS.build(dict(type='EpochSeedHook'))
+    hook = HOOKS.build(dict(type='mmreid_gs.EpochSeedHook'))
     assert type(hook).__name__ == 'EpochSeedHook'
     assert hook.priority == 'VERY_HIGH'
 
 
 def test_an_epoch_draws_the_same_whatever_came_before():
-    hook = HOOKS.build(dict(type='EpochSeedHook'))
+    hook = HOOKS.build(dict(type='mmreid_gs.EpochSeedHook'))
     runner = FakeRunner(seed=3)
     uninterrupted = [_epoch_draws(hook, runner, e) for e in range(3)]
     # a resumed run starts at epoch 2 after other draws
     _draws(runner)
     np.random.rand(100)
-    resumed = _epoch_draws(HOOKS.build(dict(type='EpochSeedHook')),
+    resumed = _epoch_draws(HOOKS.build(dict(type='mmreid_gs.EpochSeedHook')),
                            FakeRunner(seed=3), 2)
     assert resumed == uninterrupted[2]
     # epochs differ from each other
@@ -59,7 +59,7 @@ def test_an_epoch_draws_the_same_whatever_came_before():
 def test_the_seed_is_the_documented_function():
     # numpy's global generator after the hook = one seeded from
     # SeedSequence([seed, epoch, rank])
-    hook = HOOKS.build(dict(type='EpochSeedHook'))
+    hook = HOOKS.build(dict(type='mmreid_gs.EpochSeedHook'))
     runner = FakeRunner(seed=2**32 + 7, epoch=4)  # the seed is taken mod 2^32
     hook.before_train_epoch(runner)
     expected = int(
@@ -73,22 +73,22 @@ def test_the_seed_is_the_documented_function():
 
 
 def test_seed_argument_rank_and_seed_change_the_draws(monkeypatch):
-    base = _epoch_draws(HOOKS.build(dict(type='EpochSeedHook')),
+    base = _epoch_draws(HOOKS.build(dict(type='mmreid_gs.EpochSeedHook')),
                         FakeRunner(seed=1), 1)
     # seed=... overrides the runner's seed
-    assert _epoch_draws(HOOKS.build(dict(type='EpochSeedHook', seed=1)),
-                        FakeRunner(seed=99), 1) == base
-    assert _epoch_draws(HOOKS.build(dict(type='EpochSeedHook')),
+    seeded = HOOKS.build(dict(type='mmreid_gs.EpochSeedHook', seed=1))
+    assert _epoch_draws(seeded, FakeRunner(seed=99), 1) == base
+    assert _epoch_draws(HOOKS.build(dict(type='mmreid_gs.EpochSeedHook')),
                         FakeRunner(seed=2), 1) != base
     # another rank draws otherwise (its own augmentations)
     monkeypatch.setattr(epoch_seed_hook, 'get_dist_info', lambda: (1, 2))
-    assert _epoch_draws(HOOKS.build(dict(type='EpochSeedHook')),
+    assert _epoch_draws(HOOKS.build(dict(type='mmreid_gs.EpochSeedHook')),
                         FakeRunner(seed=1), 1) != base
 
 
 @pytest.mark.parametrize('mode', ['no_grad', 'inference_mode'])
 def test_reseeds_under_grad_modes(mode):
-    hook = HOOKS.build(dict(type='EpochSeedHook'))
+    hook = HOOKS.build(dict(type='mmreid_gs.EpochSeedHook'))
     runner = FakeRunner(seed=5)
     ref = _epoch_draws(hook, runner, 1)
     with getattr(torch, mode)():
