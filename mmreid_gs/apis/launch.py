@@ -710,6 +710,19 @@ def _ignore_sigint_in_children(enable: bool) -> None:
     _CHILDREN_IGNORE_SIGINT = enable
 
 
+def _interrupted(err: BaseException) -> bool:
+    """Whether ``err`` is a Ctrl-C, or an error raised while handling one
+    (MMEngine's ``Config.pretty_text`` turns any exception, KeyboardInterrupt
+    included, into a ``SyntaxError`` while a checkpoint is saved)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def run_cli(main, argv=None) -> int:
     """Run a tool's ``main`` and turn user errors into one clear line.
 
@@ -731,18 +744,19 @@ def run_cli(main, argv=None) -> int:
     _ignore_sigint_in_children(True)
     try:
         main(argv)
-    except KeyboardInterrupt:
-        if os.environ.get('MMREID_GS_DEBUG'):
-            raise
-        if argv is None:
-            # A command line: a second Ctrl-C must not break the clean
-            # shutdown (workers, process group) with a traceback.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if int(os.environ.get('RANK', '0')) == 0:
-            sys.stderr.write(interrupted_message() + '\n')
-        return 130
-    except Exception as err:
-        if not is_user_error(err) or os.environ.get('MMREID_GS_DEBUG'):
+    except BaseException as err:
+        if os.environ.get('MMREID_GS_DEBUG') or not isinstance(
+                err, (Exception, KeyboardInterrupt)):
+            raise  # SystemExit (--help) and friends pass
+        if _interrupted(err):
+            if argv is None:
+                # A command line: a second Ctrl-C must not break the clean
+                # shutdown (workers, process group) with a traceback.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if int(os.environ.get('RANK', '0')) == 0:
+                sys.stderr.write(interrupted_message() + '\n')
+            return 130
+        if not is_user_error(err):
             raise
         msg = str(err).strip() or repr(err)
         if isinstance(err, KeyError) and msg.startswith(("'", '"')):

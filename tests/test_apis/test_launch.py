@@ -45,7 +45,7 @@ def _raiser(err):
 def test_user_errors_are_one_line_with_exit_code_2(err, capsys, monkeypatch):
     monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
     assert is_user_error(err)
-    assert run_cli(_raiser(err)) == 2
+    assert run_cli(_raiser(err), []) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0].startswith(f'error ({type(err).__name__}): ')
     assert "'" not in lines[0][:len(type(err).__name__) + 10]  # no quotes
@@ -64,7 +64,7 @@ def test_bugs_keep_their_traceback(err, monkeypatch):
     monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
     assert not is_user_error(err)
     with pytest.raises(type(err)):
-        run_cli(_raiser(err))
+        run_cli(_raiser(err), [])
 
 
 def test_user_error_types_keep_their_builtin_bases():
@@ -79,10 +79,29 @@ def test_user_error_types_keep_their_builtin_bases():
 def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
     monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
     monkeypatch.setattr(launch, '_LAST_RUNNER', None)
-    assert run_cli(_raiser(KeyboardInterrupt())) == 130
+    assert run_cli(_raiser(KeyboardInterrupt()), []) == 130
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith('interrupted (Ctrl-C)')
     assert 'Traceback' not in err
+
+
+def test_an_error_raised_while_handling_ctrl_c_is_an_interrupt(
+        capsys, monkeypatch):
+    """MMEngine's Config.pretty_text turns a KeyboardInterrupt into a
+    SyntaxError (bare except) when Ctrl-C hits a checkpoint save."""
+    monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
+    monkeypatch.setattr(launch, '_LAST_RUNNER', None)
+
+    def main(argv):
+        try:
+            raise KeyboardInterrupt
+        except:  # noqa: E722
+            raise SyntaxError('Failed to format the config file')
+
+    assert run_cli(main, []) == 130
+    assert capsys.readouterr().err.startswith('interrupted (Ctrl-C)')
+    with pytest.raises(SystemExit):  # --help and argparse errors pass
+        run_cli(_raiser(SystemExit(0)), [])
 
 
 def test_interrupted_message_names_the_last_checkpoint_and_resume(
