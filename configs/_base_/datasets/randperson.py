@@ -1,4 +1,4 @@
-# RandPerson (synthetic, training only): data/randperson/randperson_subset/*.jpg
+# RandPerson (synthetic, training only): data/randperson/randperson_subset/
 randperson_root = 'data/randperson'
 randperson_train = dict(
     type='RandPerson', data_root=randperson_root, split='train')
