@@ -43,15 +43,15 @@ class _ClassImages(Dataset):
 
     def __getitem__(self, i: int) -> Dict:
         idx = int(self.indices[i])
-        info = self.dataset.get_data_info(idx)
         prepare = getattr(self.dataset, 'prepare_data_with', None)
         if prepare is not None:
             # undecodable images: a clear error or a replacement of the
             # same identity, as the dataset decides for training batches
             out = prepare(idx, self.pipeline)
         else:
-            out = self.pipeline(dict(info))
+            out = self.pipeline(dict(self.dataset.get_data_info(idx)))
         if out is None:
+            info = self.dataset.get_data_info(idx)
             raise ReIDUserError(
                 'GraphSamplerHook: the pipeline dropped the image '
                 f"{info.get('img_path')} (dataset index {self.indices[i]}); "
