@@ -433,6 +433,28 @@ class CLIRunner(Runner):
     of MMEngine itself (``FileClient``) are dropped.
     """
 
+    #: Timestamps this process's CLIRunners already used (see setup_env).
+    _used_timestamps: set = set()
+
+    def setup_env(self, env_cfg: dict) -> None:
+        """MMEngine's set-up, with a timestamp unique within the process.
+
+        MMEngine names the logger, message hub and visualiser of a run after
+        its second-resolution timestamp and returns an existing instance of
+        that name: a second run built within the same second as an earlier
+        one in this process (the sampler study, a notebook, the tests) would
+        write its log into the first run's work dir. A repeated timestamp
+        gets a ``_1``, ``_2``... suffix (the same on every rank, as each
+        rank builds the same runners in turn).
+        """
+        super().setup_env(env_cfg)
+        stamp, n = self._timestamp, 0
+        while stamp in CLIRunner._used_timestamps:
+            n += 1
+            stamp = f'{self._timestamp}_{n}'
+        CLIRunner._used_timestamps.add(stamp)
+        self._timestamp = stamp
+
     def build_logger(self, *args, **kwargs):
         logger = super().build_logger(*args, **kwargs)
         if not any(isinstance(f, ForeignLogFilter) for f in logger.filters):

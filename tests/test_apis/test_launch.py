@@ -268,3 +268,34 @@ def test_a_checkpoint_holding_objects_is_refused_without_bad_advice(
     torch.save({'state_dict': {'w': torch.ones(2)}}, str(good))
     with torch.inference_mode():
         assert load_from_local(str(good))['state_dict']['w'].sum() == 2
+
+
+def test_runs_built_within_one_second_log_to_their_own_work_dirs(
+        tmp_path, monkeypatch):
+    # MMEngine names a run's logger after its second-resolution timestamp
+    # and hands back an existing logger of that name: without unique
+    # timestamps the second run's log lands in the first run's work dir.
+    import time
+
+    from mmengine.model import BaseModel
+
+    from mmreid_gs.apis.launch import CLIRunner, _log_file
+
+    class Tiny(BaseModel):
+
+        def forward(self, *args, **kwargs):
+            return {}
+
+    now = time.time()
+    monkeypatch.setattr(time, 'time', lambda: now)
+    logs = []
+    for name in ('first', 'second'):
+        runner = CLIRunner(
+            model=Tiny(), work_dir=str(tmp_path / name),
+            default_scope='mmreid_gs')
+        runner.logger.info(f'line of {name}')
+        logs.append(_log_file(runner))
+    assert logs[0] != logs[1]
+    for name, log in zip(('first', 'second'), logs):
+        assert log.startswith(str(tmp_path / name))
+        assert f'line of {name}' in open(log).read()
