@@ -5,17 +5,18 @@
 epoch from the model's cosine graph) with 2 processes; the dump hook of
 ``test_distributed.py`` records what each rank sees, so the test checks that
 both ranks use the same (saved) graph, take whole, disjoint batches with
-every class the centre of one batch, and keep equal parameters (the
-2-process test loop is model-agnostic and checked in
-``test_distributed.py``).
+every class the centre of one batch, and keep equal parameters; then
+``tools/dist_test.sh`` with 2 processes gives the cosine scores and metrics
+of a 1-process ``tools/test.py`` for the trained checkpoint.
 """
 import os.path as osp
+import sys
 
 import numpy as np
 import pytest
 from test_distributed import (DUMP_HOOK, NUM_CLASSES, P, WORLD_SIZE,
-                              _check_epoch_batches, _dumps, _env, _run,
-                              pytestmark)
+                              _check_epoch_batches, _dumps, _env,
+                              _logged_metrics, _run, pytestmark)
 from test_runner_e2e_global import TINY_CONFIG
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -68,3 +69,36 @@ def test_dist_train_global_same_graph_and_params(dist_trained):
                                   gs[1]['graph_buffers'])
     for dumps in (pk, gs):
         np.testing.assert_array_equal(dumps[0]['params'], dumps[1]['params'])
+
+
+def test_dist_test_global_equals_single_process(dist_trained):
+    config, folder, work_dir = dist_trained
+    ckpt = osp.join(work_dir, 'epoch_2.pth')
+    env = _env(str(folder))
+    outs = {}
+    for tag, command in (
+            ('dist', ['bash', 'tools/dist_test.sh', config, ckpt,
+                      str(WORLD_SIZE)]),
+            ('single', [sys.executable, 'tools/test.py', config, ckpt])):
+        outs[tag] = str(folder / f'{tag}_scores.npz')
+        _run(command + ['--work-dir', str(folder / f'test_{tag}'),
+                        '--out', outs[tag]],
+             env, 240, str(folder / f'test_{tag}.log'))
+    dist, single = np.load(outs['dist']), np.load(outs['single'])
+    assert sorted(dist.files) == sorted(single.files)
+    scores = single['synthetic_A/scores']
+    assert scores.ndim == 2 and scores.shape[0] > 0
+    # cosine similarities of L2-normalised embeddings
+    assert np.abs(scores).max() <= 1 + 1e-5
+    for key in single.files:
+        if single[key].dtype.kind in 'fc':
+            np.testing.assert_allclose(dist[key], single[key], rtol=0,
+                                       atol=1e-5, err_msg=key)
+        else:
+            np.testing.assert_array_equal(dist[key], single[key], key)
+    metrics = {tag: _logged_metrics(str(folder / f'test_{tag}'))
+               for tag in ('dist', 'single')}
+    assert metrics['dist'].keys() == metrics['single'].keys()
+    assert 'synthetic_B_unseen/mAP' in metrics['single']
+    for key, value in metrics['single'].items():
+        assert abs(metrics['dist'][key] - value) <= 1e-6, key
