@@ -12,6 +12,7 @@ import torch
 from mmengine.config import Config
 
 from mmreid_gs.apis import launch
+from mmreid_gs.apis import runner as runner_module
 from mmreid_gs.apis.launch import (check_dataset_configs, check_vis_backends,
                                    format_metrics_table, is_user_error,
                                    run_cli, size_dataloader_workers)
@@ -78,7 +79,7 @@ def test_user_error_types_keep_their_builtin_bases():
 
 def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
     monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
-    monkeypatch.setattr(launch, '_LAST_RUNNER', None)
+    monkeypatch.setattr(runner_module, '_LAST_RUNNER', None)
     assert run_cli(_raiser(KeyboardInterrupt()), []) == 130
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith('interrupted (Ctrl-C)')
@@ -90,7 +91,7 @@ def test_an_error_raised_while_handling_ctrl_c_is_an_interrupt(
     """MMEngine's Config.pretty_text turns a KeyboardInterrupt into a
     SyntaxError (bare except) when Ctrl-C hits a checkpoint save."""
     monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
-    monkeypatch.setattr(launch, '_LAST_RUNNER', None)
+    monkeypatch.setattr(runner_module, '_LAST_RUNNER', None)
 
     def main(argv):
         try:
@@ -112,7 +113,7 @@ def test_interrupted_message_names_the_last_checkpoint_and_resume(
     runner = SimpleNamespace(
         work_dir=str(tmp_path), _train_loop=object(),
         cfg=SimpleNamespace(filename='configs/qaconv_gs_demo.py'))
-    monkeypatch.setattr(launch, '_LAST_RUNNER', lambda: runner)
+    monkeypatch.setattr(runner_module, '_LAST_RUNNER', lambda: runner)
     msg = launch.interrupted_message()
     assert str(ckpt) in msg
     assert (f'python tools/train.py configs/qaconv_gs_demo.py --work-dir '

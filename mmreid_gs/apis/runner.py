@@ -1,0 +1,326 @@
+"""Runner building and the end of a run: :class:`CLIRunner` (MMEngine's
+runner with a short console), :func:`build_runner` (checks, worker sizing,
+then the runner), the config summary it logs, the metrics table and
+:func:`run_summary` printed at the end, and :func:`save_test_outputs`.
+"""
+import logging
+import os
+import os.path as osp
+import weakref
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from mmreid_gs._warnings import ForeignLogFilter
+from mmreid_gs.registry import RUNNERS
+from mmreid_gs.utils import register_all_modules
+
+from .config_checks import (check_dataset_configs, check_vis_backends,
+                            size_dataloader_workers)
+
+
+def _short(value, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def config_summary(cfg: Config) -> str:
+    """A few lines about a run: model, data, schedule, where things go.
+
+    Args:
+        cfg (Config): The merged config.
+
+    Returns:
+        str: The summary (the full config is dumped into the work dir).
+    """
+    lines = []
+    model = cfg.get('model') or {}
+    parts = [str(model.get('type'))]
+    for key in ('backbone', 'neck', 'head'):
+        part = model.get(key)
+        if isinstance(part, dict) and 'type' in part:
+            text = str(part['type'])
+            if 'depth' in part:
+                text += f'-{part["depth"]}'
+            parts.append(text)
+    lines.append('model: ' + ' / '.join(parts))
+    train = cfg.get('train_dataloader') or {}
+    dataset = train.get('dataset') or {}
+    train_cfg = cfg.get('train_cfg') or {}
+    if dataset:
+        sampler = (train.get('sampler') or {}).get('type', 'default sampler')
+        lines.append(
+            f'train: {dataset.get("type")} '
+            f'{_short(dataset.get("data_root", ""))}, batch '
+            f'{train.get("batch_size")} ({sampler}), '
+            f'{train_cfg.get("max_epochs", "?")} epochs, '
+            f'{train.get("num_workers", 0)} workers')
+    optim = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+    if dataset and optim:
+        lines.append(f'optimizer: {optim.get("type")} lr '
+                     f'{optim.get("lr")}')
+    sets = ((cfg.get('test_cfg') or {}).get('test_sets') or
+            (cfg.get('val_cfg') or {}).get('test_sets') or {})
+    if isinstance(sets, dict) and sets:
+        lines.append('test sets: ' + ', '.join(sets))
+    lines.append(f'work dir: {cfg.get("work_dir")}')
+    return '\n    '.join(lines)
+
+
+class _ConsoleOnly(logging.Filter):
+    """Keep records marked ``file_only`` and MMEngine's long listings (a
+    line per parameter of ``paramwise_cfg``, the hook order) out of the
+    console; the log file keeps them."""
+
+    LISTINGS = ('paramwise_options -- ',
+                'Hooks will be executed in the following order')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, 'file_only', False):
+            return False
+        return not record.getMessage().startswith(self.LISTINGS)
+
+
+class CLIRunner(Runner):
+    """MMEngine's :class:`~mmengine.runner.Runner` with a short console.
+
+    The console gets a few lines on the environment and the config instead
+    of the full dump (some 600 lines before the first training line); the
+    log file in the work dir still holds everything, and the full config is
+    dumped next to the checkpoints as before. Foreign deprecation messages
+    of MMEngine itself (``FileClient``) are dropped.
+    """
+
+    #: Timestamps this process's CLIRunners already used (see setup_env).
+    _used_timestamps: set = set()
+
+    def setup_env(self, env_cfg: dict) -> None:
+        """MMEngine's set-up, with a timestamp unique within the process.
+
+        MMEngine names the logger, message hub and visualiser of a run after
+        its second-resolution timestamp and returns an existing instance of
+        that name: a second run built within the same second as an earlier
+        one in this process (the sampler study, a notebook, the tests) would
+        write its log into the first run's work dir. A repeated timestamp
+        gets a ``_1``, ``_2``... suffix (the same on every rank, as each
+        rank builds the same runners in turn).
+        """
+        super().setup_env(env_cfg)
+        stamp, n = self._timestamp, 0
+        while stamp in CLIRunner._used_timestamps:
+            n += 1
+            stamp = f'{self._timestamp}_{n}'
+        CLIRunner._used_timestamps.add(stamp)
+        self._timestamp = stamp
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        if not any(isinstance(f, ForeignLogFilter) for f in logger.filters):
+            logger.addFilter(ForeignLogFilter())
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler and not any(
+                    isinstance(f, _ConsoleOnly) for f in handler.filters):
+                handler.addFilter(_ConsoleOnly())
+        return logger
+
+    def _log_env(self, env_cfg: dict) -> None:
+        with _file_only(self.logger):
+            super()._log_env(env_cfg)
+        name = self.cfg.filename or 'config'
+        dumped = osp.join(self.work_dir, osp.basename(name))
+        self.logger.info(
+            f'{name}: torch {torch.__version__} '
+            f'({"CUDA" if torch.cuda.is_available() else "CPU"}), '
+            f'seed {self.seed}, {self.world_size} process(es)\n    '
+            f'{config_summary(self.cfg)}\n    full config: {dumped}; '
+            'environment and config also in the log file')
+
+
+class _file_only:
+    """Context manager: records logged inside go to the log file only."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+
+    def _mark(self, record):
+        record.file_only = True
+        return True
+
+    def __enter__(self):
+        self.logger.addFilter(self._mark)
+
+    def __exit__(self, *exc):
+        self.logger.removeFilter(self._mark)
+
+
+#: The runner of the last :func:`build_runner` call (for Ctrl-C messages).
+_LAST_RUNNER = None
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the runner of a config (``runner_type`` honoured).
+
+    Before building: dataset arguments are checked against their classes
+    (:func:`check_dataset_configs`), dataloader workers are fitted to the
+    machine (:func:`size_dataloader_workers`) and visualisation backends
+    need their package (:func:`check_vis_backends`). Without a
+    ``runner_type`` the runner is a :class:`CLIRunner` (short console).
+    """
+    global _LAST_RUNNER
+    register_all_modules(init_default_scope=False)
+    check_dataset_configs(cfg)
+    check_vis_backends(cfg)
+    changes = size_dataloader_workers(cfg)
+    if 'runner_type' in cfg:
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = CLIRunner.from_cfg(cfg)
+    for line in changes:
+        runner.logger.info(line)
+    _LAST_RUNNER = weakref.ref(runner)
+    return runner
+
+
+def last_runner() -> Optional[Runner]:
+    """The runner of the last :func:`build_runner` call, while it is alive
+    (``None`` before the first call or once it is freed)."""
+    return _LAST_RUNNER() if _LAST_RUNNER is not None else None
+
+
+def save_test_outputs(outputs: Dict[str, Dict], path: str) -> None:
+    """Save per-set arrays as ``<set>/<field>`` entries of a ``.npz`` file.
+
+    Args:
+        outputs (dict): ``set name -> dict of arrays / lists``.
+        path (str): Output ``.npz`` file.
+    """
+    arrays = {}
+    for name, fields in outputs.items():
+        for key, value in fields.items():
+            if value is None or key == 'name':
+                continue
+            if isinstance(value, torch.Tensor):
+                value = value.cpu().numpy()
+            arrays[f'{name}/{key}'] = np.asarray(value)
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+
+
+#: Columns of the summary table, in this order; other metrics are listed.
+SUMMARY_COLUMNS = ('Rank-1', 'Rank-5', 'Rank-10', 'mAP', 'mINP')
+
+
+def format_metrics_table(metrics: Dict[str, float]) -> str:
+    """Metrics named ``<set>/<metric>[_<variant>]`` as a table in percent.
+
+    One row per set and variant (``synthetic_A``, ``synthetic_A rerank``),
+    one column per ranking metric of :data:`SUMMARY_COLUMNS`; other scalar
+    metrics (e.g. verification TPRs) follow as ``name: value`` lines, as
+    logged.
+
+    Args:
+        metrics (dict): ``name -> value``; ranking metrics are fractions.
+
+    Returns:
+        str: The table ('' without metrics).
+    """
+    rows: Dict[str, Dict[str, float]] = {}
+    others = []
+    for name, value in metrics.items():
+        if '/' not in name or not isinstance(value, (int, float)):
+            continue
+        set_name, metric = name.split('/', 1)
+        base, _, variant = metric.partition('_')
+        if base in SUMMARY_COLUMNS:
+            row = set_name + (f' {variant}' if variant else '')
+            rows.setdefault(row, {})[base] = float(value)
+        else:
+            others.append(f'{name}: {value:.4g}')
+    if not rows and not others:
+        return ''
+    width = max([len('set')] + [len(r) for r in rows])
+    lines = []
+    if rows:
+        lines.append(f'{"set":<{width}}  ' + '  '.join(
+            f'{c:>7}' for c in SUMMARY_COLUMNS) + '   (%)')
+        for row, values in rows.items():
+            cells = [f'{100 * values[c]:7.1f}' if c in values else
+                     f'{"-":>7}' for c in SUMMARY_COLUMNS]
+            lines.append(f'{row:<{width}}  ' + '  '.join(cells))
+    lines.extend(others)
+    return '\n'.join(lines)
+
+
+def _log_file(runner) -> Optional[str]:
+    for handler in getattr(runner.logger, 'handlers', []):
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
+
+
+def last_metrics(runner: Runner) -> Optional[Dict[str, float]]:
+    """The metrics of the runner's last validation or test, as kept by
+    :class:`~mmreid_gs.engine.hooks.ReIDLoggerHook` (``None`` without)."""
+    for hook in runner.hooks:
+        metrics = getattr(hook, 'last_metrics', None)
+        if metrics is not None:
+            return metrics
+    return None
+
+
+def run_summary(runner: Runner,
+                metrics: Optional[Dict[str, float]] = None,
+                extra: Optional[Dict[str, str]] = None) -> str:
+    """The block a tool prints at the end of a run.
+
+    Args:
+        runner (Runner): The finished runner.
+        metrics (dict, optional): The final metrics (fractions).
+        extra (dict, optional): More ``label -> path`` lines (e.g. the
+            ``--out`` file).
+
+    Returns:
+        str: Metrics in percent, then the paths of the last (and best)
+        checkpoint, the log file and the metrics JSON that exist.
+    """
+    lines = ['-' * 60]
+    table = format_metrics_table(metrics or {})
+    lines.append(table if table else 'no metrics (no test set evaluated)')
+    paths = []
+    last = _last_checkpoint(runner.work_dir)
+    if last is not None and getattr(runner, '_train_loop', None) is not None \
+            and not isinstance(runner._train_loop, dict):
+        paths.append(('last checkpoint', last))
+    best = runner.message_hub.get_info('best_ckpt')
+    if best:
+        paths.append(('best checkpoint', best))
+    log = _log_file(runner)
+    if log:
+        paths.append(('log', log))
+    stamp = runner.timestamp
+    for candidate in (osp.join(runner.log_dir, f'{stamp}.json'),
+                      osp.join(runner.log_dir, 'vis_data', f'{stamp}.json')):
+        if osp.isfile(candidate):
+            paths.append(('metrics JSON', candidate))
+            break
+    for label, path in (extra or {}).items():
+        paths.append((label, path))
+    width = max(len(label) for label, _ in paths) if paths else 0
+    lines.extend(f'{label + ":":<{width + 1}} {path}' for label, path in paths)
+    lines.append('-' * 60)
+    return '\n'.join(lines)
+
+
+def _last_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint MMEngine's CheckpointHook saved last, if any."""
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(marker):
+        with open(marker) as f:
+            path = f.read().strip()
+        if osp.isfile(path):
+            return path
+    return None
