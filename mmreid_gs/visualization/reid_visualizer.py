@@ -1,8 +1,8 @@
 """MMEngine visualizer that draws what re-ID results and the Graph Sampler
 look like: ranked lists, class-graph neighbours and QAConv
-correspondences."""
-import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+correspondences. The image and layout helpers it draws with are in
+:mod:`~mmreid_gs.visualization.drawing`."""
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import mmcv
@@ -11,59 +11,12 @@ import torch
 from mmengine.visualization import Visualizer
 
 from mmreid_gs.registry import VISUALIZERS
+from mmreid_gs.utils.arrays import to_numpy
 from mmreid_gs.utils.errors import ReIDUserError
+from .drawing import (Cell, Color, ImageLike, compose_grid, fit_image,
+                      load_rgb, pt_to_px)
+from .drawing import ranked_list_title  # noqa: F401 (its old import path)
 from .ranking import IGNORED, MATCH, NON_MATCH
-
-ImageLike = Union[str, np.ndarray]
-Color = Tuple[int, int, int]
-
-
-def load_rgb(image: ImageLike) -> np.ndarray:
-    """An image as an RGB uint8 array.
-
-    Args:
-        image (str | np.ndarray): A file path, or an HxWx3 RGB (or HxW grey)
-            uint8 array.
-
-    Returns:
-        np.ndarray: uint8 [H, W, 3] RGB.
-    """
-    if isinstance(image, str):
-        if not osp.isfile(image):
-            raise FileNotFoundError(f'image not found: {image}')
-        img = mmcv.imread(image, channel_order='rgb')
-        if img is None:
-            raise ReIDUserError(f'cannot decode image {image}')
-        return img
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f'an image must be HxWx3 (RGB) or HxW, got shape '
-                         f'{img.shape}')
-    return img.astype(np.uint8)
-
-
-def _fit(img: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-    """Resize to (h, w)."""
-    h, w = size
-    if img.shape[:2] == (h, w):
-        return img
-    shrink = img.shape[0] > h or img.shape[1] > w
-    return mmcv.imresize(img, (w, h),
-                         interpolation='area' if shrink else 'bilinear')
-
-
-class _Cell:
-    """One framed image of a picture, with an optional caption below."""
-
-    def __init__(self, image: ImageLike, color: Optional[Color] = None,
-                 caption: Optional[str] = None,
-                 caption_color: Color = (0, 0, 0)) -> None:
-        self.image = image
-        self.color = color
-        self.caption = caption
-        self.caption_color = caption_color
 
 
 @VISUALIZERS.register_module()
@@ -156,84 +109,33 @@ class ReIDVisualizer(Visualizer):
 
     # ----------------------------------------------------------- geometry
     def _pt_to_px(self, points: float) -> int:
-        return int(np.ceil(points * self.dpi / 72.))
+        return pt_to_px(points, self.dpi)
 
     def _compose(self,
-                 rows: Sequence[Sequence[Optional[_Cell]]],
+                 rows: Sequence[Sequence[Optional[Cell]]],
                  row_titles: Optional[Sequence[str]] = None,
                  breaks: Sequence[int] = (),
                  headers: Optional[Sequence[Tuple[int, str]]] = None,
                  title: Optional[str] = None) -> np.ndarray:
-        """Grid of framed cells.
-
-        Args:
-            rows: Rows of cells (None leaves a slot empty).
-            row_titles: One title line above each row.
-            breaks: Column indices before which a wider gap is left.
-            headers: ``(column, text)`` written above the first row.
-            title: A title line at the top.
+        """Grid of framed cells (:func:`~.drawing.compose_grid`) with its
+        texts; sets :attr:`last_layout`.
 
         Returns:
             np.ndarray: RGB uint8 picture.
         """
-        ch, cw = self.cell_size
-        f, gap, big_gap, margin = self.frame, 4, 18, 6
-        cap_h = self._pt_to_px(self.font_size) + 5
-        line_h = self._pt_to_px(self.font_size * 1.2) + 6
-        ncols = max(len(r) for r in rows)
-        xs, x = [], margin
-        for c in range(ncols):
-            if c in breaks:
-                x += big_gap - gap
-            xs.append(x)
-            x += cw + 2 * f + gap
-        width = x - gap + margin
-        top = margin + (line_h if title else 0) + (line_h if headers else 0)
-        row_h = (line_h if row_titles else 0) + ch + 2 * f + cap_h
-        height = top + len(rows) * row_h + margin - 2
-        canvas = np.empty((height, width, 3), dtype=np.uint8)
-        canvas[:] = self.BACKGROUND
-        texts, positions, colors, sizes, aligns = [], [], [], [], []
-        boxes = {}
-
-        def text(s, pos, color=(0, 0, 0), size=None, align='left'):
-            texts.append(s)
-            positions.append(pos)
-            colors.append(tuple(int(v) for v in color))
-            sizes.append(size or self.font_size)
-            aligns.append(align)
-
-        y = margin
-        if title:
-            text(title, (margin, y), size=self.font_size * 1.2)
-            y += line_h
-        if headers:
-            for col, s in headers:
-                text(s, (xs[col], y), size=self.font_size * 1.2)
-        for r, row in enumerate(rows):
-            y = top + r * row_h
-            if row_titles:
-                text(row_titles[r], (margin, y), size=self.font_size * 1.2)
-                y += line_h
-            for c, cell in enumerate(row):
-                if cell is None:
-                    continue
-                x0 = xs[c]
-                boxes[(r, c)] = (x0, y, x0 + cw + 2 * f, y + ch + 2 * f)
-                if cell.color is not None:
-                    canvas[y:y + ch + 2 * f, x0:x0 + cw + 2 * f] = cell.color
-                canvas[y + f:y + f + ch, x0 + f:x0 + f + cw] = _fit(
-                    load_rgb(cell.image), (ch, cw))
-                if cell.caption:
-                    text(cell.caption, (x0 + f + cw / 2, y + ch + 2 * f + 1),
-                         color=cell.caption_color, align='center')
+        canvas, boxes, texts = compose_grid(
+            rows, self.cell_size, self.frame, self.font_size, self.dpi,
+            self.BACKGROUND, row_titles=row_titles, breaks=breaks,
+            headers=headers, title=title)
         self.last_layout = dict(cells=boxes)
         self.set_image(canvas)
-        if texts:
+        if texts['texts']:
             self.draw_texts(
-                texts, np.array(positions, dtype=np.float64),
-                font_sizes=sizes, colors=colors, vertical_alignments='top',
-                horizontal_alignments=aligns)
+                texts['texts'], np.array(texts['positions'],
+                                         dtype=np.float64),
+                font_sizes=texts['sizes'], colors=texts['colors'],
+                vertical_alignments='top',
+                horizontal_alignments=texts['aligns'])
         return self.get_image()
 
     def _emit(self, name: str, image: np.ndarray, step: int,
@@ -285,10 +187,10 @@ class ReIDVisualizer(Visualizer):
                     f'ranked list {i}: gallery ({len(gallery)}), scores '
                     f'({scores.size}) and kinds ({len(kinds)}) differ in '
                     'length')
-            line = [_Cell(row['query'], self.QUERY_COLOR, 'query')]
+            line = [Cell(row['query'], self.QUERY_COLOR, 'query')]
             for img, s, kind in zip(gallery, scores, kinds):
                 color = self._kind_color(kind)
-                line.append(_Cell(img, color, f'{s:.2f}', color))
+                line.append(Cell(img, color, f'{s:.2f}', color))
             cells.append(line)
             titles.append(str(row.get('title') or ''))
         return self._compose(
@@ -338,7 +240,7 @@ class ReIDVisualizer(Visualizer):
         num_rows = len(epochs[0]['images'])
         if num_rows == 0:
             raise ValueError('draw_class_graph: no class to draw')
-        rows: List[List[Optional[_Cell]]] = [[] for _ in range(num_rows)]
+        rows: List[List[Optional[Cell]]] = [[] for _ in range(num_rows)]
         headers, breaks, col = [], [], 0
         for block in epochs:
             images, labels = block['images'], block['labels']
@@ -362,7 +264,7 @@ class ReIDVisualizer(Visualizer):
                     else:
                         color = (self.MATCH_COLOR if look[r][j - 1] else
                                  self.IGNORED_COLOR)
-                    row.append(_Cell(img, color, str(lab)))
+                    row.append(Cell(img, color, str(lab)))
                 rows[r].extend(row + [None] * (width - len(row)))
             col += width
         return self._compose(rows, breaks=breaks, headers=headers)
@@ -411,8 +313,8 @@ class ReIDVisualizer(Visualizer):
         import matplotlib
         fh, fw = int(feat_size[0]), int(feat_size[1])
         hw = fh * fw
-        q_contrib = _np(corr['query_contrib'])
-        g_contrib = _np(corr['gallery_contrib'])
+        q_contrib = to_numpy(corr['query_contrib'], np.float64)
+        g_contrib = to_numpy(corr['gallery_contrib'], np.float64)
         if q_contrib.size != hw or g_contrib.size != hw:
             raise ValueError(
                 f'draw_correspondence: feat_size {feat_size} has {hw} '
@@ -439,7 +341,7 @@ class ReIDVisualizer(Visualizer):
                                 (x_g, g_img, size[1])):
             canvas[top_y:top_y + h + 2 * f, x0:x0 + w + 2 * f] = \
                 self.NEUTRAL_COLOR
-            canvas[top_y + f:top_y + f + h, x0 + f:x0 + f + w] = _fit(
+            canvas[top_y + f:top_y + f + h, x0 + f:x0 + f + w] = fit_image(
                 img, (h, w))
 
         def centre(loc, x0, w):
@@ -450,8 +352,8 @@ class ReIDVisualizer(Visualizer):
         # candidates: query locations then gallery locations
         contrib = np.concatenate([q_contrib, g_contrib])
         order = np.argsort(-contrib, kind='stable')[:min(int(top), 2 * hw)]
-        q_arg = _np(corr['query_argmax']).astype(np.int64)
-        g_arg = _np(corr['gallery_argmax']).astype(np.int64)
+        q_arg = to_numpy(corr['query_argmax']).astype(np.int64)
+        g_arg = to_numpy(corr['gallery_argmax']).astype(np.int64)
         is_q = order < hw
         loc_q = np.where(is_q, order, g_arg[np.clip(order - hw, 0, hw - 1)])
         loc_g = np.where(is_q, q_arg[np.clip(order, 0, hw - 1)], order - hw)
@@ -471,7 +373,7 @@ class ReIDVisualizer(Visualizer):
         bar_x = margin + label_w
         for i in range(bar_w):
             canvas[bar_y:bar_y + bar_h, bar_x + i] = rgb(i / (bar_w - 1))
-        score = float(_np(corr['score']).reshape(-1)[0])
+        score = float(to_numpy(corr['score'], np.float64).reshape(-1)[0])
         self.last_layout = dict(
             query=(x_q, top_y, x_q + size[0][1] + 2 * f,
                    top_y + height + 2 * f),
@@ -524,28 +426,3 @@ class ReIDVisualizer(Visualizer):
         img = self.draw_correspondence(query, gallery, corr, feat_size,
                                        top=top, **kwargs)
         return self._emit(name, img, step, out_file)
-
-
-def _np(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().double().numpy()
-    return np.asarray(x)
-
-
-def ranked_list_title(query_label: str, ranking: Dict) -> str:
-    """Title of a ranked list: the query, its AP and its first-hit rank.
-
-    Args:
-        query_label (str): How to name the query (e.g. ``'query 12 (id 7,
-            cam 2)'``).
-        ranking (dict): Output of
-            :func:`~mmreid_gs.visualization.ranking.query_ranking`.
-
-    Returns:
-        str: e.g. ``'query 12 (id 7, cam 2): AP 0.63, first hit at rank
-        2'``.
-    """
-    if ranking['first_hit'] is None:
-        return f'{query_label}: no valid match in the gallery'
-    return (f'{query_label}: AP {ranking["ap"]:.2f}, first hit at rank '
-            f'{ranking["first_hit"]}')
