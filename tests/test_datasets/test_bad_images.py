@@ -223,7 +223,7 @@ def test_graph_sampler_hook_images_handled_alike(market):
     """The Graph Sampler hook loads one training image per class through
     its own (test) pipeline: an undecodable one is handled as in training
     batches."""
-    from mmreid_gs.engine.hooks.graph_sampler_hook import _ClassImages
+    from mmreid_gs.engine.hooks.class_images import ClassImages
     _, root, bad, _, _ = market
     pipeline = [dict(type='LoadImageFromFile'), dict(type='PackReIDInputs')]
     with DefaultScope.overwrite_default_scope('mmreid_gs'):
@@ -234,7 +234,7 @@ def test_graph_sampler_hook_images_handled_alike(market):
     idx = [i for i in range(len(strict))
            if strict.get_data_info(i)['img_path'] == bad][0]
     with pytest.raises(BadImageError, match='0002_c1s1_000001_00.jpg'):
-        _ClassImages(strict, [idx], load)[0]
-    out = _ClassImages(lenient, [idx], load)[0]
+        ClassImages(strict, [idx], load)[0]
+    out = ClassImages(lenient, [idx], load)[0]
     assert osp.basename(out['data_samples'].img_path) == \
         '0002_c1s1_000002_00.jpg'

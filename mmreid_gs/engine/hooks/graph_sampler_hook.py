@@ -1,20 +1,20 @@
-"""Hook that refreshes the Graph Sampler's class graph before each epoch."""
+"""Hook that refreshes the Graph Sampler's class graph before each epoch.
+The choice, loading and feature extraction of the class images are in
+:mod:`~mmreid_gs.engine.hooks.class_images`."""
 import math
 import os
 import os.path as osp
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from mmengine.dataset import Compose, pseudo_collate
+from mmengine.dataset import Compose
 from mmengine.dist import broadcast, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import BaseLoop, autocast
-from mmengine.utils import ProgressBar
-from torch.utils.data import DataLoader, Dataset
 
 from mmreid_gs.datasets.samplers import GraphSampler
 from mmreid_gs.datasets.samplers.graph_sampler import \
@@ -27,42 +27,8 @@ from mmreid_gs.registry import HOOKS
 from mmreid_gs.utils.contract import check_reid_model
 from mmreid_gs.utils.dist import all_gather_rows
 from mmreid_gs.utils.errors import ReIDUserError, ReIDUserTypeError
-
-
-class _ClassImages(Dataset):
-    """The chosen image of each class, loaded through a pipeline."""
-
-    def __init__(self, dataset, indices: Sequence[int],
-                 pipeline: Callable) -> None:
-        self.dataset = dataset
-        self.indices = list(indices)
-        self.pipeline = pipeline
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Dict:
-        idx = int(self.indices[i])
-        prepare = getattr(self.dataset, 'prepare_data_with', None)
-        if prepare is not None:
-            # undecodable images: a clear error or a replacement of the
-            # same identity, as the dataset decides for training batches
-            out = prepare(idx, self.pipeline)
-        else:
-            out = self.pipeline(dict(self.dataset.get_data_info(idx)))
-        if out is None:
-            info = self.dataset.get_data_info(idx)
-            raise ReIDUserError(
-                'GraphSamplerHook: the pipeline dropped the image '
-                f"{info.get('img_path')} (dataset index {self.indices[i]}); "
-                'use the test pipeline, without filtering transforms.')
-        return out
-
-
-def _graph_seed(seed: int, epoch: int) -> int:
-    """A seed for the hook's image choice, distinct from the sampler's
-    ``seed + epoch`` stream."""
-    return (int(seed) * 1000003 + int(epoch) * 7919 + 0x9E3779B1) % 2**63
+from .class_images import (choose_class_images, extract_class_features,
+                           image_paths)
 
 
 @HOOKS.register_module()
@@ -265,28 +231,6 @@ class GraphSamplerHook(Hook):
     def _unwrap(model):
         return model.module if is_model_wrapper(model) else model
 
-    def _extract(self, model, dataset, indices: List[int],
-                 show: bool) -> torch.Tensor:
-        """Feature maps [len(indices), c, h, w] of dataset images."""
-        loader = DataLoader(
-            _ClassImages(dataset, indices, self._get_pipeline()),
-            batch_size=self.batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            collate_fn=pseudo_collate)
-        bar = ProgressBar(len(indices)) if show else None
-        feats = []
-        with torch.no_grad():
-            for batch in loader:
-                data = model.data_preprocessor(batch, False)
-                with autocast(enabled=self.fp16):
-                    out = model.extract_feat(data['inputs'])
-                feats.append(out.float())
-                if bar is not None:
-                    for _ in range(len(batch['inputs'])):
-                        bar.update()
-        return torch.cat(feats)
-
     # -------------------------------------------------------------- graph
     def choose_images(self, sampler: GraphSampler, epoch: int) -> np.ndarray:
         """One random dataset index per class for ``epoch``.
@@ -298,13 +242,8 @@ class GraphSamplerHook(Hook):
         Returns:
             np.ndarray: int64 [C] dataset index of each class's image.
         """
-        g = torch.Generator().manual_seed(_graph_seed(sampler.seed, epoch))
-        counts = torch.tensor([len(i) for i in sampler.class_indices])
-        pos = (torch.rand(len(counts), generator=g, dtype=torch.float64) *
-               counts).long().clamp(max=counts - 1).numpy()
-        return np.array(
-            [idx[p] for idx, p in zip(sampler.class_indices, pos)],
-            dtype=np.int64)
+        return choose_class_images(sampler.class_indices, sampler.seed,
+                                   epoch)
 
     def update_graph(self, runner, sampler: GraphSampler) -> torch.Tensor:
         """Compute the class graph with the current model and set it.
@@ -339,8 +278,10 @@ class GraphSamplerHook(Hook):
         chunk = math.ceil(num_classes / world_size)
         mine = list(range(rank * chunk, min(num_classes, (rank + 1) * chunk)))
         padded = mine + [0] * (chunk - len(mine))
-        local = self._extract(model, dataset, [int(chosen[c]) for c in padded],
-                              show=self.progress and rank == 0)
+        local = extract_class_features(
+            model, dataset, [int(chosen[c]) for c in padded],
+            self._get_pipeline(), self.batch_size, self.num_workers,
+            self.fp16, show=self.progress and rank == 0)
         feats = all_gather_rows(local[:len(mine)])
         t_feat = time.perf_counter() - start
 
@@ -432,10 +373,7 @@ class GraphSamplerHook(Hook):
             classes = spread_indices(len(chosen), self.vis_classes)
         else:
             classes = [int(c) for c in self.vis_classes]
-        paths = [
-            str(dataset.get_data_info(int(i)).get('img_path', ''))
-            for i in chosen
-        ]
+        paths = image_paths(dataset, chosen)
         block = class_graph_epoch(epoch + 1, nbrs.numpy(), paths, classes,
                                   families)
         drawer = ReIDVisualizer.drawer_for(runner.visualizer)
@@ -462,10 +400,7 @@ class GraphSamplerHook(Hook):
     def _save(runner, dataset, chosen, nbrs, epoch, families=None) -> None:
         out_dir = osp.join(runner.work_dir, 'graph')
         os.makedirs(out_dir, exist_ok=True)
-        paths = [
-            str(dataset.get_data_info(int(i)).get('img_path', ''))
-            for i in chosen
-        ]
+        paths = image_paths(dataset, chosen)
         path = osp.join(out_dir, f'epoch_{epoch + 1}.npz')
         np.savez_compressed(
             path,
