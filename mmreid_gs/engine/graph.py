@@ -10,17 +10,21 @@ similar other classes. Two modes:
 - candidates (``num_candidates=N``): a cheap first stage
   (:mod:`.graph_candidates`) proposes ``N`` candidate classes per class, the
   matcher re-scores only those (``C * N`` matcher pairs, a block of classes
-  per call) and the best ``num_neighbors`` are kept.
+  per call) and the best ``num_neighbors`` are kept, unless the exact
+  graph is predicted cheaper (:func:`use_candidates`).
 """
+import logging
 import math
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
+from mmengine.logging import print_log
 from torch import Tensor
 
-from .graph_candidates import (CANDIDATE_FUNCTIONS, Matcher,
-                               _check_candidate_fn, _check_scores,
-                               _resolve_rows, candidate_classes)
+from .graph_candidates import (CANDIDATE_FUNCTIONS, MIN_TWO_STAGE_SPEEDUP,
+                               Matcher, _check_candidate_fn, _check_scores,
+                               _resolve_rows, candidate_classes,
+                               two_stage_cost_ratio)
 
 __all__ = [
     'build_class_graph', 'class_graph_from_scores', 'compute_class_scores',
@@ -145,13 +149,17 @@ def compute_class_scores(features: Tensor,
 SCORE_BLOCK_BYTES = 64 * 2**20
 #: Bytes of the gathered candidate features of one batched second-stage call.
 PAIR_GATHER_BYTES = 32 * 2**20
-#: The two-stage graph is used only while the candidates are at most this
+#: The two-stage graph is never used with more candidates than this
 #: fraction of the classes; beyond, re-scoring them cannot pay off against
 #: the exact graph, whose matcher runs at its most efficient block shapes
 #: (QAConv on 8x4 maps: the batched re-scoring of each class's own
-#: candidates, gathering included, runs at about a third of the pairs/s of
-#: the exact graph; see docs/benchmarks.md).
+#: candidates, gathering included, runs at a third to a half of the pairs/s
+#: of the exact graph; see docs/benchmarks.md). The only rule for a
+#: callable proxy, whose cost cannot be known; the named proxies have to
+#: pass the cost model of :func:`use_candidates` too.
 MAX_CANDIDATE_FRACTION = 0.25
+#: Reasons for computing the exact graph already logged (once each).
+_LOGGED_FALLBACKS = set()
 
 
 def _chunk_topk(s: Tensor, self_col: Tensor, k: int) -> Tuple[Tensor, Tensor]:
@@ -279,14 +287,58 @@ def _rescore_candidates(features: Tensor, rows: Tensor, cands: Tensor,
     return out
 
 
+def candidates_decision(features: Tensor, num_candidates: Optional[int],
+                        candidate_fn: Union[str, Matcher, None]
+                        ) -> Tuple[bool, str]:
+    """Whether the two-stage graph is predicted clearly cheaper than the
+    exact one, and why.
+
+    The exact graph is chosen when ``num_candidates`` is None, above
+    :data:`MAX_CANDIDATE_FRACTION` of the classes, or, for a named proxy,
+    when the cost model
+    (:func:`~mmreid_gs.engine.graph_candidates.two_stage_cost_ratio`:
+    ``C^2`` proxy pairs plus ``C * N`` re-scored pairs against ``C^2``
+    matcher pairs, costs from the feature shape) does not predict the
+    two-stage graph at least :data:`MIN_TWO_STAGE_SPEEDUP` times cheaper.
+    E.g. the ``'pooled'`` proxy pays off only for ``N`` up to about 18% of C
+    on any map size, ``'gap'`` up to about 22% on 8x4 maps but never on
+    tiny maps or [C, d] embeddings (its cosine costs as much as the
+    matcher's there). A callable proxy's cost cannot be known: the two-stage
+    graph is kept (within the fraction), its cost is the user's call.
+
+    Args:
+        features (Tensor): [C, ...] features (only the shape is read).
+        num_candidates (int, optional): Resolved candidates per class.
+        candidate_fn (str | callable, optional): The first-stage proxy.
+
+    Returns:
+        tuple[bool, str]: True for the two-stage graph; the reason.
+    """
+    if num_candidates is None:
+        return False, 'no num_candidates'
+    num_classes = features.shape[0]
+    if num_candidates > MAX_CANDIDATE_FRACTION * num_classes:
+        return False, (f'{num_candidates} candidates are more than '
+                       f'{MAX_CANDIDATE_FRACTION:g} of the {num_classes} '
+                       'classes')
+    ratio = two_stage_cost_ratio(features.shape[1:], num_classes,
+                                 num_candidates, candidate_fn)
+    if ratio is None:
+        return True, 'callable proxy (cost unknown)'
+    proxy = candidate_fn or 'gap'
+    pred = (f'the two-stage graph ({proxy!r} proxy, {num_candidates} '
+            f'candidates of {num_classes} classes, features '
+            f'{list(features.shape[1:])}) is predicted to cost {ratio:.2f}x '
+            'the exact graph')
+    if ratio * MIN_TWO_STAGE_SPEEDUP > 1:
+        return False, (f'{pred}, more than 1/{MIN_TWO_STAGE_SPEEDUP:g} of it')
+    return True, pred
+
+
 def use_candidates(features: Tensor, num_candidates: Optional[int],
                    candidate_fn: Union[str, Matcher, None]) -> bool:
-    """Whether the two-stage graph can pay off against the exact one.
-
-    Not when ``num_candidates`` is None or above
-    ``MAX_CANDIDATE_FRACTION`` of the classes, nor for [C, d]
-    embeddings with the ``'gap'`` proxy (whose cosine costs as much as a
-    cosine matcher: the exact graph is then cheaper).
+    """Whether to build the two-stage graph: see
+    :func:`candidates_decision`.
 
     Args:
         features (Tensor): [C, ...] features.
@@ -296,14 +348,7 @@ def use_candidates(features: Tensor, num_candidates: Optional[int],
     Returns:
         bool: True for the two-stage graph.
     """
-    if num_candidates is None:
-        return False
-    num_classes = features.shape[0]
-    if num_candidates > MAX_CANDIDATE_FRACTION * num_classes:
-        return False
-    if features.dim() <= 2 and candidate_fn in (None, 'gap'):
-        return False
-    return True
+    return candidates_decision(features, num_candidates, candidate_fn)[0]
 
 
 def build_class_graph(features: Tensor,
@@ -315,7 +360,8 @@ def build_class_graph(features: Tensor,
                       rows: Optional[Union[Sequence[int], Tensor]] = None,
                       return_candidates: bool = False,
                       pair_matcher: Optional[Callable] = None,
-                      col_block_size: Optional[int] = None
+                      col_block_size: Optional[int] = None,
+                      exact_fallback: bool = True
                       ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Each class's ``num_neighbors`` most similar other classes.
 
@@ -333,9 +379,13 @@ def build_class_graph(features: Tensor,
     best ``num_neighbors`` are kept: with ``pair_matcher`` (e.g.
     ``QAConvHead.match_pairs``) in batched calls, each class against its own
     candidates; else ``matcher`` on the union of the candidates of a small
-    block of classes. The two-stage graph falls back to exact where it
-    cannot pay off (:func:`use_candidates`: more candidates than a quarter
-    of the classes, or [C, d] embeddings with the ``'gap'`` proxy).
+    block of classes. The exact graph is computed instead (and the reason
+    logged once) unless the two-stage graph is predicted clearly cheaper
+    from the feature shape (:func:`candidates_decision`: never with more
+    candidates than a quarter of the classes; for the named proxies, the
+    predicted cost of ``C^2`` proxy pairs plus ``C * N`` re-scored pairs
+    must be at most 1/1.5 of ``C^2`` matcher pairs). The result is then the
+    exact graph, bit for bit.
 
     Args:
         features (Tensor): [C, c, h, w] one feature map per class, or [C, d]
@@ -367,6 +417,10 @@ def build_class_graph(features: Tensor,
             exact mode. None: as many as fit ``SCORE_BLOCK_BYTES`` in
             float32 with ``block_size`` rows (all C up to 65,536 classes
             with 256 rows). Defaults to None.
+        exact_fallback (bool): Compute the exact graph where the two-stage
+            graph is not predicted clearly cheaper. False: always the
+            two-stage graph when ``num_candidates`` is given (tests,
+            benchmarks). Defaults to True.
 
     Returns:
         Tensor | tuple: LongTensor [R, num_neighbors] on the CPU (R = C
@@ -397,7 +451,16 @@ def build_class_graph(features: Tensor,
     if n is not None:
         _check_candidate_fn(features, candidate_fn)
 
-    if not use_candidates(features, n, candidate_fn):
+    two_stage, why = (n is not None, '') if not exact_fallback else \
+        candidates_decision(features, n, candidate_fn)
+    if not two_stage:
+        if n is not None and why not in _LOGGED_FALLBACKS:
+            _LOGGED_FALLBACKS.add(why)
+            print_log(
+                f'build_class_graph: computing the exact graph although '
+                f'num_candidates={num_candidates!r} was given: {why} '
+                '(see docs/benchmarks.md, "Class graph").',
+                logger='current', level=logging.INFO)
         outs = [
             _exact_rows(features, matcher, rows[i:i + block_size], k,
                         col_block_size)

@@ -3,11 +3,14 @@ candidate classes (used by :func:`mmreid_gs.engine.graph.build_class_graph`,
 which re-exports :func:`candidate_classes` and :data:`CANDIDATE_FUNCTIONS`),
 and the checks both modules share."""
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mmreid_gs.utils.thread_state import capture_thread_state
 
 Matcher = Callable[[Tensor, Tensor], Tensor]
 
@@ -37,15 +40,13 @@ def _pooled_prepare(features: Tensor) -> Tensor:
     return F.normalize(pooled.flatten(2), dim=1)
 
 
-def _pooled_score(q: Tensor, g: Tensor) -> Tensor:
-    """Unweighted QAConv on pooled maps: mean over query locations of the
-    best gallery location plus the converse. Computed in cache-sized blocks
-    of about 4 MiB (one GEMM each)."""
+def _pooled_rows(q: Tensor, g2t: Tensor, out: Tensor) -> None:
+    """Pooled scores of queries ``q`` [nq, c, L] against the gallery laid
+    out for the GEMM (``g2t`` [c, ng * L]), into ``out`` [nq, ng], in
+    blocks of 8 queries x up to 4 MiB of similarities (one GEMM each)."""
     nq, c, loc = q.shape
-    ng = g.shape[0]
-    out = q.new_empty(nq, ng)
+    ng = g2t.shape[1] // loc
     q2 = q.transpose(1, 2).reshape(nq * loc, c)
-    g2t = g.transpose(1, 2).reshape(ng * loc, c).t()
     q_blk = min(nq, 8)
     g_blk = max(1, 2**20 // (q_blk * loc * loc))
     for i in range(0, nq, q_blk):
@@ -56,6 +57,53 @@ def _pooled_score(q: Tensor, g: Tensor) -> Tensor:
                            g2t[:, j * loc:(j + gj) * loc]).view(
                                qi, loc, gj, loc)
             out[i:i + qi, j:j + gj] = sim.amax(3).mean(1) + sim.amax(1).mean(2)
+
+
+def _pooled_score(q: Tensor, g: Tensor) -> Tensor:
+    """Unweighted QAConv on pooled maps: mean over query locations of the
+    best gallery location plus the converse.
+
+    On the CPU with several intra-op threads, the query rows are split
+    over as many worker threads, each running single-threaded GEMMs and
+    reductions (as the QAConv kernels do): splitting every small GEMM and
+    max reduction over the threads instead cost 2-7x more time with two
+    threads on a loaded machine (docs/benchmarks.md).
+
+    Args:
+        q (Tensor): [nq, c, L] prepared query maps.
+        g (Tensor): [ng, c, L] prepared gallery maps.
+
+    Returns:
+        Tensor: [nq, ng] float32 scores.
+    """
+    nq, c, loc = q.shape
+    ng = g.shape[0]
+    out = q.new_empty(nq, ng)
+    g2t = g.transpose(1, 2).reshape(ng * loc, c).t()
+    threads = torch.get_num_threads()
+    workers = min(threads, math.ceil(nq / 8)) \
+        if q.device.type == 'cpu' else 1
+    if workers <= 1:
+        _pooled_rows(q, g2t, out)
+        return out
+    enter_state = capture_thread_state()
+    bounds = [8 * (math.ceil(nq / 8) * k // workers)
+              for k in range(workers)] + [nq]
+
+    def run(lo, hi):
+        with enter_state():
+            _pooled_rows(q[lo:hi], g2t, out[lo:hi])
+
+    try:
+        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads,
+                                initargs=(1, )) as pool:
+            for future in [
+                    pool.submit(run, lo, hi)
+                    for lo, hi in zip(bounds, bounds[1:])
+            ]:
+                future.result()
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -73,6 +121,105 @@ CANDIDATE_FUNCTIONS = {
     'gap': (_gap_prepare, _gap_score),
     'pooled': (_pooled_prepare, _pooled_score),
 }
+
+
+# ------------------------------------------------------------ cost model
+#: Cost of scoring one pair beyond its multiply-adds (writing the score,
+#: its share of the running top-k), in multiply-adds; measured on CPU: the
+#: ``'gap'`` proxy on 32-64 channels costs about 18 ns a pair, as much as
+#: 500-600 multiply-adds of the QAConv kernels.
+PAIR_OVERHEAD_MACS = 512
+#: Multiply-adds of the ``'pooled'`` proxy cost this many times those of
+#: the matcher (less efficient GEMM shapes and reductions; measured 1.6-1.8
+#: on 8x4 and 24x8 maps, one thread).
+POOLED_MAC_PENALTY = 2.0
+#: A re-scored candidate pair of the second stage costs this many exact
+#: pairs (gathering, smaller blocks; measured 1.4-1.8 with one thread, 2-3
+#: with two threads on a loaded machine).
+SECOND_STAGE_PENALTY = 3.0
+#: The two-stage graph is used only when predicted at least this many
+#: times cheaper than the exact graph.
+MIN_TWO_STAGE_SPEEDUP = 1.5
+
+
+def matcher_pair_macs(item_shape: Sequence[int]) -> float:
+    """Predicted cost of one matcher pair, in multiply-adds.
+
+    Feature maps ``[c, h, w]`` (any ``[c, *locations]``) are scored like
+    QAConv, every query location against every gallery location
+    (``c * (h w)^2``); embeddings ``[d]`` like a cosine (``d``). Plus
+    :data:`PAIR_OVERHEAD_MACS`.
+
+    Args:
+        item_shape (Sequence[int]): Shape of one class's feature,
+            ``features.shape[1:]``.
+
+    Returns:
+        float: Multiply-add equivalents per pair.
+    """
+    item_shape = [int(v) for v in item_shape]
+    locs = math.prod(item_shape[1:])
+    channels = item_shape[0] if item_shape else 1
+    macs = channels * locs * locs if len(item_shape) > 1 else channels
+    return float(macs + PAIR_OVERHEAD_MACS)
+
+
+def proxy_pair_macs(item_shape: Sequence[int],
+                    candidate_fn: Union[str, Matcher, None]
+                    ) -> Optional[float]:
+    """Predicted cost of one first-stage pair, in multiply-adds.
+
+    ``'gap'`` (or None): a cosine of ``c`` channels; ``'pooled'``: QAConv
+    on 2x2-pooled maps (``c * (ceil(h/2) ceil(w/2))^2``) times
+    :data:`POOLED_MAC_PENALTY`; both plus :data:`PAIR_OVERHEAD_MACS`.
+
+    Args:
+        item_shape (Sequence[int]): ``features.shape[1:]``.
+        candidate_fn (str | callable | None): The proxy.
+
+    Returns:
+        float | None: Multiply-add equivalents per pair; None for a callable
+        proxy, whose cost cannot be known.
+    """
+    if candidate_fn is not None and not isinstance(candidate_fn, str):
+        return None
+    item_shape = [int(v) for v in item_shape]
+    channels = item_shape[0] if item_shape else 1
+    if candidate_fn == 'pooled':
+        locs = math.prod(math.ceil(v / 2) for v in item_shape[1:])
+        macs = POOLED_MAC_PENALTY * channels * locs * locs
+    else:
+        macs = channels
+    return float(macs + PAIR_OVERHEAD_MACS)
+
+
+def two_stage_cost_ratio(item_shape: Sequence[int], num_classes: int,
+                         num_candidates: int,
+                         candidate_fn: Union[str, Matcher, None]
+                         ) -> Optional[float]:
+    """Predicted cost of the two-stage graph over that of the exact one.
+
+    Exact: ``C^2`` matcher pairs. Two-stage: ``C^2`` proxy pairs plus
+    ``C * N`` re-scored pairs at :data:`SECOND_STAGE_PENALTY` matcher pairs
+    each (per class row, so the same ratio for any ``rows``)::
+
+        ratio = proxy / matcher + SECOND_STAGE_PENALTY * N / C
+
+    Args:
+        item_shape (Sequence[int]): ``features.shape[1:]``.
+        num_classes (int): C.
+        num_candidates (int): N, candidates per class.
+        candidate_fn (str | callable | None): The proxy.
+
+    Returns:
+        float | None: The ratio (< 1: the two-stage graph is predicted
+        cheaper); None for a callable proxy.
+    """
+    proxy = proxy_pair_macs(item_shape, candidate_fn)
+    if proxy is None:
+        return None
+    return (proxy / matcher_pair_macs(item_shape) +
+            SECOND_STAGE_PENALTY * num_candidates / max(1, num_classes))
 
 
 # ---------------------------------------------------------------- helpers

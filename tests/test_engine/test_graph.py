@@ -2,9 +2,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import mmreid_gs.engine.graph as graph_module
 from mmreid_gs.engine.graph import (build_class_graph, candidate_classes,
+                                    candidates_decision,
                                     class_graph_from_scores,
-                                    compute_class_scores)
+                                    compute_class_scores, use_candidates)
+from mmreid_gs.engine.graph_candidates import (PAIR_OVERHEAD_MACS,
+                                               POOLED_MAC_PENALTY,
+                                               SECOND_STAGE_PENALTY,
+                                               two_stage_cost_ratio)
 
 
 def cosine(q, g):
@@ -118,9 +124,11 @@ def test_candidates_rescore_and_recall(proxy):
     k, n = 5, 15
     candidate_fn = cosine if proxy == 'callable' else proxy
     matcher = CountingMatcher()
+    # tiny maps: the exact graph would be chosen (see test_cost_model_*)
     nbrs, cands = build_class_graph(feats, matcher, k, num_candidates=n,
                                     candidate_fn=candidate_fn,
-                                    return_candidates=True)
+                                    return_candidates=True,
+                                    exact_fallback=False)
     assert nbrs.shape == (60, k) and cands.shape == (60, n)
     assert matcher.pairs == 60 * n  # only the candidates are re-scored
     full = cosine(feats, feats)
@@ -139,13 +147,15 @@ def test_candidates_rescore_and_recall(proxy):
 
 def test_candidates_fraction_and_rows():
     feats = clustered_maps(40, seed=3)
-    a = build_class_graph(feats, cosine, 3, num_candidates=0.25)
-    b = build_class_graph(feats, cosine, 3, num_candidates=10)
+    a = build_class_graph(feats, cosine, 3, num_candidates=0.25,
+                          exact_fallback=False)
+    b = build_class_graph(feats, cosine, 3, num_candidates=10,
+                          exact_fallback=False)
     assert torch.equal(a, b)
     rows = torch.tensor([5, 0, 39])
     assert torch.equal(
-        build_class_graph(feats, cosine, 3, num_candidates=10, rows=rows),
-        b[rows])
+        build_class_graph(feats, cosine, 3, num_candidates=10, rows=rows,
+                          exact_fallback=False), b[rows])
     cands = candidate_classes(feats, 10, 'gap', rows=rows)
     assert cands.shape == (3, 10)
     assert (cands[:, 1:] > cands[:, :-1]).all()  # sorted by class index
@@ -251,7 +261,8 @@ def test_candidates_batched_pair_matcher():
     matcher = CountingMatcher()
     nbrs, cands = build_class_graph(feats, matcher, k, num_candidates=n,
                                     pair_matcher=pair, block_size=32,
-                                    return_candidates=True)
+                                    return_candidates=True,
+                                    exact_fallback=False)
     assert matcher.pairs == 0  # only the batched scorer re-scores
     assert pair.pairs == 80 * n and pair.calls == 3  # blocks of 32 rows
     full = cosine(feats, feats)
@@ -260,7 +271,8 @@ def test_candidates_batched_pair_matcher():
         assert nbrs[i].tolist() == cand[:k]
     # the same neighbours as the per-block union path of a plain matcher
     assert torch.equal(
-        build_class_graph(feats, cosine, k, num_candidates=n), nbrs)
+        build_class_graph(feats, cosine, k, num_candidates=n,
+                          exact_fallback=False), nbrs)
 
 
 def test_union_path_blocks_rows():
@@ -275,7 +287,8 @@ def test_union_path_blocks_rows():
         return matcher(q, gal)
 
     nbrs, cands = build_class_graph(feats, spy, 4, num_candidates=10,
-                                    return_candidates=True)
+                                    return_candidates=True,
+                                    exact_fallback=False)
     # first stage is the proxy: every matcher call is a second-stage block
     assert max(calls) == 200 // 40 and sum(calls) == 200
     assert matcher.pairs <= 200 * 200 // 4
@@ -311,5 +324,103 @@ def test_graph_under_inference_mode():
         assert torch.equal(
             build_class_graph(feats, cosine, 4, col_block_size=9), expected)
         nbrs = build_class_graph(feats, cosine, 4, num_candidates=7,
-                                 pair_matcher=PairCosine())
+                                 pair_matcher=PairCosine(),
+                                 exact_fallback=False)
     assert nbrs.shape == (30, 4)
+
+
+def test_cost_model_decision_rule():
+    """Two-stage only where C^2 proxy pairs + C*N re-scored pairs are
+    predicted clearly cheaper than C^2 matcher pairs."""
+    ratio = two_stage_cost_ratio((64, 8, 4), 3000, 300, 'pooled')
+    matcher = 64 * 32**2 + PAIR_OVERHEAD_MACS
+    proxy = POOLED_MAC_PENALTY * 64 * (4 * 2)**2 + PAIR_OVERHEAD_MACS
+    assert ratio == pytest.approx(proxy / matcher +
+                                  SECOND_STAGE_PENALTY * 300 / 3000)
+    assert two_stage_cost_ratio((64, 8, 4), 30, 3, cosine) is None
+
+    def decide(shape, num_classes, n, proxy):
+        return candidates_decision(torch.empty(num_classes, *shape), n,
+                                   proxy)
+
+    # must use the two-stage graph: 10% candidates on QAConv-sized maps
+    for shape in [(64, 24, 8), (64, 8, 4), (32, 6, 4)]:
+        for proxy in ['gap', None, 'pooled']:
+            use, why = decide(shape, 3000, 300, proxy)
+            assert use, why
+    # must not: 20% candidates with the pooled proxy (0.73x predicted)
+    use, why = decide((64, 8, 4), 3000, 600, 'pooled')
+    assert not use and 'predicted to cost 0.73x' in why
+    # nor on tiny maps, where every pair costs about the same
+    for n in (6, 15):
+        for proxy in ['gap', 'pooled']:
+            assert not decide((8, 4, 2), 60, n, proxy)[0]
+    # nor on [C, d] embeddings with the 'gap' proxy (a cosine itself)
+    assert not decide((512, ), 10000, 100, 'gap')[0]
+    # nor beyond a quarter of the classes, whatever the proxy
+    use, why = decide((64, 24, 8), 100, 26, cosine)
+    assert not use and 'more than 0.25' in why
+    # a callable proxy's cost is unknown: two-stage within the quarter
+    assert decide((512, ), 100, 25, cosine) == (
+        True, 'callable proxy (cost unknown)')
+    assert use_candidates(torch.empty(3000, 64, 24, 8), 300, 'gap')
+    assert not use_candidates(torch.empty(3000, 64, 24, 8), None, 'gap')
+
+
+@pytest.mark.parametrize('mode', ['no_grad', 'inference_mode'])
+def test_pooled_on_small_maps_falls_back_to_exact(mode, monkeypatch):
+    """Candidates with the pooled proxy on 8x4 maps where they cannot pay
+    off: the exact graph, bit for bit, and the reason logged once."""
+    from mmreid_gs.models.heads import QAConvHead
+    head = QAConvHead(16, 8, 4).eval()
+    feats = F.normalize(torch.randn(
+        40, 16, 8, 4, generator=torch.Generator().manual_seed(9)), dim=1)
+    logged = []
+    monkeypatch.setattr(graph_module, 'print_log',
+                        lambda msg, **kw: logged.append(msg))
+    monkeypatch.setattr(graph_module, '_LOGGED_FALLBACKS', set())
+    context = torch.inference_mode if mode == 'inference_mode' else \
+        torch.no_grad
+    with torch.no_grad():
+        exact = build_class_graph(feats, head.match, 5)
+        forced = build_class_graph(feats, head.match, 5, num_candidates=8,
+                                   candidate_fn='pooled',
+                                   pair_matcher=head.match_pairs,
+                                   exact_fallback=False)
+    with context():
+        for _ in range(2):
+            nbrs, cands = build_class_graph(
+                feats, head.match, 5, num_candidates=8,
+                candidate_fn='pooled', pair_matcher=head.match_pairs,
+                return_candidates=True)
+            assert cands is None and torch.equal(nbrs, exact)
+        # the two-stage path itself (QAConv match_pairs) in this mode
+        assert torch.equal(
+            build_class_graph(feats, head.match, 5, num_candidates=8,
+                              candidate_fn='pooled',
+                              pair_matcher=head.match_pairs,
+                              exact_fallback=False), forced)
+    assert len(logged) == 1
+    assert 'computing the exact graph' in logged[0]
+    assert "'pooled' proxy, 8 candidates of 40 classes" in logged[0]
+
+
+@pytest.mark.parametrize('threads', [1, 3])
+def test_pooled_proxy_threads(threads):
+    """The pooled proxy scores the same with worker threads (row ranges)
+    as in one thread, also under inference mode."""
+    from mmreid_gs.engine.graph_candidates import (_pooled_prepare,
+                                                   _pooled_score)
+    maps = _pooled_prepare(clustered_maps(45, seed=10))
+    q, g = maps.reshape(45, 8, -1), maps.reshape(45, 8, -1)
+    sim = torch.einsum('acl,bcm->ablm', q, g)
+    ref = sim.amax(3).mean(2) + sim.amax(2).mean(2)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            out = _pooled_score(q, g)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.get_num_threads() == old
+    assert torch.allclose(out, ref, atol=1e-6)

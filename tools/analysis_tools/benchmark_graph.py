@@ -4,11 +4,15 @@ For C classes with one QAConv feature map each (64x8x4, the demo's maps at
 128x64 input, and 64x24x8, the paper's at 384x128), compares the exact
 graph (C^2 QAConv pairs) with the two-stage candidates mode (a cheap proxy
 proposes N = 5/10/20% of C classes, QAConv re-scores only those) on time and
-recall of the exact neighbours. The second stage runs as
-``build_class_graph`` does it (``QAConvHead.match_pairs``: each class
-against its own candidates, batched) and, side by side, as it did before
-(one matcher call per class, ``per-class`` column); ``fallback`` marks
-settings where ``build_class_graph`` computes the exact graph instead.
+recall of the exact neighbours. The two-stage graph is always timed
+(``build_class_graph(..., exact_fallback=False)``); its second stage runs
+batched (``QAConvHead.match_pairs``: each class against its own
+candidates) and, side by side unless ``--no-per-class``, as it did before
+(one matcher call per class, ``per-class`` column). ``path`` is what
+``build_class_graph`` chooses by default (``two-stage``, or ``exact`` where
+its cost model does not predict the two-stage graph clearly cheaper:
+``pred`` is the predicted two-stage / exact cost ratio), and ``chosen/ex``
+the wall-time ratio of that path to the exact graph (1.00 for ``exact``).
 
 ``--cosine C ...`` builds the exact graph of C global embeddings
 (``--dim``-d, ``GlobalEmbeddingHead.match``: cosine similarity) over all
@@ -48,7 +52,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mmreid_gs.engine.graph import build_class_graph
+from mmreid_gs.engine.graph import build_class_graph, candidates_decision
+from mmreid_gs.engine.graph_candidates import two_stage_cost_ratio
 from mmreid_gs.utils.benchmark import gemm_gflops
 
 
@@ -91,6 +96,8 @@ def parse_args():
         help='also build the exact graph under autocast (CPU: bfloat16, '
         'CUDA: float16), as GraphSamplerHook(fp16=True) does, and report '
         'its time and recall of the float32 neighbours')
+    parser.add_argument('--no-per-class', action='store_true',
+                        help='skip the former per-class second stage')
     parser.add_argument('--reference', action='store_true',
                         help='use the reference matcher even if QAConvHead '
                         'is available')
@@ -283,7 +290,8 @@ def main():
     header = (f"{'maps':>8} {'C':>5} {'N':>5} {'proxy':>7} {'exact s':>8} "
               f"{'cand s':>7} {'exact CPU':>9} {'cand CPU':>8} "
               f"{'speed-up':>8} {'per-class wall/CPU':>18} {'recall':>6} "
-              f"{'cand rec':>8} {'GFLOP/s':>7}")
+              f"{'cand rec':>8} {'GFLOP/s':>7} {'pred':>5} {'path':>9} "
+              f"{'chosen/ex':>9}")
     rows_out = []
     with torch.no_grad():
         for shape in args.shapes:
@@ -294,12 +302,15 @@ def main():
             if args.rows > 0 else ''
         print(f'\nTimes in seconds{scaled}: wall and CPU; speed-up = exact '
               'CPU / candidates CPU (build_class_graph, batched second '
-              'stage; "fallback": it computed the exact graph); per-class '
+              'stage, always two-stage); per-class '
               'wall/CPU = the former second stage, one matcher call per '
               'class (first stage included); '
               'recall = fraction of the exact neighbours found; cand rec = '
               'fraction inside the first-stage candidates; GFLOP/s = exact '
-              'QAConv throughput (2*c*(h*w)^2 FLOP per pair, wall).')
+              'QAConv throughput (2*c*(h*w)^2 FLOP per pair, wall); pred = '
+              'predicted two-stage / exact cost; path = what '
+              'build_class_graph computes by default; chosen/ex = wall time '
+              'of that path / exact wall time.')
         print(header)
         for line in rows_out:
             print(line)
@@ -351,22 +362,26 @@ def run_maps(args, classes, channels, height, width):
                 (nbrs, cands), t_cand, c_cand = timed(
                     args.repeats, scale, build_class_graph, feats, matcher,
                     args.num_neighbors, n, rows=rows, candidate_fn=proxy,
-                    return_candidates=True, pair_matcher=pair_matcher)
-                if cands is None:  # build_class_graph fell back to exact
-                    line = (f'{tag_maps:>8} {num_classes:>5} {n:>5} '
-                            f'{proxy:>7} fallback to exact: '
-                            f'{c_cand:.1f}s CPU')
-                else:
+                    return_candidates=True, pair_matcher=pair_matcher,
+                    exact_fallback=False)
+                two_stage, _ = candidates_decision(feats, n, proxy)
+                pred = two_stage_cost_ratio(feats.shape[1:], num_classes, n,
+                                            proxy)
+                path = 'two-stage' if two_stage else 'exact'
+                chosen = t_cand / t_exact if two_stage else 1.
+                old = '-'
+                if not args.no_per_class:
                     _, t_old, c_old = timed(
                         1, scale, per_class_candidates, feats, matcher,
                         args.num_neighbors, n, rows, proxy)
-                    line = (f'{tag_maps:>8} {num_classes:>5} {n:>5} '
-                            f'{proxy:>7} {t_exact:>8.1f} {t_cand:>7.1f} '
-                            f'{c_exact:>9.1f} {c_cand:>8.1f} '
-                            f'{c_exact / c_cand:>7.1f}x '
-                            f'{f"{t_old:.1f}/{c_old:.1f}":>18} '
-                            f'{recall(exact, nbrs):>6.3f} '
-                            f'{recall(exact, cands):>8.3f} {gflops:>7.1f}')
+                    old = f'{t_old:.1f}/{c_old:.1f}'
+                line = (f'{tag_maps:>8} {num_classes:>5} {n:>5} '
+                        f'{proxy:>7} {t_exact:>8.1f} {t_cand:>7.1f} '
+                        f'{c_exact:>9.1f} {c_cand:>8.1f} '
+                        f'{c_exact / c_cand:>7.1f}x {old:>18} '
+                        f'{recall(exact, nbrs):>6.3f} '
+                        f'{recall(exact, cands):>8.3f} {gflops:>7.1f} '
+                        f'{pred:>5.2f} {path:>9} {chosen:>9.2f}')
                 lines.append(line)
                 print(line, flush=True)
     return lines
