@@ -16,7 +16,7 @@ from mmengine.config import Config, ConfigDict
 from mmreid_gs.utils.errors import ReIDUserError
 
 from .config_checks import VIS_BACKENDS, config_error
-from .runner import _last_checkpoint, last_runner
+from .runner import last_checkpoint, last_runner
 
 
 def add_runner_args(parser, cfg_options_help: str) -> None:
@@ -143,7 +143,7 @@ def interrupted_message() -> str:
         return 'interrupted (Ctrl-C) before the run started; nothing ' \
             'was written or deleted.'
     work_dir = runner.work_dir
-    ckpt = _last_checkpoint(work_dir)
+    ckpt = last_checkpoint(work_dir)
     training = getattr(runner, '_train_loop', None) is not None and \
         not isinstance(runner._train_loop, dict)
     if not training:

@@ -26,15 +26,17 @@ from .config_checks import (RUNNER_KEYS, VIS_BACKENDS, ConfigError,
                             size_dataloader_workers)
 from .runner import _log_file  # noqa: F401 (used by the tests)
 from .runner import (SUMMARY_COLUMNS, CLIRunner, build_runner,
-                     config_summary, format_metrics_table, last_metrics,
-                     last_runner, run_summary, save_test_outputs)
+                     config_summary, format_metrics_table, last_checkpoint,
+                     last_metrics, last_runner, run_summary,
+                     save_test_outputs)
 
 __all__ = [
     'RUNNER_KEYS', 'VIS_BACKENDS', 'ConfigError', 'config_error',
     'load_config', 'check_vis_backends', 'check_dataset_configs',
     'size_dataloader_workers', 'CLIRunner', 'build_runner', 'last_runner',
-    'config_summary', 'save_test_outputs', 'SUMMARY_COLUMNS',
-    'format_metrics_table', 'last_metrics', 'run_summary', 'USER_ERRORS',
+    'last_checkpoint', 'config_summary', 'save_test_outputs',
+    'SUMMARY_COLUMNS', 'format_metrics_table', 'last_metrics', 'run_summary',
+    'USER_ERRORS',
     'is_user_error', 'add_runner_args', 'apply_runner_args', 'init_cpu_dist',
     'interrupted_message', 'run_cli', 'shutdown_dist'
 ]

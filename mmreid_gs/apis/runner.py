@@ -291,7 +291,7 @@ def run_summary(runner: Runner,
     table = format_metrics_table(metrics or {})
     lines.append(table if table else 'no metrics (no test set evaluated)')
     paths = []
-    last = _last_checkpoint(runner.work_dir)
+    last = last_checkpoint(runner.work_dir)
     if last is not None and getattr(runner, '_train_loop', None) is not None \
             and not isinstance(runner._train_loop, dict):
         paths.append(('last checkpoint', last))
@@ -315,7 +315,7 @@ def run_summary(runner: Runner,
     return '\n'.join(lines)
 
 
-def _last_checkpoint(work_dir: str) -> Optional[str]:
+def last_checkpoint(work_dir: str) -> Optional[str]:
     """The checkpoint MMEngine's CheckpointHook saved last, if any."""
     marker = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(marker):
