@@ -424,3 +424,30 @@ def test_pooled_proxy_threads(threads):
         torch.set_num_threads(old)
     assert torch.get_num_threads() == old
     assert torch.allclose(out, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize('threads', [1, 3])
+def test_pair_list_kernel_one_query_many_blocks(threads):
+    """A single query with a long list (the second stage's blocks of one
+    class on large maps): its list blocks are spread over the worker
+    threads, with the scores of QAConvHead.match."""
+    from mmreid_gs.models.heads import QAConvHead
+    from mmreid_gs.models.heads.qaconv_list_kernels import \
+        folded_pair_list_scores
+    head = QAConvHead(8, 4, 2).eval()
+    feats = clustered_maps(50, seed=11)
+    cands = torch.randperm(50, generator=torch.Generator().manual_seed(1))
+    cands = cands[cands != 0][None, :30]
+    ref = head.match(feats[:1], feats[cands[0]])
+    w, scale, offset = head._folded_affine()
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            # 4 pairs of 8x8 float32 similarities per block: 8 blocks
+            out = folded_pair_list_scores(
+                head._flatten(feats[:1], 'q'), feats[cands], w, scale,
+                offset, torch.float32, 4 * 64 * 4)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.allclose(out, ref, atol=1e-5)
