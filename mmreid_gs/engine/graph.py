@@ -28,7 +28,7 @@ from .graph_candidates import (CANDIDATE_FUNCTIONS, MIN_TWO_STAGE_SPEEDUP,
 
 __all__ = [
     'build_class_graph', 'class_graph_from_scores', 'compute_class_scores',
-    'candidate_classes', 'CANDIDATE_FUNCTIONS'
+    'candidate_classes', 'candidates_decision', 'CANDIDATE_FUNCTIONS'
 ]
 
 
