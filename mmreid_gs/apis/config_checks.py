@@ -4,10 +4,10 @@ dataset arguments checked against their classes
 (:func:`check_dataset_configs`), visualisation backends that need a package
 (:func:`check_vis_backends`) and dataloader workers fitted to the machine
 (:func:`size_dataloader_workers`). :class:`ConfigError` is the error they
-raise for the user to fix.
+raise for the user to fix. The backend check and table live in
+:mod:`mmreid_gs.visualization.backends` and are re-exported here.
 """
 import difflib
-import importlib
 import inspect
 import os
 import os.path as osp
@@ -17,7 +17,9 @@ from mmengine.config import Config
 
 from mmreid_gs.registry import DATASETS
 from mmreid_gs.utils import register_all_modules
-from mmreid_gs.utils.errors import ReIDUserError, ReIDUserTypeError
+from mmreid_gs.utils.errors import ConfigError, ReIDUserTypeError
+from mmreid_gs.visualization.backends import (VIS_BACKENDS,  # noqa: F401
+                                              check_vis_backends)
 
 # Top-level keys that Runner.from_cfg reads although configs may omit them.
 RUNNER_KEYS = {
@@ -30,17 +32,6 @@ RUNNER_KEYS = {
     'model_wrapper_cfg', 'find_unused_parameters', 'runner_type',
     'compile', 'strategy'
 }
-
-#: ``--vis-backend`` choice -> (MMEngine backend type, package it needs).
-VIS_BACKENDS = {
-    'local': ('LocalVisBackend', None),
-    'tensorboard': ('TensorboardVisBackend', 'tensorboard'),
-    'wandb': ('WandbVisBackend', 'wandb'),
-}
-
-
-class ConfigError(ReIDUserError):
-    """A config or command-line problem a user can fix."""
 
 
 def config_error(msg: str) -> ConfigError:
@@ -101,30 +92,6 @@ def load_config(path: str, options: Optional[Dict] = None) -> Config:
             _check_option(cfg, key)
         cfg.merge_from_dict(options)
     return cfg
-
-
-def _package_available(name: str) -> bool:
-    try:
-        importlib.import_module(name)
-    except ImportError:
-        return False
-    return True
-
-
-def check_vis_backends(cfg: Config) -> None:
-    """Refuse visualisation backends whose package is not installed, with
-    the ``pip install`` line, instead of an ImportError mid-run."""
-    visualizer = cfg.get('visualizer') or {}
-    packages = {typ: pkg for typ, pkg in VIS_BACKENDS.values() if pkg}
-    for backend in visualizer.get('vis_backends') or []:
-        typ = backend.get('type') if isinstance(backend, dict) else None
-        typ = typ.split('.')[-1] if isinstance(typ, str) else typ
-        package = packages.get(typ)
-        if package and not _package_available(package):
-            raise config_error(
-                f'visualizer.vis_backends: {typ} needs the `{package}` '
-                f'package, which is not installed: `pip install {package}` '
-                f'(or leave out --vis-backend {package}).')
 
 
 def _accepted_kwargs(cls) -> Optional[set]:

@@ -30,3 +30,7 @@ class ReIDUserTypeError(ReIDUserError, TypeError):
 
 class ReIDUserFileError(ReIDUserError, RuntimeError):
     """A file a user passed that cannot be read (e.g. not a checkpoint)."""
+
+
+class ConfigError(ReIDUserError):
+    """A config or command-line problem a user can fix."""

@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from mmreid_gs.utils.errors import ReIDUserError
+from .backends import VIS_BACKENDS, check_vis_backends
 from .ranking import average_precisions, query_ranking
 from .reid_visualizer import ranked_list_title
 
@@ -175,8 +176,7 @@ def tool_visualizer(name: str,
     Args:
         name (str): Instance name.
         backends (Sequence[str]): ``--vis-backend`` names (keys of
-            :data:`mmreid_gs.apis.launch.VIS_BACKENDS`) the pictures also
-            go to.
+            :data:`~.backends.VIS_BACKENDS`) the pictures also go to.
         save_dir (str, optional): Folder of the backends' files (needed
             with backends).
         cfg (Config, optional): A config whose ``visualizer`` (if a
@@ -200,7 +200,6 @@ def tool_visualizer(name: str,
         kwargs['cell_size'] = tuple(int(v) for v in cell_size)
     from mmengine.config import Config
 
-    from mmreid_gs.apis.launch import VIS_BACKENDS, check_vis_backends
     vis_backends = []
     for b in backends or ():
         if b not in VIS_BACKENDS:
