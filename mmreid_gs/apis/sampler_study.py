@@ -230,17 +230,46 @@ def run_metrics(run_dir: str) -> List[Dict]:
     return out
 
 
-def converged(rows: List[Dict], ratio: float = 0.9) -> bool:
-    """A run converges when its last epoch's mean training loss is finite
-    and below ``ratio`` x its first epoch's (one epoch: finite)."""
+def converged(rows: List[Dict], min_gain: float = 0.1,
+              ratio: float = 0.9) -> bool:
+    """Whether a run converged, from its per-epoch rows.
+
+    Every epoch's mean training loss must be finite, and the run must have
+    learnt: the mean mAP over the validated sets at the last epoch at least
+    ``1 + min_gain`` times the first epoch's. The training loss alone does
+    not tell: a Graph Sampler epoch's batches are harder than the PK
+    warm-up's and get harder as the graph improves, so the loss of a run
+    that learns well can rise from one epoch to the next. Without
+    validation rows the loss rule is used instead (last epoch's loss below
+    ``ratio`` x the first's); one epoch only needs finite losses.
+
+    Args:
+        rows (list[dict]): ``epoch``, ``set``, ``metric``, ``value`` rows
+            of one run (``set='train'``, ``metric='loss'`` for the loss).
+        min_gain (float): Relative mAP gain from the first to the last
+            epoch. Defaults to 0.1.
+        ratio (float): Loss ratio of the rule without validation.
+            Defaults to 0.9.
+
+    Returns:
+        bool: True when the run converged.
+    """
     loss = sorted((r['epoch'], r['value']) for r in rows
                   if r['set'] == 'train' and r['metric'] == 'loss')
-    if not loss:
+    if not loss or not all(math.isfinite(v) for _, v in loss):
         return False
-    first, last = loss[0][1], loss[-1][1]
-    if len(loss) == 1:
-        return math.isfinite(last)
-    return math.isfinite(last) and last < ratio * first
+    maps = defaultdict(list)
+    for r in rows:
+        if r['metric'] == 'mAP' and r['set'] not in ('train', 'graph'):
+            maps[r['epoch']].append(r['value'])
+    if len(loss) == 1 or (maps and len(maps) == 1):
+        return True
+    if maps:
+        epochs = sorted(maps)
+        first = float(np.mean(maps[epochs[0]]))
+        last = float(np.mean(maps[epochs[-1]]))
+        return math.isfinite(last) and last >= (1 + min_gain) * first
+    return loss[-1][1] < ratio * loss[0][1]
 
 
 def plan_runs(study: str, quick: bool, seeds=None, variants=None):

@@ -7,8 +7,9 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from mmreid_gs.apis.sampler_study import (apply_variant, family_share,
-                                          plan_runs, run_study)
+from mmreid_gs.apis.sampler_study import (apply_variant, converged,
+                                          family_share, plan_runs,
+                                          run_study)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -117,3 +118,35 @@ def test_variants_and_errors():
         plan_runs('clip', quick=True, variants=['clip7'])
     with pytest.raises(ValueError, match="'pk' or 'gs'"):
         apply_variant(cfg, dict(sampler='random'), 10)
+
+
+def _rows(losses, maps=None):
+    rows = [dict(epoch=e + 1, set='train', metric='loss', value=v)
+            for e, v in enumerate(losses)]
+    for e, pair in enumerate(maps or []):
+        rows += [dict(epoch=e + 1, set=name, metric='mAP', value=v)
+                 for name, v in zip(('seen', 'unseen'), pair)]
+        rows.append(dict(epoch=e + 1, set='graph', metric='mAP', value=0.))
+    return rows
+
+
+def test_converged_from_validation_not_from_the_gs_loss():
+    # measured GS run of the init study (pk0, seed 0): the loss rises after
+    # epoch 1 while the mAP climbs from 0.41 to 0.57: converged
+    assert converged(_rows([7.16, 7.58, 6.89, 6.41],
+                           [(0.409, 0.3), (0.463, 0.3), (0.541, 0.3),
+                            (0.569, 0.34)]))
+    # mean mAP of the sets: (0.30 + 0.20) / 2 = 0.25 -> 0.27 is < 1.1x
+    assert not converged(_rows([5, 4], [(0.30, 0.20), (0.31, 0.23)]))
+    assert converged(_rows([5, 4], [(0.30, 0.20), (0.31, 0.25)]))
+    assert converged(_rows([5, 4], [(0.30, 0.20), (0.31, 0.23)],),
+                     min_gain=0.05)
+    # a non-finite loss never converges, whatever the metrics
+    assert not converged(_rows([5, float('nan'), 4],
+                               [(0.1, 0.1), (0.2, 0.2), (0.5, 0.5)]))
+    assert not converged(_rows([5, float('inf')]))
+    # one epoch: finite losses; no rows at all: not converged
+    assert converged(_rows([5.0], [(0.1, 0.1)])) and converged(_rows([5.0]))
+    assert not converged([])
+    # without validation: the loss must fall below 0.9x its first value
+    assert converged(_rows([5.0, 4.4])) and not converged(_rows([5.0, 4.6]))
