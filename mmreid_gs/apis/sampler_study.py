@@ -481,6 +481,7 @@ def plot_results(results: Dict, path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     series = _series(results)
     keys = sorted(k for k in series if k[1] in ('Rank-1', 'mAP')
                   and k[0] not in ('train', 'graph'))
@@ -506,6 +507,7 @@ def plot_results(results: Dict, path: str) -> None:
                             color=line.get_color())
         ax.set_title(f'{key[0]} {key[1]}')
         ax.set_xlabel('epoch')
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(keys):]:
