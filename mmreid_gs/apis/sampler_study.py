@@ -493,6 +493,10 @@ def plot_results(results: Dict, path: str) -> None:
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.6 * rows),
                              squeeze=False)
+    # one colour per variant in every panel (the graph panel has GS only)
+    variants = list(dict.fromkeys(v for k in keys for v in series[k]))
+    cycle = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    colors = {v: cycle[i % len(cycle)] for i, v in enumerate(variants)}
     for ax, key in zip(axes.flat, keys):
         for variant, by_epoch in series[key].items():
             epochs = sorted(by_epoch)
@@ -501,10 +505,9 @@ def plot_results(results: Dict, path: str) -> None:
             lo = np.array([v.min() for v in vals])
             hi = np.array([v.max() for v in vals])
             n = max(len(v) for v in vals)
-            line, = ax.plot(epochs, mean, marker='o', ms=3,
-                            label=f'{variant} (n={n})')
-            ax.fill_between(epochs, lo, hi, alpha=0.2,
-                            color=line.get_color())
+            ax.plot(epochs, mean, marker='o', ms=3, color=colors[variant],
+                    label=f'{variant} (n={n})')
+            ax.fill_between(epochs, lo, hi, alpha=0.2, color=colors[variant])
         ax.set_title(f'{key[0]} {key[1]}')
         ax.set_xlabel('epoch')
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -105,3 +105,31 @@ def test_reid_color_jitter():
     for _ in range(20):  # negative hue factors included
         out = t(dict(img=img))['img']
         assert out.shape == img.shape and out.dtype == np.uint8
+
+
+def test_reid_color_jitter_one_pil_conversion_equals_per_step_path():
+    # the fast path (one BGR -> PIL -> BGR round trip) gives the pixels of
+    # mmcv's per-adjustment functions, for every order and factor drawn
+    import mmcv
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (16, 8, 3), dtype=np.uint8)
+    t = ReIDColorJitter(
+        brightness=(0.5, 2.0), contrast=(0.5, 2.0), saturation=(0.5, 2.0),
+        hue=(-0.1, 0.1))
+    np.random.seed(3)
+    for _ in range(30):
+        with cache_random_params(t):
+            fast = t(dict(img=img.copy()))['img']
+            order, b, c, s, h = t._rand_params()  # the same draw
+        slow = img.copy()
+        for index in order:
+            if index == 0 and b is not None:
+                slow = mmcv.adjust_brightness(slow, b, backend='pillow')
+            elif index == 1 and c is not None:
+                slow = mmcv.adjust_contrast(slow, c, backend='pillow')
+            elif index == 2 and s is not None:
+                slow = mmcv.adjust_color(slow, alpha=s, backend='pillow')
+            elif index == 3 and h is not None:
+                slow = adjust_hue(slow, h)
+        assert fast.dtype == np.uint8 and fast.flags.c_contiguous
+        assert np.array_equal(fast, slow)
