@@ -3,14 +3,13 @@ candidate classes (used by :func:`mmreid_gs.engine.graph.build_class_graph`,
 which re-exports :func:`candidate_classes` and :data:`CANDIDATE_FUNCTIONS`),
 and the checks both modules share."""
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmreid_gs.utils.thread_state import capture_thread_state
+from mmreid_gs.utils.thread_state import cpu_workers, run_in_workers
 
 Matcher = Callable[[Tensor, Tensor], Tensor]
 
@@ -80,30 +79,14 @@ def _pooled_score(q: Tensor, g: Tensor) -> Tensor:
     ng = g.shape[0]
     out = q.new_empty(nq, ng)
     g2t = g.transpose(1, 2).reshape(ng * loc, c).t()
-    threads = torch.get_num_threads()
-    workers = min(threads, math.ceil(nq / 8)) \
-        if q.device.type == 'cpu' else 1
-    if workers <= 1:
-        _pooled_rows(q, g2t, out)
-        return out
-    enter_state = capture_thread_state()
+    workers = max(1, min(cpu_workers(q.device), math.ceil(nq / 8)))
     bounds = [8 * (math.ceil(nq / 8) * k // workers)
               for k in range(workers)] + [nq]
 
-    def run(lo, hi):
-        with enter_state():
-            _pooled_rows(q[lo:hi], g2t, out[lo:hi])
+    def run(rows):
+        _pooled_rows(q[rows[0]:rows[1]], g2t, out[rows[0]:rows[1]])
 
-    try:
-        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads,
-                                initargs=(1, )) as pool:
-            for future in [
-                    pool.submit(run, lo, hi)
-                    for lo, hi in zip(bounds, bounds[1:])
-            ]:
-                future.result()
-    finally:
-        torch.set_num_threads(threads)
+    run_in_workers(run, list(zip(bounds, bounds[1:])))
     return out
 
 

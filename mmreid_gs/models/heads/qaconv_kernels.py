@@ -12,12 +12,11 @@ What :class:`~mmreid_gs.models.heads.QAConvHead` calls to score pairs:
 No q x g x hw x hw tensor is built beyond one block.
 """
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import torch
 
-from mmreid_gs.utils.thread_state import capture_thread_state
+from mmreid_gs.utils.thread_state import cpu_workers, run_in_workers
 
 # Similarity block size on CPU, per worker thread (x ceil(threads / 8), so
 # that the Python loop of many threads does not hold the GIL too long):
@@ -83,25 +82,6 @@ def pair_maxima_blocks(q: torch.Tensor,
                 m_g[i:i + qi, j:j + gj] = sim.amax(dim=1)
             del sim
     return m_q, m_g, idx_q, idx_g
-
-
-_OPENMP = None
-
-
-def _cpu_workers(device: torch.device) -> int:
-    """Worker threads for the blockwise CPU scoring: the intra-op thread
-    count when ATen's parallel backend is OpenMP (whose thread count is
-    per-thread state), else 1."""
-    global _OPENMP
-    if device.type != 'cpu':
-        return 1
-    threads = torch.get_num_threads()
-    if threads <= 1:
-        return 1
-    if _OPENMP is None:
-        info = torch.__config__.parallel_info()
-        _OPENMP = 'parallel backend: OpenMP' in info
-    return threads if _OPENMP else 1
 
 
 def _block_views(sim_buf, max_g_buf, max_q_buf, qi, hw, g_blk, n_gal,
@@ -375,7 +355,7 @@ def folded_pair_scores(q: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
     own cache-sized block (no synchronisation between the threads inside a
     block, which is much faster than splitting every small GEMM and
     reduction over all threads). The workers run in the caller's grad /
-    inference mode (:func:`capture_thread_state`).
+    inference mode (:func:`~mmreid_gs.utils.thread_state.run_in_workers`).
 
     Args:
         q (Tensor): [nq, hw, c] query features.
@@ -400,7 +380,7 @@ def folded_pair_scores(q: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
     bits = _max_bits_dtype(dtype, q.device)
     if bits is not None and not _bits_are_safe(q2, gal, dtype):
         bits = None
-    workers = _cpu_workers(q.device)
+    workers = cpu_workers(q.device)
     if workers > 1 and len(q_starts) >= workers:
         # query block rows dealt round-robin
         tasks = [(q_starts[k::workers], 0, ng) for k in range(workers)]
@@ -416,24 +396,9 @@ def folded_pair_scores(q: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
     # the workers enter the caller's grad/inference mode (thread-local
     # state: outputs created under torch.inference_mode() are inference
     # tensors that only an inference-mode thread may write)
-    enter_state = capture_thread_state()
-
     def run(task):
-        with enter_state(), torch.no_grad(), torch.autocast(
-                q.device.type, enabled=False):
+        with torch.no_grad(), torch.autocast(q.device.type, enabled=False):
             _score_rows(q2, gal, w32, out, q_blk, g_blk, bits, *task)
 
-    if len(tasks) == 1:
-        run(tasks[0])
-    else:
-        threads = torch.get_num_threads()
-        try:
-            with ThreadPoolExecutor(
-                    len(tasks),
-                    initializer=torch.set_num_threads,
-                    initargs=(1, )) as pool:
-                for future in [pool.submit(run, t) for t in tasks]:
-                    future.result()
-        finally:
-            torch.set_num_threads(threads)
+    run_in_workers(run, tasks)
     return out.mul_(scale).add_(offset)

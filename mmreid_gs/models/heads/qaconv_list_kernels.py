@@ -4,12 +4,10 @@ against its own list of gallery maps (``QAConvHead.match_pairs``).
 Kept apart from :mod:`.qaconv_kernels` (the all-pairs kernels of
 ``QAConvHead.match``), whose worker-thread helper it shares.
 """
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from mmreid_gs.utils.thread_state import capture_thread_state
-from .qaconv_kernels import _cpu_workers
+from mmreid_gs.utils.thread_state import cpu_workers, run_in_workers
 
 
 def folded_pair_list_scores(q: torch.Tensor, gal: torch.Tensor,
@@ -70,27 +68,11 @@ def folded_pair_list_scores(q: torch.Tensor, gal: torch.Tensor,
 
     # query block by query block, each along its list
     starts = [(i, j) for i in range(0, n, q_blk) for j in range(0, m, m_blk)]
-    workers = min(_cpu_workers(q.device), len(starts))
-    enter_state = capture_thread_state()
+    workers = max(1, min(cpu_workers(q.device), len(starts)))
 
     def run(part):
-        with enter_state(), torch.no_grad(), torch.autocast(
-                q.device.type, enabled=False):
+        with torch.no_grad(), torch.autocast(q.device.type, enabled=False):
             score(part)
 
-    if workers <= 1:
-        run(starts)
-    else:
-        threads = torch.get_num_threads()
-        try:
-            with ThreadPoolExecutor(
-                    workers, initializer=torch.set_num_threads,
-                    initargs=(1, )) as pool:
-                for future in [
-                        pool.submit(run, starts[k::workers])
-                        for k in range(workers)
-                ]:
-                    future.result()
-        finally:
-            torch.set_num_threads(threads)
+    run_in_workers(run, [starts[k::workers] for k in range(workers)])
     return out.mul_(scale).add_(offset)
