@@ -309,14 +309,6 @@ def runner_times(config, iters, warmup, workers=None):
     return wall, data_times[warmup + 1:]
 
 
-def _cpus():
-    import os
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def main(argv=None):
     global CLOCK
     args = parse_args(argv)
@@ -325,7 +317,7 @@ def main(argv=None):
         args.threads = 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    from mmreid_gs.apis.launch import load_config
+    from mmreid_gs.apis.launch import load_config, size_dataloader_workers
     from mmreid_gs.registry import MODELS
     from mmreid_gs.utils import register_all_modules
     register_all_modules()
@@ -361,8 +353,9 @@ def main(argv=None):
     wall, data = runner_times(args.config, args.iters * args.rounds,
                               args.warmup, 0 if args.cpu_time else None)
     times['ours-runner'] = wall
-    workers = 0 if args.cpu_time else min(
-        cfg.train_dataloader.get('num_workers', 0), _cpus())
+    # the runner's workers: the config's, fitted to the machine
+    size_dataloader_workers(cfg)
+    workers = 0 if args.cpu_time else cfg.train_dataloader.num_workers
     times['public+loading'] = public_loading_times(
         args.config, torchvision_r18_layer3(), PublicNeck(256),
         args.iters * args.rounds, args.warmup, workers)
