@@ -13,10 +13,10 @@ import sys
 from mmengine.dist import broadcast
 from mmengine.model import is_model_wrapper
 
-from mmreid_gs.apis.launch import (add_runner_args, apply_runner_args,
-                                   build_runner, config_error, init_cpu_dist,
-                                   load_config, run_cli, run_summary,
-                                   save_test_outputs)
+from mmreid_gs.engine.runners import (add_runner_args, apply_runner_args,
+                                      build_runner, init_cpu_dist, load_config,
+                                      run_cli, run_summary, save_test_outputs)
+from mmreid_gs.utils.errors import ConfigError
 
 
 def parse_args(argv=None):
@@ -46,11 +46,11 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options)
     apply_runner_args(cfg, args, args.config)
     if cfg.get('test_cfg') is None:
-        raise config_error(f'{args.config} has no test_cfg: name the test '
+        raise ConfigError(f'{args.config} has no test_cfg: name the test '
                            'sets in test_cfg.test_sets.')
     if args.checkpoint is not None:
         if not osp.isfile(args.checkpoint):
-            raise config_error(f'checkpoint not found: {args.checkpoint}')
+            raise ConfigError(f'checkpoint not found: {args.checkpoint}')
         cfg.load_from = args.checkpoint
     else:
         cfg.load_from = None
@@ -63,7 +63,7 @@ def main(argv=None):
         cfg.test_cfg.fp16 = True
     if args.out is not None:
         if not args.out.endswith('.npz'):
-            raise config_error(f'--out must end with .npz: {args.out}')
+            raise ConfigError(f'--out must end with .npz: {args.out}')
         cfg.test_cfg.keep_outputs = True
     init_cpu_dist(cfg)
     runner = build_runner(cfg)

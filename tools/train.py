@@ -11,10 +11,11 @@ import sys
 import torch
 from mmengine.config import Config
 
-from mmreid_gs.apis.launch import (add_runner_args, apply_runner_args,
-                                   build_runner, config_error, init_cpu_dist,
-                                   last_metrics, load_config, run_cli,
-                                   run_summary)
+from mmreid_gs.engine.runners import (add_runner_args, apply_runner_args,
+                                      build_runner, init_cpu_dist,
+                                      last_metrics, load_config, run_cli,
+                                      run_summary)
+from mmreid_gs.utils.errors import ConfigError
 
 
 def parse_args(argv=None):
@@ -49,7 +50,7 @@ def merge_args(cfg: Config, args) -> Config:
     apply_runner_args(cfg, args, args.config)
     if args.amp:
         if not torch.cuda.is_available():
-            raise config_error(
+            raise ConfigError(
                 '--amp needs a GPU: MMEngine\'s AmpOptimWrapper trains on '
                 'GPU, NPU, MLU or MUSA devices only, and none is available.')
         amp_types = {
@@ -58,7 +59,7 @@ def merge_args(cfg: Config, args) -> Config:
         }
         current = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if current not in amp_types and current not in amp_types.values():
-            raise config_error(
+            raise ConfigError(
                 '--amp needs optim_wrapper.type to be one of '
                 f'{sorted(amp_types)}, got {current}')
         cfg.optim_wrapper.type = amp_types.get(current, current)
@@ -68,7 +69,7 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.load_from = None
     elif args.resume is not None:
         if not osp.isfile(args.resume):
-            raise config_error(f'--resume: checkpoint not found: '
+            raise ConfigError(f'--resume: checkpoint not found: '
                                f'{args.resume}')
         cfg.resume = True
         cfg.load_from = args.resume
@@ -80,7 +81,7 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.randomness = dict(cfg.get('randomness', {}), seed=args.seed)
     if args.auto_scale_lr:
         if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
-            raise config_error(
+            raise ConfigError(
                 '--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
                 'config (the total batch its learning rate was set for).')
         cfg.auto_scale_lr.enable = True

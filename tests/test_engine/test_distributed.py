@@ -365,8 +365,9 @@ def test_run_cli_frees_process_group(fails):
     import torch
     from torch.nn.parallel import DistributedDataParallel
 
-    from mmreid_gs.apis import run_cli
+    from mmreid_gs.engine.runners import run_cli
     from mmreid_gs.utils import ReIDUserError
+
     # start the intra-op thread pools first: only gloo's threads may differ
     (torch.randn(256, 256) @ torch.randn(256, 256)).add_(1).sum()
     before = _native_threads()

@@ -1,17 +1,29 @@
 """The sampler study tool on a tiny generated benchmark: 2 variants x 2
 seeds x 1 epoch write their CSV / JSON / plot, and a rerun skips them."""
 import csv
+import importlib.util
 import json
 import os.path as osp
 
 import numpy as np
 import pytest
 
-from mmreid_gs.apis.sampler_study import (apply_variant, converged,
-                                          family_share, plan_runs,
-                                          run_study)
-
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _load_study_tool():
+    spec = importlib.util.spec_from_file_location(
+        'sampler_study', osp.join(REPO, 'tools', 'analysis_tools',
+                                  'sampler_study.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_study = _load_study_tool()
+apply_variant, converged = _study.apply_variant, _study.converged
+family_share, plan_runs, run_study = (_study.family_share, _study.plan_runs,
+                                      _study.run_study)
 
 TINY = """
 _base_ = [{demo!r}]

@@ -9,8 +9,8 @@ import mmcv
 import numpy as np
 import pytest
 
-from mmreid_gs.apis.launch import save_test_outputs
 from mmreid_gs.datasets import SyntheticReID
+from mmreid_gs.engine.runners import save_test_outputs
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

@@ -32,7 +32,7 @@ def _rows(counts, rank):
 def _worker(rank, port, out):
     import torch.distributed as dist
 
-    from mmreid_gs.apis import shutdown_dist
+    from mmreid_gs.engine.runners import shutdown_dist
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
                             rank=rank, world_size=WORLD_SIZE)
     try:

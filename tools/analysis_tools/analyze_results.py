@@ -17,9 +17,10 @@ import sys
 
 from mmengine.utils import ProgressBar
 
-from mmreid_gs.apis.launch import config_error, run_cli
+from mmreid_gs.engine.runners import run_cli
 from mmreid_gs.evaluation.functional import (evaluate_rank,
                                              pair_scores_and_labels)
+from mmreid_gs.utils.errors import ConfigError
 from mmreid_gs.visualization.plots import plot_cmc, plot_pair_scores
 from mmreid_gs.visualization.results import load_test_results
 
@@ -41,7 +42,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.max_rank < 1:
-        raise config_error('--max-rank must be >= 1')
+        raise ConfigError('--max-rank must be >= 1')
     results = load_test_results(args.results, args.sets)
     curves = {}
     bar = ProgressBar(len(results))

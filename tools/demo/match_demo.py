@@ -18,9 +18,10 @@ import argparse
 import os.path as osp
 import sys
 
-from mmreid_gs.apis.inference import (ReIDInferencer, list_images,
-                                      read_image, threshold_at_fpr)
-from mmreid_gs.apis.launch import config_error, load_config, run_cli
+from mmreid_gs.apis.inference import (ReIDInferencer, list_images, read_image,
+                                      threshold_at_fpr)
+from mmreid_gs.engine.runners import load_config, run_cli
+from mmreid_gs.utils.errors import ConfigError
 
 
 def parse_args(argv=None):
@@ -67,11 +68,11 @@ def draw_ranked(query, paths, scores, kinds, title, out):
 def main(argv=None):
     args = parse_args(argv)
     if args.topk <= 0:
-        raise config_error(f'--topk must be positive, got {args.topk}')
+        raise ConfigError(f'--topk must be positive, got {args.topk}')
     if not args.out.lower().endswith(('.png', '.jpg', '.jpeg')):
-        raise config_error(f'--out must be a .png or .jpg file: {args.out}')
+        raise ConfigError(f'--out must be a .png or .jpg file: {args.out}')
     if args.set_name is not None and args.results is None:
-        raise config_error('--set needs --results')
+        raise ConfigError('--set needs --results')
     # bad input first, before the model is built
     read_image(args.query)
     gallery = list_images(args.gallery)

@@ -20,7 +20,8 @@ import sys
 from mmreid_gs.apis.deploy import (check_onnx, export_onnx,
                                    input_size_from_config)
 from mmreid_gs.apis.inference import init_model
-from mmreid_gs.apis.launch import config_error, load_config, run_cli
+from mmreid_gs.engine.runners import load_config, run_cli
+from mmreid_gs.utils.errors import ConfigError
 
 
 def parse_args(argv=None):
@@ -54,7 +55,7 @@ def main(argv=None):
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise config_error('the export needs onnx (and onnxruntime for the '
+        raise ConfigError('the export needs onnx (and onnxruntime for the '
                            'check): pip install -r requirements/optional.txt'
                            ) from None
     cfg = load_config(args.config)

@@ -17,9 +17,10 @@ import os.path as osp
 import sys
 
 from mmreid_gs.apis import extract_feature_maps, init_model
-from mmreid_gs.apis.launch import (VIS_BACKENDS, config_error, load_config,
-                                   run_cli)
+from mmreid_gs.engine.runners import load_config, run_cli
+from mmreid_gs.utils.errors import ConfigError
 from mmreid_gs.visualization import tool_visualizer
+from mmreid_gs.visualization.backends import VIS_BACKENDS
 
 
 def parse_args(argv=None):
@@ -45,18 +46,18 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.top < 1 or args.height < 8:
-        raise config_error('--top must be >= 1 and --height >= 8')
+        raise ConfigError('--top must be >= 1 and --height >= 8')
     cfg = load_config(args.config)
     ckpt = None if args.checkpoint == 'none' else args.checkpoint
     if ckpt is not None and not osp.isfile(ckpt):
-        raise config_error(f'checkpoint not found: {ckpt}')
+        raise ConfigError(f'checkpoint not found: {ckpt}')
     for path in (args.query, args.gallery):
         if not osp.isfile(path):
-            raise config_error(f'image not found: {path}')
+            raise ConfigError(f'image not found: {path}')
     model = init_model(cfg, ckpt)
     head = getattr(model, 'head', None)
     if not hasattr(head, 'pair_correspondence'):
-        raise config_error(
+        raise ConfigError(
             f'{type(head).__name__} has no local correspondences '
             '(pair_correspondence): this tool needs a QAConv head')
     feats = extract_feature_maps(model, [args.query, args.gallery])

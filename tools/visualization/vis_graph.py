@@ -22,11 +22,12 @@ import sys
 
 import numpy as np
 
-from mmreid_gs.apis.launch import (VIS_BACKENDS, config_error, load_config,
-                                   run_cli)
+from mmreid_gs.engine.runners import load_config, run_cli
 from mmreid_gs.evaluation.functional import graph_family_share
+from mmreid_gs.utils.errors import ConfigError
 from mmreid_gs.visualization import (class_graph_epoch, spread_indices,
                                      tool_visualizer)
+from mmreid_gs.visualization.backends import VIS_BACKENDS
 from mmreid_gs.visualization.plots import plot_family_share
 from mmreid_gs.visualization.results import load_graph_dumps
 
@@ -97,13 +98,13 @@ def find_families(args, dumps):
 def main(argv=None):
     args = parse_args(argv)
     if not osp.isdir(args.work_dir):
-        raise config_error(f'work dir not found: {args.work_dir}')
+        raise ConfigError(f'work dir not found: {args.work_dir}')
     dumps = load_graph_dumps(args.work_dir)
     available = sorted(dumps)
     if args.epochs:
         missing = [e for e in args.epochs if e not in dumps]
         if missing:
-            raise config_error(
+            raise ConfigError(
                 f'no graph of epoch {missing[0]} in {args.work_dir}/graph; '
                 f'epochs saved: {" ".join(map(str, available))}')
         epochs = list(args.epochs)
@@ -114,7 +115,7 @@ def main(argv=None):
         classes = args.class_ids
     else:
         if args.classes < 1:
-            raise config_error('--classes must be >= 1')
+            raise ConfigError('--classes must be >= 1')
         classes = spread_indices(num_classes, args.classes)
     families = find_families(args, dumps)
     if families is not None and len(families) < num_classes:
@@ -131,7 +132,7 @@ def main(argv=None):
     print(out)
     if families is None:
         if args.family_curve:
-            raise config_error(
+            raise ConfigError(
                 '--family-curve: the families of look-alikes are unknown '
                 '(no label_families in the dumps and no dataset with '
                 'get_label_families(); pass --config)')

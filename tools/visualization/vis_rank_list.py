@@ -20,12 +20,12 @@ import sys
 
 from mmengine.utils import ProgressBar
 
-from mmreid_gs.apis.launch import (VIS_BACKENDS, config_error, load_config,
-                                   run_cli)
+from mmreid_gs.engine.runners import load_config, run_cli
+from mmreid_gs.utils.errors import ConfigError
 from mmreid_gs.visualization import (ranked_list_rows, select_queries,
                                      tool_visualizer)
-from mmreid_gs.visualization.results import (load_test_results,
-                                             ranking_scores)
+from mmreid_gs.visualization.backends import VIS_BACKENDS
+from mmreid_gs.visualization.results import load_test_results, ranking_scores
 
 
 def parse_args(argv=None):
@@ -70,12 +70,12 @@ def compute_results(cfg, checkpoint, work_dir, sets=None):
     ``tools/test.py --out`` saves them."""
     from mmengine.model import is_model_wrapper
 
-    from mmreid_gs.apis.launch import build_runner
+    from mmreid_gs.engine.runners import build_runner
     if cfg.get('test_cfg') is None:
-        raise config_error('the config has no test_cfg: name the test sets '
+        raise ConfigError('the config has no test_cfg: name the test sets '
                            'in test_cfg.test_sets, or pass --results.')
     if checkpoint is not None and not osp.isfile(checkpoint):
-        raise config_error(f'checkpoint not found: {checkpoint}')
+        raise ConfigError(f'checkpoint not found: {checkpoint}')
     cfg.load_from = checkpoint
     cfg.resume = False
     cfg.launcher = 'none'
@@ -85,7 +85,7 @@ def compute_results(cfg, checkpoint, work_dir, sets=None):
         known = dict(cfg.test_cfg.get('test_sets') or {})
         missing = [s for s in sets if s not in known]
         if missing:
-            raise config_error(f'set {missing[0]!r} is not a test set of the '
+            raise ConfigError(f'set {missing[0]!r} is not a test set of the '
                                f'config: {", ".join(known)}')
         cfg.test_cfg.test_sets = {s: known[s] for s in sets}
     runner = build_runner(cfg)
@@ -106,7 +106,7 @@ def compute_results(cfg, checkpoint, work_dir, sets=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.topk < 1 or args.queries < 1 or args.per_image < 1:
-        raise config_error('--topk, --queries and --per-image must be >= 1')
+        raise ConfigError('--topk, --queries and --per-image must be >= 1')
     cfg = load_config(args.config)
     ckpt = None if args.checkpoint in (None, 'none') else args.checkpoint
     if args.results is not None:

@@ -309,7 +309,7 @@ def _free_port():
 def _ddp_worker(rank, world_size, port, root, out_dir, num_classes):
     import torch.distributed as dist
 
-    from mmreid_gs.apis import shutdown_dist
+    from mmreid_gs.engine.runners import shutdown_dist
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
                             rank=rank, world_size=world_size)
     try:

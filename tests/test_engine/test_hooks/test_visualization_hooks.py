@@ -10,7 +10,7 @@ import mmcv
 import numpy as np
 import pytest
 
-from mmreid_gs.apis.launch import build_runner, load_config
+from mmreid_gs.engine.runners import build_runner, load_config
 
 REPO = osp.dirname(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))

@@ -227,7 +227,7 @@ class _LossModel(nn.Module):
 def _ddp_worker(rank, world_size, port, out_dir):
     import torch.distributed as dist
 
-    from mmreid_gs.apis import shutdown_dist
+    from mmreid_gs.engine.runners import shutdown_dist
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
                             rank=rank, world_size=world_size)
     try:

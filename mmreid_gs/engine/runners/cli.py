@@ -13,10 +13,9 @@ import signal
 import torch
 from mmengine.config import Config, ConfigDict
 
-from mmreid_gs.utils.errors import ReIDUserError
-
-from .config_checks import VIS_BACKENDS, config_error
-from .runner import last_checkpoint, last_runner
+from mmreid_gs.utils.errors import ConfigError, ReIDUserError
+from mmreid_gs.visualization.backends import VIS_BACKENDS
+from .cli_runner import last_checkpoint, last_runner
 
 
 def add_runner_args(parser, cfg_options_help: str) -> None:
@@ -75,12 +74,12 @@ def init_cpu_dist(cfg: Config) -> None:
     if launcher == 'none' or torch.cuda.is_available():
         return
     if launcher != 'pytorch':
-        raise config_error(
+        raise ConfigError(
             f'--launcher {launcher} without CUDA is not supported; use '
             'torchrun (tools/dist_train.sh), which uses --launcher pytorch.')
     for var in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
         if var not in os.environ:
-            raise config_error(
+            raise ConfigError(
                 f'--launcher pytorch needs the environment variable {var}: '
                 'start the tool with torchrun (see tools/dist_train.sh).')
     if not torch.distributed.is_initialized():

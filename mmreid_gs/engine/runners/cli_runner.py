@@ -17,9 +17,8 @@ from mmengine.runner import Runner
 from mmreid_gs._warnings import ForeignLogFilter
 from mmreid_gs.registry import RUNNERS
 from mmreid_gs.utils import register_all_modules
-
-from .config_checks import (check_dataset_configs, check_vis_backends,
-                            size_dataloader_workers)
+from mmreid_gs.visualization.backends import check_vis_backends
+from .config_checks import check_dataset_configs, size_dataloader_workers
 
 
 def _short(value, limit: int = 60) -> str:

@@ -4,8 +4,9 @@ dataset arguments checked against their classes
 (:func:`check_dataset_configs`), visualisation backends that need a package
 (:func:`check_vis_backends`) and dataloader workers fitted to the machine
 (:func:`size_dataloader_workers`). :class:`ConfigError` is the error they
-raise for the user to fix. The backend check and table live in
-:mod:`mmreid_gs.visualization.backends` and are re-exported here.
+raise for the user to fix.
+The visualisation-backend check lives with the backends, in
+:mod:`mmreid_gs.visualization.backends`.
 """
 import difflib
 import inspect
@@ -18,8 +19,6 @@ from mmengine.config import Config
 from mmreid_gs.registry import DATASETS
 from mmreid_gs.utils import register_all_modules
 from mmreid_gs.utils.errors import ConfigError, ReIDUserTypeError
-from mmreid_gs.visualization.backends import (VIS_BACKENDS,  # noqa: F401
-                                              check_vis_backends)
 
 # Top-level keys that Runner.from_cfg reads although configs may omit them.
 RUNNER_KEYS = {
@@ -34,11 +33,6 @@ RUNNER_KEYS = {
 }
 
 
-def config_error(msg: str) -> ConfigError:
-    """Build the error the tools report without a traceback."""
-    return ConfigError(msg)
-
-
 def _check_option(cfg: Config, key: str) -> None:
     """Refuse ``--cfg-options`` keys whose parent does not exist, and new
     keys anywhere except inside a component (a dict with ``type``)."""
@@ -48,14 +42,14 @@ def _check_option(cfg: Config, key: str) -> None:
         is_last = depth == len(parts) - 1
         if isinstance(node, (list, tuple)):
             if not part.isdigit() or int(part) >= len(node):
-                raise config_error(
+                raise ConfigError(
                     f'--cfg-options {key}: `{".".join(parts[:depth])}` is a '
                     f'list of {len(node)} items; `{part}` is not an index '
                     'of it.')
             node = node[int(part)]
             continue
         if not isinstance(node, dict):
-            raise config_error(
+            raise ConfigError(
                 f'--cfg-options {key}: `{".".join(parts[:depth])}` is a '
                 f'{type(node).__name__}, not a dict.')
         if part in node:
@@ -67,7 +61,7 @@ def _check_option(cfg: Config, key: str) -> None:
         where = '.'.join(parts[:depth]) or 'the config'
         close = difflib.get_close_matches(part, list(node.keys()), n=3)
         hint = f' Did you mean: {", ".join(close)}?' if close else ''
-        raise config_error(f'--cfg-options {key}: `{where}` has no key '
+        raise ConfigError(f'--cfg-options {key}: `{where}` has no key '
                            f'`{part}`.{hint}')
 
 
@@ -82,11 +76,11 @@ def load_config(path: str, options: Optional[Dict] = None) -> Config:
         Config: The merged config.
     """
     if not osp.isfile(path):
-        raise config_error(f'config file not found: {path}')
+        raise ConfigError(f'config file not found: {path}')
     try:
         cfg = Config.fromfile(path)
     except Exception as err:  # syntax errors, missing _base_ files
-        raise config_error(f'cannot read config {path}: {err}') from None
+        raise ConfigError(f'cannot read config {path}: {err}') from None
     if options:
         for key in options:
             _check_option(cfg, key)

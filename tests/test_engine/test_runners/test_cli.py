@@ -1,4 +1,4 @@
-"""What the tools share (mmreid_gs.apis.launch), without training: which
+"""What the tools share (mmreid_gs.engine.runners), without training: which
 errors are one line and which keep their traceback, Ctrl-C, the dataset key
 path check, worker sizing, visualisation backends, the summary table, and
 checkpoint files that are not checkpoints."""
@@ -11,16 +11,16 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmreid_gs.apis import launch
-from mmreid_gs.apis import runner as runner_module
-from mmreid_gs.apis.launch import (check_dataset_configs, check_vis_backends,
-                                   format_metrics_table, is_user_error,
-                                   run_cli, size_dataloader_workers)
 from mmreid_gs.engine.checkpoint import load_from_local, load_weights_file
+from mmreid_gs.engine.runners import (check_dataset_configs, cli, cli_runner,
+                                      format_metrics_table, is_user_error,
+                                      run_cli, size_dataloader_workers)
 from mmreid_gs.utils import (ReIDUserError, ReIDUserFileError,
                              ReIDUserKeyError, ReIDUserTypeError)
+from mmreid_gs.utils.errors import ConfigError
+from mmreid_gs.visualization.backends import check_vis_backends
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 CONFIGS = osp.join(REPO, 'configs')
 
 
@@ -37,7 +37,7 @@ def _raiser(err):
     ReIDUserKeyError('test_cfg.test_sets.a has no `query`'),
     ReIDUserTypeError('wrong kind'),
     ReIDUserFileError('not a checkpoint'),
-    launch.ConfigError('--out must end with .npz'),
+    ConfigError('--out must end with .npz'),
     FileNotFoundError('no such folder: data/x'),
     KeyError('Foo is not in the mmreid_gs::model registry. Please check'),
     TypeError("class `QAConvHead` in mmreid_gs/models/heads/qaconv_head.py: "
@@ -73,13 +73,13 @@ def test_user_error_types_keep_their_builtin_bases():
     assert issubclass(ReIDUserKeyError, KeyError)
     assert issubclass(ReIDUserTypeError, TypeError)
     assert issubclass(ReIDUserFileError, RuntimeError)
-    assert issubclass(launch.ConfigError, ReIDUserError)
+    assert issubclass(ConfigError, ReIDUserError)
     assert str(ReIDUserKeyError('plain text')) == 'plain text'
 
 
 def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
     monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
-    monkeypatch.setattr(runner_module, '_LAST_RUNNER', None)
+    monkeypatch.setattr(cli_runner, '_LAST_RUNNER', None)
     assert run_cli(_raiser(KeyboardInterrupt()), []) == 130
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith('interrupted (Ctrl-C)')
@@ -91,7 +91,7 @@ def test_an_error_raised_while_handling_ctrl_c_is_an_interrupt(
     """MMEngine's Config.pretty_text turns a KeyboardInterrupt into a
     SyntaxError (bare except) when Ctrl-C hits a checkpoint save."""
     monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
-    monkeypatch.setattr(runner_module, '_LAST_RUNNER', None)
+    monkeypatch.setattr(cli_runner, '_LAST_RUNNER', None)
 
     def main(argv):
         try:
@@ -113,14 +113,14 @@ def test_interrupted_message_names_the_last_checkpoint_and_resume(
     runner = SimpleNamespace(
         work_dir=str(tmp_path), _train_loop=object(),
         cfg=SimpleNamespace(filename='configs/qaconv_gs_demo.py'))
-    monkeypatch.setattr(runner_module, '_LAST_RUNNER', lambda: runner)
-    msg = launch.interrupted_message()
+    monkeypatch.setattr(cli_runner, '_LAST_RUNNER', lambda: runner)
+    msg = cli.interrupted_message()
     assert str(ckpt) in msg
     assert (f'python tools/train.py configs/qaconv_gs_demo.py --work-dir '
             f'{tmp_path} --resume {ckpt}') in msg
     assert 'nothing was deleted' in msg
     runner._train_loop = None  # a test run: no resume command
-    assert '--resume' not in launch.interrupted_message()
+    assert '--resume' not in cli.interrupted_message()
 
 
 def _config(text, tmp_path, name='cfg.py'):
@@ -182,7 +182,7 @@ def test_auto_scale_lr_flag():
     cfg = Config.fromfile(market)
     assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=64)
     cfg.auto_scale_lr = None
-    with pytest.raises(launch.ConfigError, match='base_batch_size'):
+    with pytest.raises(ConfigError, match='base_batch_size'):
         train.merge_args(cfg, train.parse_args([market, '--auto-scale-lr']))
 
 
@@ -207,7 +207,7 @@ def test_vis_backend_flag_and_missing_package(monkeypatch):
         dict(type='LocalVisBackend')])))
     args = SimpleNamespace(local_rank=0, launcher='none', work_dir='w',
                            vis_backend=['tensorboard'])
-    launch.apply_runner_args(cfg, args, 'x.py')
+    cli.apply_runner_args(cfg, args, 'x.py')
     assert [b['type'] for b in cfg.visualizer.vis_backends] == [
         'LocalVisBackend', 'TensorboardVisBackend']
     assert cfg.visualizer.type == 'ReIDVisualizer'
@@ -280,7 +280,8 @@ def test_runs_built_within_one_second_log_to_their_own_work_dirs(
 
     from mmengine.model import BaseModel
 
-    from mmreid_gs.apis.launch import CLIRunner, _log_file
+    from mmreid_gs.engine.runners import CLIRunner
+    from mmreid_gs.engine.runners.cli_runner import _log_file
 
     class Tiny(BaseModel):
 
