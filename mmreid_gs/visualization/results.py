@@ -1,9 +1,8 @@
-"""Readers of what the tools draw from: the ``.npz`` of ``tools/test.py
---out`` and the class-graph dumps of ``GraphSamplerHook(save_graph=True)``.
+"""Reader of what the tools draw from: the ``.npz`` of ``tools/test.py
+--out`` (the class-graph dumps are read by
+:mod:`mmreid_gs.engine.graph.dump`).
 """
-import glob
 import os.path as osp
-import re
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -13,9 +12,6 @@ from mmreid_gs.utils.errors import ReIDUserError
 #: Fields every test set of a results file must have.
 RESULT_FIELDS = ('scores', 'query_pids', 'gallery_pids', 'query_camids',
                  'gallery_camids', 'query_paths', 'gallery_paths')
-
-#: Fields every graph dump must have.
-GRAPH_FIELDS = ('neighbors', 'img_paths')
 
 
 def load_test_results(path: str,
@@ -103,39 +99,3 @@ def ranking_scores(fields: Dict[str, np.ndarray], use: str = 'scores'
             f'the results have no {key}: run tools/test.py with --{use} '
             '--out FILE.npz')
     return -fields[key] if use == 'rerank' else fields[key]
-
-
-def load_graph_dumps(work_dir: str) -> Dict[int, Dict[str, np.ndarray]]:
-    """Class graphs saved by ``GraphSamplerHook(save_graph=True)``.
-
-    Args:
-        work_dir (str): The run's work dir (dumps in ``graph/epoch_k.npz``).
-
-    Returns:
-        dict: ``epoch k -> {field: array}``, sorted by epoch.
-
-    Raises:
-        FileNotFoundError: No dump in ``work_dir/graph``.
-        ReIDUserError: A dump lacks a field.
-    """
-    folder = osp.join(work_dir, 'graph')
-    files = glob.glob(osp.join(folder, 'epoch_*.npz'))
-    epochs = {}
-    for path in files:
-        m = re.fullmatch(r'epoch_(\d+)\.npz', osp.basename(path))
-        if m:
-            epochs[int(m.group(1))] = path
-    if not epochs:
-        raise FileNotFoundError(
-            f'no class-graph dump (epoch_k.npz) in {folder}: train with '
-            "custom_hooks=[dict(type='GraphSamplerHook', save_graph=True, "
-            '...)]')
-    out = {}
-    for epoch in sorted(epochs):
-        with np.load(epochs[epoch], allow_pickle=False) as data:
-            fields = {k: data[k] for k in data.keys()}
-        lacking = [f for f in GRAPH_FIELDS if f not in fields]
-        if lacking:
-            raise ReIDUserError(f'{epochs[epoch]} lacks {", ".join(lacking)}')
-        out[epoch] = fields
-    return out

@@ -2,15 +2,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mmreid_gs.engine.graph as graph_module
+import mmreid_gs.engine.graph.build as graph_module
 from mmreid_gs.engine.graph import (build_class_graph, candidate_classes,
                                     candidates_decision,
                                     class_graph_from_scores,
-                                    compute_class_scores, use_candidates)
-from mmreid_gs.engine.graph_candidates import (PAIR_OVERHEAD_MACS,
+                                    compute_class_scores,
+                                    two_stage_cost_ratio)
+from mmreid_gs.engine.graph.candidates import (PAIR_OVERHEAD_MACS,
                                                POOLED_MAC_PENALTY,
                                                SECOND_STAGE_PENALTY,
-                                               two_stage_cost_ratio)
+                                               _pooled_prepare,
+                                               _pooled_score)
 
 
 def cosine(q, g):
@@ -363,8 +365,8 @@ def test_cost_model_decision_rule():
     # a callable proxy's cost is unknown: two-stage within the quarter
     assert decide((512, ), 100, 25, cosine) == (
         True, 'callable proxy (cost unknown)')
-    assert use_candidates(torch.empty(3000, 64, 24, 8), 300, 'gap')
-    assert not use_candidates(torch.empty(3000, 64, 24, 8), None, 'gap')
+    assert candidates_decision(torch.empty(3000, 64, 24, 8), 300, 'gap')[0]
+    assert not candidates_decision(torch.empty(3000, 64, 24, 8), None, 'gap')[0]
 
 
 @pytest.mark.parametrize('mode', ['no_grad', 'inference_mode'])
@@ -409,8 +411,6 @@ def test_pooled_on_small_maps_falls_back_to_exact(mode, monkeypatch):
 def test_pooled_proxy_threads(threads):
     """The pooled proxy scores the same with worker threads (row ranges)
     as in one thread, also under inference mode."""
-    from mmreid_gs.engine.graph_candidates import (_pooled_prepare,
-                                                   _pooled_score)
     maps = _pooled_prepare(clustered_maps(45, seed=10))
     q, g = maps.reshape(45, 8, -1), maps.reshape(45, 8, -1)
     sim = torch.einsum('acl,bcm->ablm', q, g)

@@ -52,8 +52,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mmreid_gs.engine.graph import build_class_graph, candidates_decision
-from mmreid_gs.engine.graph_candidates import two_stage_cost_ratio
+from mmreid_gs.engine.graph import (build_class_graph, candidate_classes,
+                                    candidates_decision, two_stage_cost_ratio)
 from mmreid_gs.utils.benchmark import gemm_gflops
 
 
@@ -184,7 +184,6 @@ def build_matcher(channels, height, width, seed, reference):
 
 def per_class_candidates(feats, matcher, num_neighbors, num, rows, proxy):
     """The second stage as it was: one matcher call per class."""
-    from mmreid_gs.engine.graph import candidate_classes
     cands = candidate_classes(feats, num, proxy, rows)
     nbrs = torch.empty(len(rows), num_neighbors, dtype=torch.long)
     for r, row in enumerate(rows.tolist()):

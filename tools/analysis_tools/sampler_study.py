@@ -45,6 +45,7 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
+from mmreid_gs.engine.graph import load_graph_dump
 from mmreid_gs.engine.runners import build_runner, load_config, run_cli
 from mmreid_gs.evaluation.functional import graph_family_share
 from mmreid_gs.registry import DATASETS
@@ -208,12 +209,8 @@ def family_share(graph_file: str, label_families: np.ndarray) -> Dict:
         ``best`` (the most a graph with P-1 neighbours can reach),
         ``random`` (expected share of random neighbours), ``num_classes``.
     """
-    with np.load(graph_file) as data:
-        ids = np.asarray(data['class_ids'], dtype=np.int64)
-        nbrs = np.asarray(data['neighbors'], dtype=np.int64)
-    if not np.array_equal(np.sort(ids), np.arange(len(ids))):
-        raise ValueError(f'{graph_file}: class_ids are not 0..C-1')
-    return graph_family_share(nbrs[np.argsort(ids)], label_families)
+    return graph_family_share(load_graph_dump(graph_file)['neighbors'],
+                              label_families)
 
 
 def _read_scalars(run_dir: str) -> List[Dict]:

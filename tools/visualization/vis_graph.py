@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from mmreid_gs.engine.graph import load_graph_dumps
 from mmreid_gs.engine.runners import load_config, run_cli
 from mmreid_gs.evaluation.functional import graph_family_share
 from mmreid_gs.utils.errors import ConfigError
@@ -29,7 +30,6 @@ from mmreid_gs.visualization import (class_graph_epoch, spread_indices,
                                      tool_visualizer)
 from mmreid_gs.visualization.backends import VIS_BACKENDS
 from mmreid_gs.visualization.plots import plot_family_share
-from mmreid_gs.visualization.results import load_graph_dumps
 
 
 def parse_args(argv=None):

@@ -2,8 +2,6 @@
 The choice, loading and feature extraction of the class images are in
 :mod:`~mmreid_gs.engine.hooks.class_images`."""
 import math
-import os
-import os.path as osp
 import time
 from typing import Callable, Dict, Optional, Sequence, Union
 
@@ -20,13 +18,15 @@ from mmreid_gs.datasets.samplers import GraphSampler
 from mmreid_gs.datasets.samplers.graph_sampler import \
     missing_graph_sampler_members
 from mmreid_gs.engine.graph import (build_class_graph,
-                                    class_graph_from_scores,
-                                    compute_class_scores)
+                                    compute_class_scores, graph_dump_path,
+                                    reranked_class_graph, save_graph_dump)
 from mmreid_gs.evaluation.functional import graph_family_share
 from mmreid_gs.registry import HOOKS
 from mmreid_gs.utils.contract import check_reid_model
 from mmreid_gs.utils.dist import all_gather_rows
 from mmreid_gs.utils.errors import ReIDUserError, ReIDUserTypeError
+from mmreid_gs.visualization import (ReIDVisualizer, class_graph_epoch,
+                                     spread_indices)
 from .class_images import (choose_class_images, extract_class_features,
                            image_paths)
 
@@ -291,7 +291,8 @@ class GraphSamplerHook(Hook):
                 part = compute_class_scores(feats, matcher, padded,
                                             self.block_size)
                 scores = all_gather_rows(part[:len(mine)])
-                nbrs = self._rerank_graph(scores, k)
+                nbrs = reranked_class_graph(scores, k, self.k1, self.k2,
+                                            self.lambda_value)
                 if world_size > 1:
                     nbrs = nbrs.to(feats.device)
                     broadcast(nbrs, 0)
@@ -366,9 +367,6 @@ class GraphSamplerHook(Hook):
             step=epoch + 1)
 
     def _draw(self, runner, dataset, chosen, nbrs, epoch, families) -> None:
-        from mmreid_gs.visualization import (ReIDVisualizer,
-                                             class_graph_epoch,
-                                             spread_indices)
         if isinstance(self.vis_classes, int):
             classes = spread_indices(len(chosen), self.vis_classes)
         else:
@@ -380,35 +378,11 @@ class GraphSamplerHook(Hook):
         image = drawer.draw_class_graph([block])
         runner.visualizer.add_image('graph_neighbors', image, step=epoch + 1)
 
-    def _rerank_graph(self, scores: torch.Tensor, k: int) -> torch.Tensor:
-        from mmreid_gs.evaluation.functional import (re_ranking,
-                                                     sigmoid_distance)
-        num_classes = scores.shape[0]
-        dist = sigmoid_distance(scores)
-        full = np.block([[dist, dist], [dist, dist]])
-        reranked = np.asarray(
-            re_ranking(full, num_classes, k1=self.k1, k2=self.k2,
-                       lambda_value=self.lambda_value))
-        if reranked.shape != (num_classes, num_classes):
-            raise ValueError('re_ranking returned shape '
-                             f'{list(reranked.shape)}; expected '
-                             f'[{num_classes}, {num_classes}].')
-        return class_graph_from_scores(
-            torch.from_numpy(reranked), k, largest=False)
-
     @staticmethod
     def _save(runner, dataset, chosen, nbrs, epoch, families=None) -> None:
-        out_dir = osp.join(runner.work_dir, 'graph')
-        os.makedirs(out_dir, exist_ok=True)
-        paths = image_paths(dataset, chosen)
-        path = osp.join(out_dir, f'epoch_{epoch + 1}.npz')
-        np.savez_compressed(
-            path,
-            class_ids=np.arange(len(chosen)),
-            neighbors=nbrs.numpy(),
-            sample_indices=np.asarray(chosen),
-            img_paths=np.array(paths, dtype=str),
-            **({} if families is None else dict(label_families=families)))
+        path = save_graph_dump(
+            graph_dump_path(runner.work_dir, epoch + 1), nbrs.numpy(), chosen,
+            image_paths(dataset, chosen), families)
         runner.logger.info(f'GraphSamplerHook: graph saved to {path}')
 
     # --------------------------------------------------------------- hooks

@@ -12,6 +12,7 @@ from mmengine.model import BaseModel, ImgDataPreprocessor
 from torch.utils.data import DataLoader
 
 from mmreid_gs.datasets.samplers import GraphSampler
+import mmreid_gs.engine.graph.rerank as graph_rerank
 from mmreid_gs.engine.graph import class_graph_from_scores
 from mmreid_gs.engine.hooks.graph_sampler_hook import GraphSamplerHook
 
@@ -232,12 +233,11 @@ def test_candidates_and_rerank_paths(data, tmp_path, monkeypatch):
 
     # 5 candidates of 10 classes would fall back to the exact graph (more
     # than MAX_CANDIDATE_FRACTION of C); allow them to test the path
-    monkeypatch.setattr('mmreid_gs.engine.graph.MAX_CANDIDATE_FRACTION', 1.)
+    monkeypatch.setattr(
+        'mmreid_gs.engine.graph.candidates.MAX_CANDIDATE_FRACTION', 1.)
     GraphSamplerHook(PIPELINE, num_candidates=5,
                      candidate_fn=proxy).before_train_epoch(runner)
     assert calls and np.array_equal(sampler.graph, expected)
-
-    import mmreid_gs.evaluation.functional as functional
 
     def fake_re_ranking(distmat_all, num_query, k1=20, k2=6,
                         lambda_value=0.3):
@@ -246,7 +246,7 @@ def test_candidates_and_rerank_paths(data, tmp_path, monkeypatch):
         assert distmat_all.min() >= 0 and distmat_all.max() <= 1
         return distmat_all[:num_query, num_query:]
 
-    monkeypatch.setattr(functional, 're_ranking', fake_re_ranking)
+    monkeypatch.setattr(graph_rerank, 're_ranking', fake_re_ranking)
     sampler.set_graph(None)
     GraphSamplerHook(PIPELINE, rerank=True, k1=5, k2=2).before_train_epoch(
         runner)
@@ -318,8 +318,7 @@ def _ddp_worker(rank, world_size, port, root, out_dir, num_classes):
         runner = FakeRunner(out_dir, dataset, epoch=1)
         sampler = runner.train_dataloader.sampler
         assert sampler.world_size == world_size and sampler.rank == rank
-        import mmreid_gs.evaluation.functional as functional
-        functional.re_ranking = lambda d, nq, **kw: d[:nq, nq:]
+        graph_rerank.re_ranking = lambda d, nq, **kw: d[:nq, nq:]
         for rerank in (False, True):
             sampler.set_graph(None)
             hook = GraphSamplerHook(PIPELINE, batch_size=2, rerank=rerank)

@@ -1,18 +1,16 @@
-"""First stage of the two-stage class graph: cheap proxies that propose
-candidate classes (used by :func:`mmreid_gs.engine.graph.build_class_graph`,
-which re-exports :func:`candidate_classes` and :data:`CANDIDATE_FUNCTIONS`),
-and the checks both modules share."""
+"""The two-stage class graph: a cheap proxy proposes candidate classes
+(``'gap'``: cosine of pooled maps, ``'pooled'``: QAConv on 2x2-pooled maps,
+or a callable), the matcher re-scores only those, and a cost model from the
+feature shape decides whether that is cheaper than the exact graph."""
 import math
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmreid_gs.utils.thread_state import cpu_workers, run_in_workers
-
-Matcher = Callable[[Tensor, Tensor], Tensor]
-
+from .exact import Matcher, _check_scores, _resolve_rows
 
 # ---------------------------------------------------------------- proxies
 def _gap_prepare(features: Tensor) -> Tensor:
@@ -205,27 +203,34 @@ def two_stage_cost_ratio(item_shape: Sequence[int], num_classes: int,
             SECOND_STAGE_PENALTY * num_candidates / max(1, num_classes))
 
 
-# ---------------------------------------------------------------- helpers
-def _check_scores(scores: Tensor, nq: int, ng: int, who: str) -> Tensor:
-    if not isinstance(scores, Tensor) or tuple(scores.shape) != (nq, ng):
-        shape = list(scores.shape) if isinstance(scores, Tensor) else type(
-            scores).__name__
-        raise ValueError(f'{who} must return a Tensor [q, g] = [{nq}, {ng}]; '
-                         f'got {shape}.')
-    scores = scores.float()
-    return torch.nan_to_num(scores, nan=-math.inf)
+def _resolve_num_candidates(num_candidates: Union[int, float],
+                            num_neighbors: int, num_classes: int) -> int:
+    if isinstance(num_candidates, float) and 0 < num_candidates < 1:
+        n = max(num_neighbors, math.ceil(num_candidates * num_classes))
+    elif int(num_candidates) == num_candidates and num_candidates >= 1:
+        n = int(num_candidates)
+    else:
+        raise ValueError(
+            'num_candidates must be None (exact), an integer >= '
+            'num_neighbors or a fraction of C in (0, 1); got '
+            f'{num_candidates!r}.')
+    if n < num_neighbors:
+        raise ValueError(f'num_candidates ({n}) must be >= num_neighbors '
+                         f'({num_neighbors}).')
+    return min(n, num_classes - 1)
 
 
-def _resolve_rows(rows: Optional[Union[Sequence[int], Tensor]],
-                  num_classes: int) -> Tensor:
-    if rows is None:
-        return torch.arange(num_classes)
-    rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1).cpu()
-    if rows.numel() and (rows.min() < 0 or rows.max() >= num_classes):
-        raise ValueError('rows must be class indices in '
-                         f'[0, {num_classes - 1}]; got values from '
-                         f'{int(rows.min())} to {int(rows.max())}.')
-    return rows
+#: Bytes of the gathered candidate features of one batched second-stage call.
+PAIR_GATHER_BYTES = 32 * 2**20
+#: The two-stage graph is never used with more candidates than this
+#: fraction of the classes; beyond, re-scoring them cannot pay off against
+#: the exact graph, whose matcher runs at its most efficient block shapes
+#: (QAConv on 8x4 maps: the batched re-scoring of each class's own
+#: candidates, gathering included, runs at a third to a half of the pairs/s
+#: of the exact graph; see docs/benchmarks.md). The only rule for a
+#: callable proxy, whose cost cannot be known; the named proxies have to
+#: pass the cost model of :func:`candidates_decision` too.
+MAX_CANDIDATE_FRACTION = 0.25
 
 
 def candidate_classes(features: Tensor,
@@ -294,3 +299,94 @@ def _check_candidate_fn(features: Tensor,
     if candidate_fn == 'pooled' and features.dim() != 4:
         raise ValueError("candidate_fn='pooled' needs feature maps "
                          f'[C, c, h, w]; got shape {list(features.shape)}.')
+
+
+def _rescore_candidates(features: Tensor, rows: Tensor, cands: Tensor,
+                        matcher: Matcher, pair_matcher: Optional[Callable],
+                        block_size: int) -> Tensor:
+    """Second stage: the matcher's scores of each row's own candidates.
+
+    With ``pair_matcher`` (each query against its own gallery list), the
+    rows are scored in blocks, one call per block, the gathered candidate
+    features of a call taking at most ``PAIR_GATHER_BYTES``. Otherwise the
+    union of the candidates of a block of rows is scored with ``matcher``
+    once and the scores gathered; the block is small enough (``C / (4 N)``
+    rows) that the union stays below a quarter of the classes.
+
+    Returns:
+        Tensor: float [R, N] scores on the features' device.
+    """
+    num_classes = features.shape[0]
+    num_rows, n = cands.shape
+    dev = features.device
+    out = torch.empty(num_rows, n, dtype=torch.float32, device=dev)
+    if pair_matcher is not None:
+        item = features[0].numel() * features.element_size()
+        step = max(1, min(block_size, PAIR_GATHER_BYTES // max(1, n * item)))
+        # maps gathered from channels-last copies reach the GEMM unpermuted
+        gallery = features.contiguous(memory_format=torch.channels_last) \
+            if features.dim() == 4 else features
+        for i in range(0, num_rows, step):
+            r = rows[i:i + step].to(dev)
+            c = cands[i:i + step].to(dev)
+            out[i:i + step] = _check_scores(
+                pair_matcher(features[r], gallery[c]), r.numel(), n,
+                'pair_matcher')
+        return out
+    step = max(1, min(block_size, num_classes // (4 * n)))
+    for i in range(0, num_rows, step):
+        r = rows[i:i + step].to(dev)
+        c = cands[i:i + step].to(dev)
+        union, inverse = torch.unique(c, return_inverse=True)
+        s = _check_scores(matcher(features[r], features[union]), r.numel(),
+                          union.numel(), 'matcher')
+        out[i:i + step] = s.gather(1, inverse.view(r.numel(), n))
+    return out
+
+
+def candidates_decision(features: Tensor, num_candidates: Optional[int],
+                        candidate_fn: Union[str, Matcher, None]
+                        ) -> Tuple[bool, str]:
+    """Whether the two-stage graph is predicted clearly cheaper than the
+    exact one, and why.
+
+    The exact graph is chosen when ``num_candidates`` is None, above
+    :data:`MAX_CANDIDATE_FRACTION` of the classes, or, for a named proxy,
+    when the cost model
+    (:func:`two_stage_cost_ratio`:
+    ``C^2`` proxy pairs plus ``C * N`` re-scored pairs against ``C^2``
+    matcher pairs, costs from the feature shape) does not predict the
+    two-stage graph at least :data:`MIN_TWO_STAGE_SPEEDUP` times cheaper.
+    E.g. the ``'pooled'`` proxy pays off only for ``N`` up to about 18% of C
+    on any map size, ``'gap'`` up to about 22% on 8x4 maps but never on
+    tiny maps or [C, d] embeddings (its cosine costs as much as the
+    matcher's there). A callable proxy's cost cannot be known: the two-stage
+    graph is kept (within the fraction), its cost is the user's call.
+
+    Args:
+        features (Tensor): [C, ...] features (only the shape is read).
+        num_candidates (int, optional): Resolved candidates per class.
+        candidate_fn (str | callable, optional): The first-stage proxy.
+
+    Returns:
+        tuple[bool, str]: True for the two-stage graph; the reason.
+    """
+    if num_candidates is None:
+        return False, 'no num_candidates'
+    num_classes = features.shape[0]
+    if num_candidates > MAX_CANDIDATE_FRACTION * num_classes:
+        return False, (f'{num_candidates} candidates are more than '
+                       f'{MAX_CANDIDATE_FRACTION:g} of the {num_classes} '
+                       'classes')
+    ratio = two_stage_cost_ratio(features.shape[1:], num_classes,
+                                 num_candidates, candidate_fn)
+    if ratio is None:
+        return True, 'callable proxy (cost unknown)'
+    proxy = candidate_fn or 'gap'
+    pred = (f'the two-stage graph ({proxy!r} proxy, {num_candidates} '
+            f'candidates of {num_classes} classes, features '
+            f'{list(features.shape[1:])}) is predicted to cost {ratio:.2f}x '
+            'the exact graph')
+    if ratio * MIN_TWO_STAGE_SPEEDUP > 1:
+        return False, (f'{pred}, more than 1/{MIN_TWO_STAGE_SPEEDUP:g} of it')
+    return True, pred
