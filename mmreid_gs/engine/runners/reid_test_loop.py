@@ -12,8 +12,9 @@ is matched against every gallery image with QAConv. The loops here
 3. score the query x gallery pairs with ``model.match`` (query rows split
    across ranks, then gathered), plus the query x query and gallery x gallery
    blocks when a metric asks for them (k-reciprocal re-ranking);
-4. hand one dict per set to the metrics (``ReIDMetric``), whose keys are named
-   ``<set>/Rank-1``, ``<set>/mAP``, ...
+4. hand one dict per set to ``self.evaluator`` (``process``, then
+   ``evaluate``, as MMEngine's loops do) whose metrics (``ReIDMetric``)
+   name their numbers ``<set>/Rank-1``, ``<set>/mAP``, ...
 
 Config example::
 
@@ -31,7 +32,7 @@ Config example::
 """
 import copy
 import time
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader
 
 from mmreid_gs.registry import LOOPS
+from mmreid_gs.utils.arrays import to_numpy
 from mmreid_gs.utils.contract import check_reid_model
 from mmreid_gs.utils.dist import all_gather_rows
 from mmreid_gs.utils.errors import (ReIDUserError, ReIDUserKeyError,
@@ -104,7 +106,8 @@ class _ReIDLoopMixin:
         self.fp16 = fp16
         self.progress = progress
         self.keep_outputs = keep_outputs
-        # Per-set scores, labels and paths of the last run (keep_outputs).
+        # Per-set scores, labels, paths and metric arrays of the last run
+        # (keep_outputs).
         self.outputs: Dict[str, dict] = {}
         # The loader being processed; hooks (LoggerHook) read its length.
         self.dataloader: Optional[DataLoader] = None
@@ -232,6 +235,40 @@ class _ReIDLoopMixin:
             getattr(m, 'needs_self_scores', False)
             for m in self.evaluator.metrics)
 
+    def _evaluate(self, sample: dict) -> Tuple[Dict[str, float], dict]:
+        """Hand one named set to the evaluator and evaluate it.
+
+        Every rank holds the whole set (the scores are gathered), so rank 0
+        alone hands it to ``self.evaluator``: the metrics' ``results`` are
+        gathered across ranks by ``evaluate`` (``collect_results``), and a
+        copy from every rank would be ``world_size`` copies of the set, of
+        which ``size=1`` keeps the first. Rank 0 computes the metrics and
+        ``evaluate`` broadcasts them to every rank (the other ranks, handed
+        nothing, log MMEngine's note of an empty results list at WARNING
+        level, which their loggers do not show: they print errors only).
+
+        Args:
+            sample (dict): The set (see :class:`ReIDMetric`).
+
+        Returns:
+            tuple: ``(metrics, arrays)``: the numbers, named
+            ``<set>/<metric>``, that the loop logs and returns, and the
+            numpy arrays the metrics returned for the set (named
+            ``<set>/<field>``, e.g. ``distmat_rerank``) as
+            ``field -> array``, for :attr:`outputs`.
+        """
+        rank, _ = get_dist_info()
+        self.evaluator.process(
+            data_samples=[sample] if rank == 0 else [], data_batch=None)
+        results = self.evaluator.evaluate(1)
+        metrics, arrays = {}, {}
+        for key, value in results.items():
+            if isinstance(value, np.ndarray):
+                arrays[key.rsplit('/', 1)[-1]] = value
+            else:
+                metrics[key] = value
+        return metrics, arrays
+
     def evaluate_sets(self) -> Dict[str, float]:
         """Run every named set and return all metrics."""
         logger = self.runner.logger
@@ -268,16 +305,13 @@ class _ReIDLoopMixin:
                                                  f'{name} g x g')
             del q_feats, g_feats
             tic_eval = time.time()
-            set_metrics = {}
-            for metric in self.evaluator.metrics:
-                metric.process(None, [sample])
-                set_metrics.update(metric.compute_metrics(metric.results))
-                metric.results.clear()
+            set_metrics, arrays = self._evaluate(sample)
             metrics.update(set_metrics)
             if self.keep_outputs:
-                for metric in self.evaluator.metrics:
-                    sample.update(
-                        getattr(metric, 'last_outputs', {}).get(name, {}))
+                # The loop's own scores, ids and paths, the ranked distances
+                # (-scores) and the metric's re-ranked / lifted arrays.
+                sample['distmat'] = -to_numpy(sample['scores'], np.float32)
+                sample.update(arrays)
                 self.outputs[name] = sample
             logger.info(
                 f'{name}: {len(q_ds)} queries x {len(g_ds)} gallery; '
@@ -306,8 +340,12 @@ class ReIDTestLoop(_ReIDLoopMixin, BaseLoop):
             whose dataset config has none.
         fp16 (bool): Extract and match under autocast. Defaults to False.
         progress (bool): Show progress bars. Defaults to True.
-        keep_outputs (bool): Keep every set's scores, labels and paths in
-            ``self.outputs`` (``tools/test.py --out``). Defaults to False.
+        keep_outputs (bool): Keep, in ``self.outputs[<set>]``, the dict
+            of every set handed to the evaluator (scores, self-scores, ids,
+            cameras, timestamps, paths), its ranked distances ``distmat``
+            (``-scores``) and the arrays the metrics returned for it
+            (``distmat_rerank``, ``scores_tlift``), for ``tools/test.py
+            --out`` and ``ReIDVisualizationHook``. Defaults to False.
     """
     mode = 'test'
 

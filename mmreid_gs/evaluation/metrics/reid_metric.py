@@ -1,10 +1,9 @@
 """Re-identification metric of named query/gallery test sets."""
-import logging
 from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
-from mmengine.logging import MMLogger, print_log
+from mmengine.logging import print_log
 
 from mmreid_gs.registry import METRICS
 from mmreid_gs.utils.arrays import to_numpy
@@ -32,12 +31,6 @@ def _options(value: Union[bool, dict, None], defaults: dict,
         return {**defaults, **value}
     raise ReIDUserTypeError(f'{name} must be a bool or a dict of options, got '
                             f'{type(value).__name__}')
-
-
-class _DropPrefixWarning(logging.Filter):
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return 'prefix is not set' not in record.getMessage()
 
 
 @METRICS.register_module()
@@ -72,9 +65,13 @@ class ReIDMetric(BaseMetric):
     similarities are ranked by their negative. It is independent of
     re-ranking.
 
-    The arrays of the last evaluation are kept in ``last_outputs[name]``
-    (``distmat``, and ``distmat_rerank`` / ``scores_tlift`` when computed,
-    with the ids) so that a tool can export them.
+    The loops (:class:`ReIDTestLoop`) reach it through their
+    ``Evaluator``: ``process`` with one set, then ``evaluate(1)``. Besides
+    the numbers, :meth:`compute_metrics` returns the arrays it ranked beyond
+    ``-scores``: ``<name>/distmat_rerank`` [q, g] (re-ranking) and
+    ``<name>/scores_tlift`` [q, g] (TLift), as numpy arrays; the loops move
+    them into their per-set outputs (``tools/test.py --out``) and log and
+    return the numbers only.
 
     Args:
         rerank (bool | dict): Enable k-reciprocal re-ranking; a dict enables
@@ -99,9 +96,15 @@ class ReIDMetric(BaseMetric):
             Defaults to (1e-2, 1e-3, 1e-4).
         collect_device (str): See :class:`mmengine.evaluator.BaseMetric`.
         prefix (str, optional): See :class:`mmengine.evaluator.BaseMetric`;
-            with the default None the names stay ``<name>/...``.
+            by default none is added and the names stay ``<name>/...``.
+        collect_dir (str, optional): Folder shared by the ranks where
+            ``collect_device='cpu'`` gathers the results under distributed
+            testing (MMEngine's default: a temporary folder under
+            ``./.dist_test``). Defaults to None.
     """
-    default_prefix: Optional[str] = None
+    # The names carry the set name already: an empty prefix (set, and
+    # adding nothing), not a missing one.
+    default_prefix: Optional[str] = ''
 
     def __init__(self,
                  rerank: Union[bool, dict] = False,
@@ -118,16 +121,12 @@ class ReIDMetric(BaseMetric):
                  verification: bool = False,
                  fprs: Sequence[float] = (1e-2, 1e-3, 1e-4),
                  collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
-        # no prefix on purpose (names stay '<set>/...'): silence the base
-        # class warning about it
-        logger = MMLogger.get_current_instance()
-        quiet = _DropPrefixWarning()
-        logger.addFilter(quiet)
-        try:
-            super().__init__(collect_device=collect_device, prefix=prefix)
-        finally:
-            logger.removeFilter(quiet)
+                 prefix: Optional[str] = None,
+                 collect_dir: Optional[str] = None) -> None:
+        super().__init__(
+            collect_device=collect_device,
+            prefix=prefix,
+            collect_dir=collect_dir)
         if isinstance(topk, int):
             topk = (topk, )
         topk = tuple(int(k) for k in topk)
@@ -143,7 +142,6 @@ class ReIDMetric(BaseMetric):
             tlift, dict(tau=tau, sigma=sigma, K=K, alpha=alpha), 'tlift')
         self.verification = bool(verification)
         self.fprs = tuple(float(f) for f in fprs)
-        self.last_outputs: Dict[str, dict] = {}
 
     @property
     def needs_self_scores(self) -> bool:
@@ -177,14 +175,17 @@ class ReIDMetric(BaseMetric):
                     value, dtype, key)
             self.results.append(result)
 
-    def compute_metrics(self, results: list) -> Dict[str, float]:
+    def compute_metrics(self, results: list
+                        ) -> Dict[str, Union[float, np.ndarray]]:
         """Compute the metrics of every stored test set.
 
         Args:
             results (list): The dicts stored by :meth:`process`.
 
         Returns:
-            dict[str, float]: Metric name -> value (fractions in [0, 1]).
+            dict: Metric name -> value (floats, fractions in [0, 1]), plus
+            the arrays ``<name>/distmat_rerank`` and ``<name>/scores_tlift``
+            [q, g] when re-ranking / TLift ran (see the class docstring).
         """
         metrics = {}
         for res in results:
@@ -208,19 +209,15 @@ class ReIDMetric(BaseMetric):
         metrics[f'{name}/mINP{suffix}'] = out['mINP']
         return metrics
 
-    def _evaluate_set(self, res: dict) -> Dict[str, float]:
+    def _evaluate_set(self, res: dict) -> Dict[str, Union[float, np.ndarray]]:
         name = res['name']
         scores = res['scores']
         if scores.ndim != 2:
             raise ValueError(f'{name}: scores must be [q, g], got shape '
                              f'{scores.shape}')
         dist = -scores
-        store = dict(
-            distmat=dist,
-            query_pids=res['query_pids'],
-            gallery_pids=res['gallery_pids'],
-            query_camids=res['query_camids'],
-            gallery_camids=res['gallery_camids'])
+        # arrays ranked beyond -scores, returned after the numbers
+        arrays = {}
         metrics = self._rank_metrics(name, dist, res, '')
 
         if self.rerank_cfg is not None:
@@ -232,7 +229,7 @@ class ReIDMetric(BaseMetric):
                              [scores.T, res['scores_gg']]])
             rr = re_ranking(
                 sigmoid_distance(full), scores.shape[0], **self.rerank_cfg)
-            store['distmat_rerank'] = rr
+            arrays[f'{name}/distmat_rerank'] = np.asarray(rr)
             metrics.update(self._rank_metrics(name, rr, res, '_rerank'))
 
         if self.tlift_cfg is not None:
@@ -245,7 +242,7 @@ class ReIDMetric(BaseMetric):
                                res['query_camids'], res['gallery_camids'],
                                res['query_times'], res['gallery_times'],
                                **self.tlift_cfg)
-                store['scores_tlift'] = lifted
+                arrays[f'{name}/scores_tlift'] = np.asarray(lifted)
                 metrics.update(
                     self._rank_metrics(name, -lifted, res, '_tlift'))
 
@@ -257,5 +254,5 @@ class ReIDMetric(BaseMetric):
                 f'{name}/{k}': v
                 for k, v in rates.items() if k.startswith('TPR')
             })
-        self.last_outputs[name] = store
+        metrics.update(arrays)
         return metrics

@@ -1,16 +1,39 @@
 """ReIDTestLoop / ReIDValLoop on their own: a real Runner (nothing trained)
 on a tiny generated benchmark, the loop's steps called one by one."""
+import logging
+
 import numpy as np
 import pytest
 import torch
 from mmengine.dataset import Compose, pseudo_collate
+from mmengine.evaluator import Evaluator
+from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
 from mmreid_gs.engine.runners import ReIDTestLoop, ReIDValLoop
+from mmreid_gs.evaluation import ReIDMetric
 from mmreid_gs.evaluation.functional import evaluate_rank
+from mmreid_gs.registry import METRICS as METRIC_REGISTRY
 from mmreid_gs.utils import register_all_modules
 
 register_all_modules()
+
+
+@METRIC_REGISTRY.register_module(force=True)
+class CountingReIDMetric(ReIDMetric):
+    """ReIDMetric that records the calls the Evaluator makes on it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = []
+
+    def process(self, data_batch, data_samples):
+        self.calls.append(('process', [s['name'] for s in data_samples]))
+        super().process(data_batch, data_samples)
+
+    def compute_metrics(self, results):
+        self.calls.append(('compute_metrics', [r['name'] for r in results]))
+        return super().compute_metrics(results)
 
 PIPELINE = [
     dict(type='LoadImageFromFile'),
@@ -122,6 +145,73 @@ def test_run_metrics_equal_evaluate_rank_of_the_scores(runner):
     assert metrics['synthetic/Rank-1'] == pytest.approx(ref['cmc'][0])
     assert metrics['synthetic/mAP'] == pytest.approx(ref['mAP'])
     assert metrics['synthetic/mINP'] == pytest.approx(ref['mINP'])
+
+
+class _Records(logging.Handler):
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_loop_reaches_the_metric_through_the_evaluator(runner, data_root,
+                                                       monkeypatch):
+    """process / evaluate(1) of the Evaluator once per named set, in set
+    order; the numbers are returned, the metric's arrays kept in outputs."""
+    sets = _sets(data_root)
+    sets['second'] = sets['synthetic']
+    records = _Records()
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(records)
+    try:
+        loop = ReIDTestLoop(
+            runner, dict(batch_size=4, num_workers=0),
+            dict(type='CountingReIDMetric', rerank=dict(k1=3, k2=2)),
+            test_sets=sets, pipeline=PIPELINE, progress=False,
+            keep_outputs=True)
+        assert isinstance(loop.evaluator, Evaluator)
+        metric, = loop.evaluator.metrics
+        sizes = []
+        evaluate = loop.evaluator.evaluate
+
+        def counted(size):
+            sizes.append(size)
+            return evaluate(size)
+
+        monkeypatch.setattr(loop.evaluator, 'evaluate', counted)
+        metrics = loop.run()
+    finally:
+        logger.removeHandler(records)
+    # MMEngine warns neither about the prefix nor about empty results
+    assert records.messages == []
+    assert sizes == [1, 1]
+    assert metric.calls == [('process', ['synthetic']),
+                            ('compute_metrics', ['synthetic']),
+                            ('process', ['second']),
+                            ('compute_metrics', ['second'])]
+    assert metric.results == []  # cleared by evaluate
+    # the loop returns the numbers only, named as the metric names them
+    assert set(metrics) == {
+        f'{name}/{key}{suffix}'
+        for name in ('synthetic', 'second')
+        for key in ('Rank-1', 'Rank-5', 'Rank-10', 'mAP', 'mINP')
+        for suffix in ('', '_rerank')
+    }
+    assert all(isinstance(v, float) for v in metrics.values())
+    # ... and keeps its own scores plus the metric's arrays per set
+    for name in ('synthetic', 'second'):
+        out = loop.outputs[name]
+        scores = np.asarray(out['scores'])
+        np.testing.assert_array_equal(out['distmat'], -scores)
+        assert out['distmat_rerank'].shape == scores.shape
+        assert out['scores_qq'].shape == (len(scores), len(scores))
+        ref = evaluate_rank(out['distmat_rerank'], out['query_pids'],
+                            out['gallery_pids'], out['query_camids'],
+                            out['gallery_camids'])
+        assert metrics[f'{name}/mAP_rerank'] == ref['mAP']
 
 
 def test_val_loop_calls_the_val_hooks(runner):

@@ -45,6 +45,9 @@ def test_keys_and_values_end_to_end():
     metric.process(None, [market])
     metric.process(None, [duke])
     out = metric.compute_metrics(metric.results)
+    # the arrays ranked beyond -scores (numpy arrays) besides the numbers
+    arrays = {k: v for k, v in out.items() if isinstance(v, np.ndarray)}
+    out = {k: v for k, v in out.items() if k not in arrays}
 
     expected = set()
     for name in ('market', 'duke'):
@@ -77,16 +80,20 @@ def test_keys_and_values_end_to_end():
     assert out['market/mAP_tlift'] == pytest.approx(
         evaluate_rank(-lifted, *ids)['mAP'], abs=1e-6)
 
-    stored = metric.last_outputs['market']
-    np.testing.assert_allclose(stored['distmat'], -s)
-    assert stored['distmat_rerank'].shape == (12, 40)
-    assert 'scores_tlift' in stored
-    assert 'distmat_rerank' in metric.last_outputs['duke']
+    # re-ranked distances of both sets, lifted scores where timestamps are
+    assert set(arrays) == {'market/distmat_rerank', 'market/scores_tlift',
+                           'duke/distmat_rerank'}
+    np.testing.assert_allclose(arrays['market/distmat_rerank'], rr,
+                               atol=1e-6)
+    np.testing.assert_allclose(arrays['market/scores_tlift'], lifted,
+                               atol=1e-6)
+    assert arrays['duke/distmat_rerank'].shape == (12, 40)
 
 
 def test_defaults_and_errors():
     metric = METRICS.build(dict(type='ReIDMetric'))
-    assert not metric.needs_self_scores and metric.prefix is None
+    # an empty prefix (no '<prefix>/' added), not a missing one
+    assert not metric.needs_self_scores and metric.prefix == ''
     sample = make_set('a', 2)
     metric.process(None, [sample])
     out = metric.compute_metrics(metric.results)
