@@ -15,7 +15,8 @@ from mmengine.model import is_model_wrapper
 
 from mmreid_gs.engine.runners import (add_runner_args, apply_runner_args,
                                       build_runner, init_cpu_dist, load_config,
-                                      run_cli, run_summary, save_test_outputs)
+                                      run_cli, run_summary)
+from mmreid_gs.evaluation.results_file import save_test_results
 from mmreid_gs.utils.errors import ConfigError
 
 
@@ -81,7 +82,7 @@ def main(argv=None):
     if runner.rank == 0:
         extra = {}
         if args.out is not None:
-            save_test_outputs(runner.test_loop.outputs, args.out)
+            save_test_results(runner.test_loop.outputs, args.out)
             runner.logger.info(f'Scores and labels saved to {args.out}')
             extra['scores (--out)'] = args.out
         print(run_summary(runner, metrics, extra), flush=True)

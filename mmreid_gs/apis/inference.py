@@ -27,6 +27,10 @@ from mmengine.dataset import Compose
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
+from mmreid_gs.evaluation.functional import (format_fpr,
+                                             pair_scores_and_labels,
+                                             verification_rates)
+from mmreid_gs.evaluation.results_file import load_test_set
 from mmreid_gs.registry import MODELS
 from mmreid_gs.utils import register_all_modules
 from mmreid_gs.utils.errors import ReIDUserError
@@ -453,37 +457,14 @@ def threshold_at_fpr(results: str,
     Raises:
         FileNotFoundError: When ``results`` does not exist.
         ReIDUserError: When the file is not such a result file, or the set
-            is missing or ambiguous.
+            is missing, ambiguous or lacks scores or identities (raised by
+            :func:`~mmreid_gs.evaluation.results_file.load_test_set`).
     """
-    from mmreid_gs.evaluation.functional import (format_fpr,
-                                                 pair_scores_and_labels,
-                                                 verification_rates)
-    if not osp.isfile(results):
-        raise FileNotFoundError(f'results file not found: {results}')
-    try:
-        data = np.load(results)
-        keys = list(data.keys())
-    except Exception as err:
-        raise ReIDUserError(f'cannot read {results} as a .npz file of '
-                            f'tools/test.py --out: {err}') from None
-    sets = sorted(k[:-len('/scores')] for k in keys if k.endswith('/scores'))
-    if not sets:
-        raise ReIDUserError(f'{results} holds no `<set>/scores`: not a file '
-                            'written by tools/test.py --out')
-    if set_name is None:
-        if len(sets) > 1:
-            raise ReIDUserError(f'{results} holds several test sets '
-                                f'({", ".join(sets)}): name one')
-        set_name = sets[0]
-    if set_name not in sets:
-        raise ReIDUserError(f'{results} has no test set {set_name!r}; it has '
-                            f'{", ".join(sets)}')
-    for field in ('query_pids', 'gallery_pids'):
-        if f'{set_name}/{field}' not in keys:
-            raise ReIDUserError(f'{results} has no {set_name}/{field}')
-    scores, labels = pair_scores_and_labels(
-        data[f'{set_name}/scores'], data[f'{set_name}/query_pids'],
-        data[f'{set_name}/gallery_pids'])
+    set_name, fields = load_test_set(
+        results, set_name, fields=('scores', 'query_pids', 'gallery_pids'))
+    scores, labels = pair_scores_and_labels(fields['scores'],
+                                            fields['query_pids'],
+                                            fields['gallery_pids'])
     rates = verification_rates(scores, labels, [fpr])
     name = format_fpr(float(fpr))
     return dict(threshold=rates[f'threshold@FPR={name}'],

@@ -1,9 +1,13 @@
 """What a ranked list shows: the top-k gallery items of a query, which of
 them the Market-1501 protocol counts as matches, non-matches or ignores,
-and the query's AP and first-hit rank (pure functions, no drawing)."""
+and the query's AP and first-hit rank (pure functions, no drawing; the AP
+is :func:`mmreid_gs.evaluation.functional.average_precisions` on
+``-scores``)."""
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+
+from mmreid_gs.evaluation.functional import rank as rank_metrics
 
 #: Kinds of gallery items in a ranked list.
 MATCH, NON_MATCH, IGNORED = 'match', 'non-match', 'ignored'
@@ -78,15 +82,14 @@ def query_ranking(scores,
     same_id = g_pids[order] == query_pid
     ignored = same_id & (g_cams[order] == query_camid)
     kinds_all = np.where(ignored, 2, np.where(same_id, 0, 1))
-    keep = ~ignored
-    hits = same_id[keep]
+    hits = same_id[~ignored]
     num_matches = int(hits.sum())
-    if num_matches:
-        ranks = np.flatnonzero(hits) + 1  # 1-based ranks of the matches
-        ap = float(np.mean(np.arange(1, num_matches + 1) / ranks))
-        first_hit: Optional[int] = int(ranks[0])
-    else:
-        ap, first_hit = float('nan'), None
+    # 1-based rank of the first match in the filtered list
+    first_hit: Optional[int] = (int(np.argmax(hits)) + 1
+                                if num_matches else None)
+    ap = float(
+        rank_metrics.average_precisions(-s[None], [query_pid], g_pids,
+                                        [query_camid], g_cams)[0])
     shown = order[:int(topk)]
     names = (MATCH, NON_MATCH, IGNORED)
     return dict(
@@ -102,7 +105,9 @@ def average_precisions(scores, query_pids: Sequence, gallery_pids: Sequence,
                        query_camids: Sequence,
                        gallery_camids: Sequence) -> np.ndarray:
     """AP of every query under the Market-1501 protocol (NaN for queries
-    without a valid match), e.g. to pick the worst queries.
+    without a valid match), e.g. to pick the worst queries: the numbers of
+    :func:`mmreid_gs.evaluation.functional.average_precisions` on
+    ``-scores``.
 
     Args:
         scores (array-like): [q, g] scores, higher = more similar.
@@ -115,6 +120,8 @@ def average_precisions(scores, query_pids: Sequence, gallery_pids: Sequence,
         np.ndarray: float64 [q].
     """
     s = np.asarray(scores)
+    if s.dtype.kind != 'f':
+        s = s.astype(np.float64)
     q_pids = np.asarray(query_pids).reshape(-1)
     q_cams = np.asarray(query_camids).reshape(-1)
     if s.ndim != 2 or s.shape[0] != q_pids.size or q_cams.size != q_pids.size:
@@ -122,7 +129,7 @@ def average_precisions(scores, query_pids: Sequence, gallery_pids: Sequence,
             f'scores must be [num_query, num_gallery] with num_query = '
             f'{q_pids.size} (query_pids) = {q_cams.size} (query_camids); '
             f'got shape {s.shape}')
-    return np.array([
-        query_ranking(s[i], q_pids[i], q_cams[i], gallery_pids,
-                      gallery_camids, topk=1)['ap'] for i in range(s.shape[0])
-    ], dtype=np.float64)
+    # negating a float is exact: the ranks (ties included) are those of s
+    return rank_metrics.average_precisions(
+        -s, q_pids, np.asarray(gallery_pids).reshape(-1), q_cams,
+        np.asarray(gallery_camids).reshape(-1))

@@ -169,6 +169,11 @@ def test_threshold_at_fpr_matches_the_metric(tmp_path):
     assert threshold_at_fpr(two, 0.25, 'B')['set'] == 'B'
     with pytest.raises(ReIDUserError, match="no test set 'C'"):
         threshold_at_fpr(two, 0.25, 'C')
+    lacking = str(tmp_path / 'lacking.npz')
+    np.savez(lacking, **{'A/scores': scores, 'A/query_pids': q_pids})
+    with pytest.raises(ReIDUserError, match='A/gallery_pids') as err:
+        threshold_at_fpr(lacking)
+    assert lacking in str(err.value)
     other = str(tmp_path / 'other.npz')
     np.savez(other, x=np.zeros(2))
     with pytest.raises(ReIDUserError, match='tools/test.py --out'):

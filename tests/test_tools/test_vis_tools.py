@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mmreid_gs.datasets import SyntheticReID
-from mmreid_gs.engine.runners import save_test_outputs
+from mmreid_gs.evaluation.results_file import save_test_results
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -86,7 +86,7 @@ def bench(tmp_path_factory):
                           gallery_camids=g_cams, query_paths=q_paths,
                           gallery_paths=g_paths)
     results = str(folder / 'results.npz')
-    save_test_outputs(sets, results)
+    save_test_results(sets, results)
     # graph dumps of a "run" over 3 epochs
     work_dir = folder / 'run'
     (work_dir / 'graph').mkdir(parents=True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmreid_gs.evaluation.functional import evaluate_rank
+from mmreid_gs.evaluation import functional
 from mmreid_gs.registry import MODELS, VISUALIZERS
 from mmreid_gs.utils import register_all_modules
 from mmreid_gs.visualization import (ReIDVisualizer, average_precisions,
@@ -50,15 +50,30 @@ def test_query_ranking_by_hand():
     assert len(none['kinds']) == 5  # topk larger than the gallery
 
 
-def test_average_precisions_match_evaluate_rank():
+@pytest.mark.parametrize('ties', [False, True])
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_average_precisions_match_evaluate_rank(ties, dtype):
     rng = np.random.default_rng(0)
-    scores = rng.normal(size=(12, 30))
+    scores = rng.normal(size=(12, 30)).astype(dtype)
+    if ties:  # a handful of distinct values: ties broken by gallery index
+        scores = np.round(scores * 2).astype(dtype)
     q_pids, g_pids = rng.integers(0, 5, 12), rng.integers(0, 5, 30)
     q_cams, g_cams = rng.integers(0, 3, 12), rng.integers(0, 3, 30)
     aps = average_precisions(scores, q_pids, g_pids, q_cams, g_cams)
-    ref = evaluate_rank(-scores, q_pids, g_pids, q_cams, g_cams, max_rank=5)
-    assert np.nanmean(aps) == pytest.approx(ref['mAP'])
-    assert (~np.isnan(aps)).sum() == ref['num_valid_queries']
+    # the same numbers as the metric's, bit for bit
+    np.testing.assert_array_equal(
+        aps, functional.average_precisions(-scores, q_pids, g_pids, q_cams,
+                                           g_cams))
+    ref = functional.evaluate_rank(-scores, q_pids, g_pids, q_cams, g_cams,
+                                   max_rank=5)
+    valid = ~np.isnan(aps)
+    assert float(aps[valid].mean()) == ref['mAP']
+    assert valid.sum() == ref['num_valid_queries']
+    # and each ranked list's AP is its query's
+    np.testing.assert_array_equal(aps, [
+        query_ranking(scores[i], q_pids[i], q_cams[i], g_pids, g_cams)['ap']
+        for i in range(12)
+    ])
     worst = select_queries(scores, q_pids, g_pids, q_cams, g_cams, num=3,
                            worst=True)
     valid = np.sort(aps[~np.isnan(aps)])

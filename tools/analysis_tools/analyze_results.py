@@ -20,9 +20,9 @@ from mmengine.utils import ProgressBar
 from mmreid_gs.engine.runners import run_cli
 from mmreid_gs.evaluation.functional import (evaluate_rank,
                                              pair_scores_and_labels)
+from mmreid_gs.evaluation.results_file import load_test_results
 from mmreid_gs.utils.errors import ConfigError
 from mmreid_gs.visualization.plots import plot_cmc, plot_pair_scores
-from mmreid_gs.visualization.results import load_test_results
 
 
 def parse_args(argv=None):

@@ -18,14 +18,17 @@ import argparse
 import os.path as osp
 import sys
 
+from mmengine.model import is_model_wrapper
 from mmengine.utils import ProgressBar
 
-from mmreid_gs.engine.runners import load_config, run_cli
+from mmreid_gs.engine.runners import build_runner, load_config, run_cli
+from mmreid_gs.evaluation.results_file import (collect_test_results,
+                                               load_test_results,
+                                               ranking_scores)
 from mmreid_gs.utils.errors import ConfigError
 from mmreid_gs.visualization import (ranked_list_rows, select_queries,
                                      tool_visualizer)
 from mmreid_gs.visualization.backends import VIS_BACKENDS
-from mmreid_gs.visualization.results import load_test_results, ranking_scores
 
 
 def parse_args(argv=None):
@@ -68,9 +71,6 @@ def parse_args(argv=None):
 def compute_results(cfg, checkpoint, work_dir, sets=None):
     """Scores of the config's test sets (all, or ``sets``), as
     ``tools/test.py --out`` saves them."""
-    from mmengine.model import is_model_wrapper
-
-    from mmreid_gs.engine.runners import build_runner
     if cfg.get('test_cfg') is None:
         raise ConfigError('the config has no test_cfg: name the test sets '
                            'in test_cfg.test_sets, or pass --results.')
@@ -96,11 +96,7 @@ def compute_results(cfg, checkpoint, work_dir, sets=None):
             runner.model) else runner.model
         model.init_weights()
     runner.test()
-    return {
-        name: {k: (v.cpu().numpy() if hasattr(v, 'cpu') else v)
-               for k, v in out.items()}
-        for name, out in runner.test_loop.outputs.items()
-    }
+    return collect_test_results(runner.test_loop.outputs)
 
 
 def main(argv=None):

@@ -1,14 +1,15 @@
 from .distance import sigmoid_distance
 from .graph_quality import (graph_family_share, neighbor_family_share,
                             random_family_share)
-from .rank import evaluate_rank
+from .rank import average_precisions, evaluate_rank
 from .rerank import re_ranking
 from .tlift import tlift
 from .verification import (format_fpr, pair_scores_and_labels,
                            verification_rates)
 
 __all__ = [
-    'evaluate_rank', 're_ranking', 'tlift', 'verification_rates',
-    'pair_scores_and_labels', 'format_fpr', 'sigmoid_distance',
-    'graph_family_share', 'neighbor_family_share', 'random_family_share'
+    'evaluate_rank', 'average_precisions', 're_ranking', 'tlift',
+    'verification_rates', 'pair_scores_and_labels', 'format_fpr',
+    'sigmoid_distance', 'graph_family_share', 'neighbor_family_share',
+    'random_family_share'
 ]

@@ -1,4 +1,5 @@
-"""CMC, mAP and mINP of a ranking under the Market-1501 protocol.
+"""CMC, mAP, mINP and per-query AP of a ranking under the Market-1501
+protocol.
 
 The evaluation is vectorised (no Python loop over queries) and exact. It
 rests on one observation: CMC, AP and INP of a query depend only on the
@@ -27,7 +28,7 @@ is argsorted:
 
 For untied distances the numbers equal those of the classic per-query loop.
 """
-from typing import Dict, Tuple, Union
+from typing import Dict, NamedTuple, Tuple, Union
 
 import numpy as np
 import torch
@@ -141,7 +142,8 @@ def evaluate_rank(distmat: ArrayLike,
       match is within the top ``k + 1`` of the filtered list.
     - AP: mean over the valid matches of the precision at their rank (the
       same number as ``sklearn.metrics.average_precision_score`` for untied
-      distances); mAP is its mean over valid queries.
+      distances; per query: :func:`average_precisions`); mAP is its mean
+      over valid queries.
     - INP (Ye et al., "Deep Learning for Person Re-identification: A Survey
       and Outlook", TPAMI 2021): ``num_matches / rank_of_hardest_match``;
       mINP is its mean over valid queries.
@@ -170,6 +172,91 @@ def evaluate_rank(distmat: ArrayLike,
         ValueError: On shape mismatches, non-finite distances, a
             ``max_rank`` < 1, or when no query has a valid match.
     """
+    if isinstance(max_rank, bool) or not isinstance(
+            max_rank, (int, np.integer)) or max_rank < 1:
+        raise ValueError(f'max_rank must be a positive int, got {max_rank!r}')
+    max_rank = int(max_rank)
+    ranks = _match_ranks(distmat, query_pids, gallery_pids, query_camids,
+                         gallery_camids, max_memory_mb)
+    valid = ranks.num_pos > 0
+    num_valid = int(valid.sum())
+    if num_valid == 0:
+        raise ValueError(
+            'No query has a valid match: every gallery item with a query\'s '
+            'identity is from the query\'s camera (or absent). Check the '
+            'identities / cameras of the query and gallery sets.')
+    ap = _average_precisions(ranks)[valid]
+    first_rank = ranks.pos_rank[ranks.pos_start[valid]]
+    pos_last = ranks.pos_start[valid] + ranks.num_pos[valid] - 1
+    inp = ranks.num_pos[valid] / ranks.pos_rank[pos_last]
+    hist = np.bincount(np.minimum(first_rank, max_rank + 1) - 1,
+                       minlength=max_rank + 1)[:max_rank]
+    cmc = np.cumsum(hist) / num_valid
+    return dict(
+        cmc=cmc.astype(np.float64),
+        mAP=float(ap.mean()),
+        mINP=float(inp.mean()),
+        num_valid_queries=num_valid)
+
+
+def average_precisions(distmat: ArrayLike,
+                       query_pids: ArrayLike,
+                       gallery_pids: ArrayLike,
+                       query_camids: ArrayLike,
+                       gallery_camids: ArrayLike,
+                       *,
+                       max_memory_mb: float = 256) -> np.ndarray:
+    """AP of every query under the Market-1501 protocol, as
+    :func:`evaluate_rank` computes it (its mAP is the mean of the non-NaN
+    entries, in query order).
+
+    Args:
+        distmat (np.ndarray | torch.Tensor): Distances, shape ``[q, g]``;
+            smaller means more similar. Must be finite.
+        query_pids (array-like): Identities of the queries, shape ``[q]``.
+        gallery_pids (array-like): Identities of the gallery, shape ``[g]``.
+        query_camids (array-like): Cameras of the queries, shape ``[q]``.
+        gallery_camids (array-like): Cameras of the gallery, shape ``[g]``.
+        max_memory_mb (float): Budget in MiB of the temporaries of one chunk
+            of queries (keyword only). Defaults to 256.
+
+    Returns:
+        np.ndarray: float64 ``[q]``; NaN for a query without a valid match.
+
+    Raises:
+        ValueError: On shape mismatches or non-finite distances.
+    """
+    return _average_precisions(
+        _match_ranks(distmat, query_pids, gallery_pids, query_camids,
+                     gallery_camids, max_memory_mb))
+
+
+class _MatchRanks(NamedTuple):
+    """Ranks of the valid matches ("positives") of every query.
+
+    Positives are grouped by query (queries in order) and sorted by
+    (distance, gallery index) within a query.
+    """
+    pos_q: np.ndarray  # [p] query of each positive
+    pos_k: np.ndarray  # [p] 1-based rank among its query's positives
+    pos_rank: np.ndarray  # [p] 1-based rank in its query's valid gallery
+    num_pos: np.ndarray  # [q] positives of each query
+    pos_start: np.ndarray  # [q] index of each query's first positive
+
+
+def _average_precisions(ranks: _MatchRanks) -> np.ndarray:
+    """Per-query AP (float64 [q], NaN without a valid match)."""
+    valid = ranks.num_pos > 0
+    total = np.bincount(ranks.pos_q, weights=ranks.pos_k / ranks.pos_rank,
+                        minlength=ranks.num_pos.shape[0])
+    ap = np.full(ranks.num_pos.shape[0], np.nan)
+    ap[valid] = total[valid] / ranks.num_pos[valid]
+    return ap
+
+
+def _match_ranks(distmat, query_pids, gallery_pids, query_camids,
+                 gallery_camids, max_memory_mb) -> _MatchRanks:
+    """Check the inputs and rank the valid matches of every query."""
     dist = to_numpy(distmat, name='distmat')
     if dist.ndim != 2:
         raise ValueError(f'distmat must be 2-D [num_query, num_gallery], got '
@@ -177,10 +264,6 @@ def evaluate_rank(distmat: ArrayLike,
     num_q, num_g = dist.shape
     if num_q == 0 or num_g == 0:
         raise ValueError(f'distmat is empty (shape {dist.shape})')
-    if isinstance(max_rank, bool) or not isinstance(
-            max_rank, (int, np.integer)) or max_rank < 1:
-        raise ValueError(f'max_rank must be a positive int, got {max_rank!r}')
-    max_rank = int(max_rank)
     q_pids = _check_ids(query_pids, 'query_pids', num_q, 'rows (queries)')
     g_pids = _check_ids(gallery_pids, 'gallery_pids', num_g,
                         'columns (gallery items)')
@@ -205,18 +288,15 @@ def evaluate_rank(distmat: ArrayLike,
     num_pos = np.bincount(pos_q, minlength=num_q)
     pos_start = np.cumsum(num_pos) - num_pos
     valid = num_pos > 0
-    num_valid = int(valid.sum())
-    if num_valid == 0:
-        raise ValueError(
-            'No query has a valid match: every gallery item with a query\'s '
-            'identity is from the query\'s camera (or absent). Check the '
-            'identities / cameras of the query and gallery sets.')
-    pos_last = pos_start[valid] + num_pos[valid] - 1
-    hardest = np.full(num_q, -np.inf, dtype=dist.dtype)
-    hardest[valid] = pos_v[pos_last]
     pos_k = np.arange(pos_q.shape[0]) - pos_start[pos_q] + 1
     # N_k: other-identity items ranked before each positive
     num_before = np.zeros(pos_q.shape[0], dtype=np.int64)
+    if not valid.any():
+        return _MatchRanks(pos_q, pos_k, pos_k + num_before, num_pos,
+                           pos_start)
+    pos_last = pos_start[valid] + num_pos[valid] - 1
+    hardest = np.full(num_q, -np.inf, dtype=dist.dtype)
+    hardest[valid] = pos_v[pos_last]
     tie_flag = np.zeros(pos_q.shape[0], dtype=bool)
 
     # 2. Chunks of queries.
@@ -260,21 +340,7 @@ def evaluate_rank(distmat: ArrayLike,
         t = np.flatnonzero(tie_flag)
         num_before[t] += _recount_ties(dist, pos_q[t], pos_g[t], pos_v[t],
                                        same_eq_before[t])
-
-    # 4. Metrics from the ranks of the positives.
-    pos_rank = pos_k + num_before
-    ap = np.bincount(pos_q, weights=pos_k / pos_rank, minlength=num_q)
-    ap = ap[valid] / num_pos[valid]
-    first_rank = pos_rank[pos_start[valid]]
-    inp = num_pos[valid] / pos_rank[pos_last]
-    hist = np.bincount(np.minimum(first_rank, max_rank + 1) - 1,
-                       minlength=max_rank + 1)[:max_rank]
-    cmc = np.cumsum(hist) / num_valid
-    return dict(
-        cmc=cmc.astype(np.float64),
-        mAP=float(ap.mean()),
-        mINP=float(inp.mean()),
-        num_valid_queries=num_valid)
+    return _MatchRanks(pos_q, pos_k, pos_k + num_before, num_pos, pos_start)
 
 
 def _sparse_rows(block, mask, s, sparse, dense, pos_q, pos_v, pos_start,

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mmreid_gs.evaluation.functional.rank as rank_module
-from mmreid_gs.evaluation.functional import evaluate_rank
+from mmreid_gs.evaluation.functional import average_precisions, evaluate_rank
 
 
 def loop_reference(dist, q_pids, g_pids, q_cams, g_cams, max_rank=50):
@@ -153,6 +153,50 @@ def test_ap_matches_sklearn_definition():
     out = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams)
     assert out['num_valid_queries'] == len(aps)
     assert out['mAP'] == pytest.approx(np.mean(aps), abs=1e-12)
+
+
+
+def loop_average_precisions(dist, q_pids, g_pids, q_cams, g_cams):
+    """Per-query AP of :func:`loop_reference` (NaN without a match)."""
+    aps = np.full(dist.shape[0], np.nan)
+    for i in range(dist.shape[0]):
+        order = np.argsort(dist[i], kind='stable')
+        keep = ~((g_pids[order] == q_pids[i]) & (g_cams[order] == q_cams[i]))
+        ranks = np.flatnonzero((g_pids[order] == q_pids[i])[keep]) + 1
+        if ranks.size:
+            aps[i] = np.mean(np.arange(1, ranks.size + 1) / ranks)
+    return aps
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('ties', [False, True])
+def test_average_precisions_per_query(dtype, ties):
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        case = random_case(rng, 25, 120, 6, 3, dtype)
+        if ties:
+            case = (np.round(case[0] * 3).astype(dtype), ) + case[1:]
+        budget = 0.02 if trial % 2 else 256
+        aps = average_precisions(*case, max_memory_mb=budget)
+        assert aps.dtype == np.float64 and aps.shape == (25, )
+        np.testing.assert_allclose(aps, loop_average_precisions(*case),
+                                   rtol=0, atol=1e-12)  # NaN where NaN
+        # evaluate_rank's mAP is their mean over the valid queries, exactly
+        out = evaluate_rank(*case, max_memory_mb=budget)
+        valid = ~np.isnan(aps)
+        assert valid.sum() == out['num_valid_queries']
+        assert float(aps[valid].mean()) == out['mAP']
+
+
+def test_average_precisions_by_hand_and_without_valid_queries():
+    dist, q_pids, g_pids, q_cams, g_cams = hand_case()
+    np.testing.assert_allclose(average_precisions(*hand_case()),
+                               [0.5, 1.0, np.nan])  # see test_hand_computed
+    # query 2 (id 3): its only gallery item of id 3 is from its camera
+    aps = average_precisions(dist[2:], q_pids[2:], g_pids, q_cams[2:], g_cams)
+    assert aps.shape == (1, ) and np.isnan(aps[0])
+    with pytest.raises(ValueError, match='gallery_pids'):
+        average_precisions(dist, q_pids, g_pids[:-1], q_cams, g_cams)
 
 
 def test_perfect_ranking():
