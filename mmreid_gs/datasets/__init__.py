@@ -1,5 +1,6 @@
 """Datasets, transforms and samplers of mmreid_gs."""
-from .base_reid_dataset import BadImageError, BaseReIDDataset
+from .bad_images import BadImageError
+from .base_reid_dataset import BaseReIDDataset
 from .clonedperson import ClonedPerson
 from .cuhk03_np import CUHK03NP
 from .market1501 import Market1501

@@ -10,8 +10,6 @@ from mmengine.logging import print_log
 
 from mmreid_gs.registry import DATASETS
 from mmreid_gs.utils.errors import ReIDUserError
-# BadImageError and image_decodes: also importable from here, as before.
-from .bad_images import BadImageError, image_decodes  # noqa: F401
 from .bad_images import BadImageHandlingMixin
 
 #: File extensions that are treated as images when a folder is scanned.

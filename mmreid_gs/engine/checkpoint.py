@@ -12,6 +12,7 @@ not allowed).
 import os.path as osp
 import pickle
 import re
+import struct
 import zipfile
 from typing import Any, Optional
 
@@ -23,6 +24,18 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmreid_gs.utils.errors import ReIDUserError, ReIDUserFileError
 
 _INSTALLED = False
+
+#: What ``torch.load`` raises on the bytes of a truncated or corrupt
+#: checkpoint (zip or legacy pickle; found by truncating and flipping bytes
+#: of real checkpoints): ``RuntimeError`` (PyTorch's zip reader, bad magic
+#: number), ``OSError``, ``zipfile.BadZipFile``, ``EOFError``,
+#: ``struct.error``, ``ValueError`` (e.g. ``UnicodeDecodeError``) and
+#: ``IndexError`` / ``KeyError`` of the unpickler's stack and memo. A
+#: ``pickle.UnpicklingError`` is handled apart: it is also what the
+#: weights-only unpickler raises for a type outside the allow-list.
+_CORRUPT_CHECKPOINT_ERRORS = (RuntimeError, OSError, zipfile.BadZipFile,
+                              EOFError, struct.error, ValueError, IndexError,
+                              KeyError)
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
@@ -72,8 +85,11 @@ def _not_a_checkpoint(filename: str) -> Optional[str]:
     ``torch.save`` writes a zip archive (PyTorch >= 1.6) or, in the legacy
     format, a pickle (first byte 0x80); anything else is not a checkpoint.
     """
-    if zipfile.is_zipfile(filename):
-        return None
+    try:
+        if zipfile.is_zipfile(filename):
+            return None
+    except zipfile.BadZipFile:
+        return None  # a broken zip archive: torch.load says why
     with open(filename, 'rb') as f:
         head = f.read(64)
     if head[:1] == b'\x80' or head[:4] == b'PK\x03\x04':
@@ -133,14 +149,13 @@ def load_from_local(filename: str, map_location=None) -> Any:
     try:
         return torch.load(filename, map_location=map_location,
                           weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
-            OSError) as err:
+    except _CORRUPT_CHECKPOINT_ERRORS as err:
         raise ReIDUserFileError(
             f'Cannot read checkpoint {filename} ({size} bytes): the file is '
             'truncated or corrupt, or not a PyTorch checkpoint '
             f'({_torch_reason(err)}). Nothing was changed; pass another '
             'checkpoint.') from None
-    except Exception as err:  # UnpicklingError and friends
+    except pickle.UnpicklingError as err:  # a type outside the allow-list
         raise ReIDUserFileError(
             f'Checkpoint {filename} is not a checkpoint we can read: '
             f'{_torch_reason(err)}, and checkpoints are loaded as weights '
@@ -172,11 +187,11 @@ def load_weights_file(path: str) -> dict:
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path}')
-    with open(path, 'rb') as f:
-        magic = f.read(1)
-    if not zipfile.is_zipfile(path) and magic != b'\x80':
+    why = _not_a_checkpoint(path)
+    if why is not None:
         raise ReIDUserError(f'{path} is not a PyTorch checkpoint (neither '
-                            'the zip format of torch.save nor a pickle)')
+                            f'the zip format of torch.save nor a pickle): '
+                            f'{why}')
     # safe_globals() removes its entries on exit: pass only missing ones.
     present = torch.serialization.get_safe_globals()
     extra = [t for t in _numpy_globals() if t not in present]
@@ -188,7 +203,7 @@ def load_weights_file(path: str) -> dict:
         raise ReIDUserError(
             f'{path} holds objects that are not weights and will not be '
             f'unpickled: {_torch_reason(err)}') from err
-    except Exception as err:  # zip/pickle format errors of any kind
+    except _CORRUPT_CHECKPOINT_ERRORS as err:
         raise ReIDUserError(
             f'{path} is not a PyTorch checkpoint: {type(err).__name__}: '
             f'{_torch_reason(err)}') from err

@@ -3,11 +3,13 @@ classes to show, and their rows (shared by the tools and the hooks)."""
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from mmengine.config import Config
 
 from mmreid_gs.utils.errors import ReIDUserError
 from .backends import VIS_BACKENDS, check_vis_backends
+from .drawing import ranked_list_title
 from .ranking import average_precisions, query_ranking
-from .reid_visualizer import ranked_list_title
+from .reid_visualizer import ReIDVisualizer
 
 
 def spread_indices(total: int, num: int) -> np.ndarray:
@@ -188,7 +190,6 @@ def tool_visualizer(name: str,
     Returns:
         ReIDVisualizer: The visualizer.
     """
-    from .reid_visualizer import ReIDVisualizer
     kwargs = {}
     vis_cfg = (cfg.get('visualizer') if cfg is not None else None) or {}
     if str(vis_cfg.get('type', '')).endswith('ReIDVisualizer'):
@@ -198,8 +199,6 @@ def tool_visualizer(name: str,
         }
     if cell_size is not None:
         kwargs['cell_size'] = tuple(int(v) for v in cell_size)
-    from mmengine.config import Config
-
     vis_backends = []
     for b in backends or ():
         if b not in VIS_BACKENDS:

@@ -15,7 +15,6 @@ from mmreid_gs.utils.arrays import to_numpy
 from mmreid_gs.utils.errors import ReIDUserError
 from .drawing import (Cell, Color, ImageLike, compose_grid, fit_image,
                       load_rgb, pt_to_px)
-from .drawing import ranked_list_title  # noqa: F401 (its old import path)
 from .ranking import IGNORED, MATCH, NON_MATCH
 
 

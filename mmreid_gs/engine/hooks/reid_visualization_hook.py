@@ -2,10 +2,13 @@
 import os.path as osp
 from typing import Optional, Sequence
 
+import mmcv
 from mmengine.hooks import Hook
 
 from mmreid_gs.registry import HOOKS
 from mmreid_gs.utils.errors import ReIDUserError, ReIDUserTypeError
+from mmreid_gs.visualization import (ReIDVisualizer, ranked_list_rows,
+                                     select_queries)
 
 
 @HOOKS.register_module()
@@ -97,9 +100,6 @@ class ReIDVisualizationHook(Hook):
 
     def _draw(self, runner, loop, step: int,
               out_dir: Optional[str] = None) -> None:
-        from mmreid_gs.visualization import (ReIDVisualizer,
-                                             ranked_list_rows,
-                                             select_queries)
         outputs = getattr(loop, 'outputs', {})
         if runner.rank == 0:
             drawer = ReIDVisualizer.drawer_for(runner.visualizer)
@@ -118,7 +118,6 @@ class ReIDVisualizationHook(Hook):
                 runner.visualizer.add_image(f'rank_list_{name}', image,
                                             step=step)
                 if out_dir is not None:
-                    import mmcv
                     mmcv.imwrite(image[..., ::-1],
                                  osp.join(out_dir, f'rank_list_{name}.png'))
             runner.logger.info(

@@ -14,11 +14,25 @@ import os
 import os.path as osp
 from typing import Dict, List, Optional
 
+import yaml
 from mmengine.config import Config
 
 from mmreid_gs.registry import DATASETS
 from mmreid_gs.utils import register_all_modules
 from mmreid_gs.utils.errors import ConfigError, ReIDUserTypeError
+
+#: What ``Config.fromfile`` raises on a config a user can fix (checked
+#: with bad files): ``SyntaxError`` (also ``IndentationError``, a null
+#: byte), in the file or in a base; ``OSError``: a missing ``_base_`` file
+#: (``FileNotFoundError``) or an extension other than py/yml/yaml/json;
+#: ``ImportError``: a ``pkg::`` base or a ``custom_imports`` module that is
+#: not installed; ``KeyError``: ``{{_base_.x}}`` without ``x``, a key
+#: defined by two bases, a reserved name; ``AttributeError``:
+#: ``_base_.x`` without ``x``; ``NameError``: an undefined name in the
+#: config's code; ``ValueError``: a file that is not UTF-8, bad JSON, a
+#: malformed ``pkg::`` path; ``yaml.YAMLError``: bad YAML.
+_CONFIG_FILE_ERRORS = (SyntaxError, OSError, ImportError, KeyError,
+                       AttributeError, NameError, ValueError, yaml.YAMLError)
 
 # Top-level keys that Runner.from_cfg reads although configs may omit them.
 RUNNER_KEYS = {
@@ -79,8 +93,9 @@ def load_config(path: str, options: Optional[Dict] = None) -> Config:
         raise ConfigError(f'config file not found: {path}')
     try:
         cfg = Config.fromfile(path)
-    except Exception as err:  # syntax errors, missing _base_ files
-        raise ConfigError(f'cannot read config {path}: {err}') from None
+    except _CONFIG_FILE_ERRORS as err:
+        raise ConfigError(f'cannot read config {path}: '
+                          f'{type(err).__name__}: {err}') from None
     if options:
         for key in options:
             _check_option(cfg, key)

@@ -59,7 +59,9 @@ class GlobalEmbeddingHead(BaseModule):
         num_classes (int, optional): Training identities; needed by
             ``id_loss``. Defaults to None.
         id_loss (dict | nn.Module, optional): Classification loss called as
-            ``loss(logits [B, num_classes], labels [B])``. Defaults to None.
+            ``loss(logits [B, num_classes], labels [B]) -> loss``
+            (mmpretrain's convention: the loss alone; the head computes
+            ``id_acc``). Defaults to None.
         block_size (int): Queries per GEMM block of :meth:`match`.
             Defaults to 1024.
         init_cfg (dict | list[dict], optional): Initialisation config.

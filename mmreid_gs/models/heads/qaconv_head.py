@@ -54,7 +54,9 @@ class QAConvHead(BaseModule):
         height (int): Height h of the feature maps.
         width (int): Width w of the feature maps.
         loss (dict | nn.Module): The pair loss on the B x B logits, called as
-            ``loss(scores, labels) -> (loss, acc)``. Defaults to
+            ``loss(scores, labels) -> (loss, acc)`` (a loss with
+            ``needs_matcher = True`` as ``loss(feats, labels, self.match)
+            -> (loss, acc)``). Defaults to
             ``dict(type='PairwiseMatchingLoss')``.
         memory_budget_mb (float): Upper bound of one similarity block in MiB.
             Defaults to 256.
@@ -372,34 +374,39 @@ class QAConvHead(BaseModule):
 
         All pairs are scored at once with the public layer stack (BatchNorm
         over all B x B pairs in training mode, diagonal included as in the
-        public code); the loss module decides which pairs count.
+        public code); the loss module decides which pairs count and returns
+        ``(loss, acc)``, the rule of every loss module
+        (docs/architecture.md, "Plugging in a new head").
 
         A loss module with ``needs_matcher = True`` (e.g.
         :class:`ClassMemoryLoss`) is called instead as
-        ``loss(feats, labels, self.match)`` and its accuracy logged as
-        ``acc``.
+        ``loss(feats, labels, self.match)``; its accuracy (of the class
+        memory, not of pairs) is logged as ``acc``.
 
         Args:
             feats (Tensor): [B, c, h, w] feature maps.
             labels (Tensor): [B] identity labels.
 
         Returns:
-            dict[str, Tensor]: ``loss`` and ``pair_acc`` (``acc`` for a
-            loss that needs the matcher).
+            dict[str, Tensor]: ``loss`` (summed by MMEngine) and
+            ``pair_acc`` (``acc`` for a loss that needs the matcher),
+            logged.
         """
         if getattr(self.loss_module, 'needs_matcher', False):
             # e.g. ClassMemoryLoss: scores the batch against its class
             # memory with this head's differentiable matcher
             self._check_shape(feats, 'training')
             loss, acc = self.loss_module(feats, labels, self.match)
-            return dict(loss=loss, acc=acc)
-        x = self._flatten(feats, 'training')
-        dtype = self._compute_dtype(x)
-        n = x.size(0)
-        q_blk, g_blk = self.block_sizes(n, n, dtype, x.device)
-        scores = self._exact_scores(x, x, dtype, q_blk, g_blk)
-        loss, acc = self.loss_module(scores, labels)
-        return dict(loss=loss, pair_acc=acc)
+            acc_name = 'acc'
+        else:
+            x = self._flatten(feats, 'training')
+            dtype = self._compute_dtype(x)
+            n = x.size(0)
+            q_blk, g_blk = self.block_sizes(n, n, dtype, x.device)
+            scores = self._exact_scores(x, x, dtype, q_blk, g_blk)
+            loss, acc = self.loss_module(scores, labels)
+            acc_name = 'pair_acc'
+        return {'loss': loss, acc_name: acc}
 
     @torch.no_grad()
     def pair_correspondence(self, query: torch.Tensor,

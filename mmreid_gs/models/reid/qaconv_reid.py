@@ -18,7 +18,11 @@ class QAConvReID(ReIDModel):
     computes the pair loss of a batch. A :class:`ReIDModel` whose neck is
     required and whose feature maps are checked against the head's
     ``num_features`` / ``height`` / ``width``; :meth:`predict` sets
-    ``feature_map``.
+    ``feature_map``. ``extract_feat`` (the feature maps of
+    :meth:`backbone_features`; the head has no ``embed``) and ``match``
+    (:meth:`QAConvHead.match`: eval mode with running BatchNorm
+    statistics, training mode with BatchNorm over the pairs of the call,
+    differentiable) are those of :class:`ReIDModel`.
 
     Args:
         backbone (dict | nn.Module): Backbone config or module.
@@ -82,28 +86,3 @@ class QAConvReID(ReIDModel):
         feats = super().backbone_features(inputs)
         self._check_feature_size(feats, inputs)
         return feats
-
-    def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Feature maps for matching: [B, c, h, w] (see
-        :meth:`backbone_features`)."""
-        return self.backbone_features(inputs)
-
-    def match(self, query_feats: torch.Tensor,
-              gallery_feats: torch.Tensor) -> torch.Tensor:
-        """Similarity of every query/gallery pair of feature maps.
-
-        The matcher contract of every re-ID model in mmreid_gs (what
-        :class:`GraphSamplerHook`, the test loops and :mod:`mmreid_gs.apis`
-        call): blockwise with bounded memory, higher = more similar. Here
-        the QAConv logits of :meth:`QAConvHead.match` (eval mode: running
-        BatchNorm statistics; training mode: BatchNorm over the pairs of
-        the call, differentiable).
-
-        Args:
-            query_feats (Tensor): [q, c, h, w] from :meth:`extract_feat`.
-            gallery_feats (Tensor): [g, c, h, w] from :meth:`extract_feat`.
-
-        Returns:
-            Tensor: [q, g] float32 similarities.
-        """
-        return self.head.match(query_feats, gallery_feats)

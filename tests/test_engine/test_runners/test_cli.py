@@ -3,8 +3,10 @@ errors are one line and which keep their traceback, Ctrl-C, the dataset key
 path check, worker sizing, visualisation backends, the summary table, and
 checkpoint files that are not checkpoints."""
 import importlib.util
+import io
 import os.path as osp
 import sys
+import zipfile
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +16,8 @@ from mmengine.config import Config
 from mmreid_gs.engine.checkpoint import load_from_local, load_weights_file
 from mmreid_gs.engine.runners import (check_dataset_configs, cli, cli_runner,
                                       format_metrics_table, is_user_error,
-                                      run_cli, size_dataloader_workers)
+                                      load_config, run_cli,
+                                      size_dataloader_workers)
 from mmreid_gs.utils import (ReIDUserError, ReIDUserFileError,
                              ReIDUserKeyError, ReIDUserTypeError)
 from mmreid_gs.utils.errors import ConfigError
@@ -269,6 +272,98 @@ def test_a_checkpoint_holding_objects_is_refused_without_bad_advice(
     torch.save({'state_dict': {'w': torch.ones(2)}}, str(good))
     with torch.inference_mode():
         assert load_from_local(str(good))['state_dict']['w'].sum() == 2
+
+
+def _checkpoint_bytes(legacy=False):
+    buf = io.BytesIO()
+    torch.save({'state_dict': {'w': torch.randn(16, 16)}}, buf,
+               _use_new_zipfile_serialization=not legacy)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize('name,content', [
+    ('truncated zip', _checkpoint_bytes()[:300]),
+    ('truncated at half', _checkpoint_bytes()[:len(_checkpoint_bytes()) // 2]),
+    ('corrupt zip header',
+     _checkpoint_bytes()[:60] + b'\xff' * 300 + _checkpoint_bytes()[360:]),
+    ('zip of another program', None),
+    ('truncated legacy pickle', _checkpoint_bytes(legacy=True)[:-20]),
+    ('legacy pickle cut in its header', _checkpoint_bytes(legacy=True)[:30]),
+    ('pickle of garbage', b'\x80\x02' + bytes(range(7, 107))),
+])
+def test_a_corrupt_checkpoint_is_a_one_line_user_error(tmp_path, name,
+                                                       content):
+    path = tmp_path / 'epoch_1.pth'
+    if content is None:
+        with zipfile.ZipFile(path, 'w') as z:
+            z.writestr('notes.txt', 'not a model')
+        content = path.read_bytes()
+    path.write_bytes(content)
+    with pytest.raises(ReIDUserFileError) as info:
+        load_from_local(str(path))
+    msg = str(info.value)
+    assert str(path) in msg and 'weights_only' not in msg
+    assert is_user_error(info.value)
+    with pytest.raises(ReIDUserError) as info:
+        load_weights_file(str(path))
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == content  # untouched
+
+
+def test_a_bug_under_torch_load_keeps_its_traceback(tmp_path, monkeypatch):
+    """Only the errors of a bad file become the one-line error."""
+    path = tmp_path / 'good.pth'
+    path.write_bytes(_checkpoint_bytes())
+
+    def buggy_load(*args, **kwargs):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    monkeypatch.setattr(torch, 'load', buggy_load)
+    for load in (load_from_local, load_weights_file):
+        with pytest.raises(TypeError) as info:
+            load(str(path))
+        assert not is_user_error(info.value)
+
+
+@pytest.mark.parametrize('files,why', [
+    ({'cfg.py': 'model = dict(\n'}, 'SyntaxError'),
+    ({'cfg.py': 'a = 1\n  b = 2\n'}, 'IndentationError'),
+    ({'cfg.py': "_base_ = ['./base.py']\n",
+      'base.py': 'x = [1, 2\n'}, 'SyntaxError'),
+    ({'cfg.py': "_base_ = ['./no_such_base.py']\n"}, 'no_such_base.py'),
+    ({'cfg.py': "_base_ = ['./base.py']\nb = {{_base_.nokey}}\n",
+      'base.py': 'a = 1\n'}, 'nokey'),
+    ({'cfg.py': "_base_ = ['./base.py']\nb = _base_.nokey\n",
+      'base.py': 'a = 1\n'}, 'nokey'),
+    ({'cfg.py': 'a = undefined_name\n'}, 'undefined_name'),
+    ({'cfg.py': "_base_ = ['no_such_package::x.py']\n"}, 'ValueError'),
+])
+def test_a_bad_config_file_is_a_one_line_user_error(tmp_path, files, why):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    path = str(tmp_path / 'cfg.py')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    msg = str(info.value)
+    assert msg.startswith(f'cannot read config {path}: ')
+    assert why in msg
+    assert is_user_error(info.value)
+    with pytest.raises(ConfigError, match='config file not found'):
+        load_config(str(tmp_path / 'missing.py'))
+
+
+def test_a_bug_under_config_loading_keeps_its_traceback(tmp_path,
+                                                        monkeypatch):
+    path = tmp_path / 'cfg.py'
+    path.write_text('a = 1\n')
+    assert load_config(str(path)).a == 1
+
+    def buggy_fromfile(*args, **kwargs):
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    monkeypatch.setattr(Config, 'fromfile', buggy_fromfile)
+    with pytest.raises(TypeError):
+        load_config(str(path))
 
 
 def test_runs_built_within_one_second_log_to_their_own_work_dirs(
