@@ -13,8 +13,8 @@ from mmengine.config import Config
 
 from mmreid_gs.engine.runners import (add_runner_args, apply_runner_args,
                                       build_runner, init_cpu_dist,
-                                      last_metrics, load_config, run_cli,
-                                      run_summary)
+                                      last_metrics, load_config,
+                                      nothing_to_resume, run_cli, run_summary)
 from mmreid_gs.utils.errors import ConfigError
 
 
@@ -94,9 +94,14 @@ def main(argv=None):
     cfg = merge_args(cfg, args)
     init_cpu_dist(cfg)
     runner = build_runner(cfg)
+    not_resumed = nothing_to_resume(runner)
+    if not_resumed:
+        runner.logger.warning(not_resumed)
     runner.train()
     if runner.rank == 0:
-        print(run_summary(runner, last_metrics(runner)), flush=True)
+        extra = {'resumed': 'nothing (no checkpoint in the work dir; '
+                 'trained from scratch)'} if not_resumed else None
+        print(run_summary(runner, last_metrics(runner), extra), flush=True)
 
 
 if __name__ == '__main__':

@@ -1,18 +1,21 @@
 """Runner building and the end of a run: :class:`CLIRunner` (MMEngine's
 runner with a short console), :func:`build_runner` (checks, worker sizing,
 then the runner), the config summary it logs, the metrics table and
-:func:`run_summary` printed at the end, and :func:`save_test_outputs`.
+:func:`run_summary` printed at the end (the ``--out`` results file is
+:mod:`mmreid_gs.evaluation.results_file`'s).
 """
 import logging
-import os
 import os.path as osp
 import weakref
 from typing import Dict, Optional
 
+import mmcv
+import mmengine
+import mmpretrain
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
+from mmengine.runner import Runner, find_latest_checkpoint
 
 from mmreid_gs._warnings import ForeignLogFilter
 from mmreid_gs.registry import RUNNERS
@@ -189,26 +192,6 @@ def last_runner() -> Optional[Runner]:
     return _LAST_RUNNER() if _LAST_RUNNER is not None else None
 
 
-def save_test_outputs(outputs: Dict[str, Dict], path: str) -> None:
-    """Save per-set arrays as ``<set>/<field>`` entries of a ``.npz`` file.
-
-    Args:
-        outputs (dict): ``set name -> dict of arrays / lists``.
-        path (str): Output ``.npz`` file.
-    """
-    arrays = {}
-    for name, fields in outputs.items():
-        for key, value in fields.items():
-            if value is None or key == 'name':
-                continue
-            if isinstance(value, torch.Tensor):
-                value = value.cpu().numpy()
-            arrays[f'{name}/{key}'] = np.asarray(value)
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    np.savez_compressed(path, **arrays)
-
-
 #: Columns of the summary table, in this order; other metrics are listed.
 SUMMARY_COLUMNS = ('Rank-1', 'Rank-5', 'Rank-10', 'mAP', 'mINP')
 
@@ -308,10 +291,42 @@ def run_summary(runner: Runner,
             break
     for label, path in (extra or {}).items():
         paths.append((label, path))
+    paths.append(('versions', versions_line()))
     width = max(len(label) for label, _ in paths) if paths else 0
     lines.extend(f'{label + ":":<{width + 1}} {path}' for label, path in paths)
     lines.append('-' * 60)
     return '\n'.join(lines)
+
+
+def nothing_to_resume(runner: Runner) -> Optional[str]:
+    """What to tell a user whose ``--resume`` (without a path) finds no
+    checkpoint in the work dir, or None when there is one (or no
+    auto-resume was asked for).
+
+    MMEngine then trains from scratch and logs only "Auto resumed from the
+    latest checkpoint None."; a user who typed ``--resume`` after a crash,
+    in the wrong folder, must learn that nothing was resumed.
+
+    Args:
+        runner (Runner): The built runner (not yet trained).
+
+    Returns:
+        str | None: The message.
+    """
+    if not runner._resume or runner._load_from is not None:
+        return None
+    if find_latest_checkpoint(runner.work_dir) is not None:
+        return None
+    return (f'--resume: no checkpoint found in {runner.work_dir} (no '
+            '`last_checkpoint` file there); nothing was resumed, training '
+            'starts from scratch.')
+
+
+def versions_line() -> str:
+    """The versions a result depends on, for the end-of-run summary."""
+    return (f'torch {torch.__version__}, mmengine {mmengine.__version__}, '
+            f'mmcv {mmcv.__version__}, mmpretrain {mmpretrain.__version__}, '
+            f'numpy {np.__version__}')
 
 
 def last_checkpoint(work_dir: str) -> Optional[str]:

@@ -396,3 +396,30 @@ def test_runs_built_within_one_second_log_to_their_own_work_dirs(
     for name, log in zip(('first', 'second'), logs):
         assert log.startswith(str(tmp_path / name))
         assert f'line of {name}' in open(log).read()
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path):
+    """--resume (no path) in a work dir without a checkpoint: the message
+    names the folder and says that training starts from scratch; with a
+    `last_checkpoint` there, or without auto-resume, there is none."""
+    runner = SimpleNamespace(_resume=True, _load_from=None,
+                             work_dir=str(tmp_path))
+    msg = cli_runner.nothing_to_resume(runner)
+    assert msg == (f'--resume: no checkpoint found in {tmp_path} (no '
+                   '`last_checkpoint` file there); nothing was resumed, '
+                   'training starts from scratch.')
+    ckpt = tmp_path / 'epoch_1.pth'
+    ckpt.write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text(str(ckpt))
+    assert cli_runner.nothing_to_resume(runner) is None
+    runner = SimpleNamespace(_resume=False, _load_from=None,
+                             work_dir=str(tmp_path / 'empty'))
+    assert cli_runner.nothing_to_resume(runner) is None
+
+
+def test_summary_names_the_versions():
+    import mmengine
+    line = cli_runner.versions_line()
+    assert f'torch {torch.__version__}' in line
+    assert f'mmengine {mmengine.__version__}' in line
+    assert 'mmcv ' in line and 'mmpretrain ' in line and 'numpy ' in line
