@@ -5,23 +5,11 @@ import os.path as osp
 
 import cv2
 import numpy as np
+from helpers import TEST_PIPELINE, config_header, model_config
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-TINY_QACONV = """
-_base_ = [{demo!r}]
-img_height, img_width = 64, 32
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False,
-         interpolation='bicubic'),
-    dict(type='PackReIDInputs'),
-]
-model = dict(
-    backbone=dict(type='ResNetIBN', depth=18, base_channels=8),
-    neck=dict(in_channels=32, out_channels=16),
-    head=dict(num_features=16, height=4, width=2))
-"""
+#: The tiny config: ResNet-18-IBN with 8 base channels, 64x32 input, 4x2x16
+#: maps (the header, test pipeline and model of the shared tiny config).
+TINY_QACONV = config_header() + TEST_PIPELINE + model_config(channels=8)
 
 
 def write_config(folder) -> str:
@@ -29,8 +17,7 @@ def write_config(folder) -> str:
     4x2x16 maps) in ``folder``."""
     path = osp.join(str(folder), 'tiny_qaconv.py')
     with open(path, 'w') as f:
-        f.write(TINY_QACONV.format(
-            demo=osp.join(REPO, 'configs', 'qaconv_gs_demo.py')))
+        f.write(TINY_QACONV)
     return path
 
 

@@ -1,5 +1,4 @@
 """tools/demo/match_demo.py on generated images."""
-import importlib.util
 import os.path as osp
 import shutil
 
@@ -7,15 +6,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from apis_helpers import REPO, write_gallery
+from apis_helpers import write_gallery
+from helpers import load_tool
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        '_tool_match_demo', osp.join(REPO, 'tools', 'demo', 'match_demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/demo/match_demo.py')
 
 
 @pytest.fixture(scope='module')

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from apis_helpers import REPO, person
+from apis_helpers import person
+from helpers import feature_maps, load_tool
 
 from mmreid_gs.apis import ReIDInferencer, export_matcher
 from mmreid_gs.apis.deploy import (FeatureMapExtractor,
@@ -22,8 +23,7 @@ register_all_modules(init_default_scope=False)
 
 
 def _maps(n, c=16, h=4, w=2, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(n, c, h, w, generator=gen), dim=1)
+    return feature_maps(n, c, h, w, seed)
 
 
 def _onnx_or_skip():
@@ -105,11 +105,7 @@ def exported(tiny_config, tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp('onnx')
     ckpt = str(folder / 'tiny.pth')
     torch.save(dict(state_dict=tiny_model.state_dict()), ckpt)
-    spec = importlib.util.spec_from_file_location(
-        '_tool_pytorch2onnx',
-        osp.join(REPO, 'tools', 'deployment', 'pytorch2onnx.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/deployment/pytorch2onnx.py')
     out_dir = str(folder / 'out')
     code = tool.run_cli(tool.main, [tiny_config, ckpt, '--out-dir', out_dir])
     return code, out_dir

@@ -27,8 +27,11 @@ import weakref
 import numpy as np
 import pytest
 import torch.distributed as torch_dist
+from helpers import REPO
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmreid_gs.engine.graph import graph_dump_path, load_graph_dump
+from mmreid_gs.evaluation.results_file import load_test_results
+
 WORLD_SIZE = 2
 NUM_CLASSES = 12
 BATCH_SIZE, NUM_INSTANCES = 16, 4
@@ -39,59 +42,14 @@ pytestmark = pytest.mark.skipif(
     reason='torch.distributed with the gloo backend is not available')
 
 # The tiny benchmark of test_runner_e2e.py (12 train ids, 2 epochs, graph
-# saved), plus a hook that dumps what every rank sees.
-TINY_CONFIG = """
-_base_ = [{demo!r}]
-custom_imports = dict(imports=['dist_dump_hook'],
-                      allow_failed_imports=False)
-img_height, img_width = 64, 32
-synthetic_root = {root!r}
-domain_a = dict(type='SyntheticReID', data_root=synthetic_root + '/A',
-                domain='A', num_train_ids=12, num_test_ids=6, num_cams=2,
-                imgs_per_cam=2, img_size=(64, 32))
-# 5 test ids in B: 5 queries and 15 gallery images, so that the 2-process
-# test pads its shards and splits the query rows unevenly.
-domain_b = dict(domain_a, data_root=synthetic_root + '/B', domain='B',
-                num_test_ids=5)
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False,
-         interpolation='bicubic'),
-    dict(type='PackReIDInputs'),
-]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False,
-         interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandomOcclusion', min_size=0., max_size=0.5, prob=0.5),
-    dict(type='PackReIDInputs'),
-]
-model = dict(
-    backbone=dict(type='ResNetIBN', depth=18, base_channels=16),
-    neck=dict(in_channels=64, out_channels=32),
-    head=dict(num_features=32, height=4, width=2))
-train_dataloader = dict(
-    batch_size=16, num_workers=0, persistent_workers=False,
-    sampler=dict(batch_size=16, num_instances=4),
-    dataset=dict(domain_a, split='train', pipeline=train_pipeline))
-test_sets = dict(
-    synthetic_A=dict(query=dict(domain_a, split='query'),
-                     gallery=dict(domain_a, split='gallery')),
-    synthetic_B_unseen=dict(query=dict(domain_b, split='query'),
-                            gallery=dict(domain_b, split='gallery')))
-custom_hooks = [
-    dict(type='GraphSamplerHook', pipeline=test_pipeline, pk_epochs=1,
-         batch_size=32, save_graph=True),
-    dict(type='DistDumpHook'),
-]
-test_dataloader = dict(batch_size=4, num_workers=0)
-val_dataloader = test_dataloader
-test_cfg = dict(pipeline=test_pipeline, test_sets=test_sets, progress=False)
-val_cfg = dict(pipeline=test_pipeline, test_sets=test_sets)
-train_cfg = dict(max_epochs=2, val_interval=2)
-default_hooks = dict(logger=dict(interval=4))
-"""
+# saved), plus a hook, imported by both ranks, that dumps what every rank
+# sees; small test batches. 5 test ids in B: 5 queries and 15 gallery
+# images, so that the 2-process test pads its shards and splits the query
+# rows unevenly.
+DIST = dict(
+    hooks=[dict(type='DistDumpHook')], test_batch_size=4,
+    extra="custom_imports = dict(imports=['dist_dump_hook'], "
+    'allow_failed_imports=False)\n')
 
 DUMP_HOOK = '''
 """Test hook: write what this rank sees in every training epoch."""
@@ -191,26 +149,28 @@ def _run(cmd, env, timeout, log):
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
+def setup(make_tiny_config, tmp_path_factory):
     folder = tmp_path_factory.mktemp('dist')
     (folder / 'dist_dump_hook.py').write_text(DUMP_HOOK)
-    config = folder / 'tiny_dist.py'
-    config.write_text(
-        TINY_CONFIG.format(
-            demo=osp.join(REPO, 'configs', 'qaconv_gs_demo.py'),
-            root=str(folder / 'data')))
-    return str(config), folder
+    return make_tiny_config(folder, 'tiny_dist.py', b_test_ids=5,
+                            **DIST), folder
 
 
-@pytest.fixture(scope='module')
-def dist_trained(setup):
-    config, folder = setup
+def dist_train(config, folder):
+    """``tools/dist_train.sh`` with 2 processes into ``folder/train`` (the
+    dump hook imported from ``folder``); returns the work dir."""
     work_dir = str(folder / 'train')
     _run([
         'bash', 'tools/dist_train.sh', config,
         str(WORLD_SIZE), '--work-dir', work_dir
     ], _env(str(folder)), 300, str(folder / 'train.log'))
-    return config, folder, work_dir
+    return work_dir
+
+
+@pytest.fixture(scope='module')
+def dist_trained(setup):
+    config, folder = setup
+    return config, folder, dist_train(config, folder)
 
 
 def _dumps(work_dir, epoch):
@@ -255,8 +215,8 @@ def _check_epoch_batches(dumps, graph=None):
 def test_dist_train_same_graph_and_disjoint_batches(dist_trained):
     _, _, work_dir = dist_trained
     assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
-    assert not osp.exists(osp.join(work_dir, 'graph', 'epoch_1.npz'))
-    saved = np.load(osp.join(work_dir, 'graph', 'epoch_2.npz'))['neighbors']
+    assert not osp.exists(graph_dump_path(work_dir, 1))
+    saved = load_graph_dump(graph_dump_path(work_dir, 2))['neighbors']
     assert saved.shape == (NUM_CLASSES, P - 1)
 
     # Epoch 1: PK warm-up, no graph on any rank.
@@ -319,17 +279,10 @@ def test_dist_test_equals_single_process(dist_trained, checkpoint):
             str(folder / f'test_single_{tag}'), '--out', single_out],
          env, 240, str(folder / f'test_single_{tag}.log'))
 
-    dist, single = np.load(dist_out), np.load(single_out)
-    assert sorted(dist.files) == sorted(single.files)
-    assert dist['synthetic_A/scores'].shape == (6, 18)
-    assert dist['synthetic_B_unseen/scores'].shape == (5, 15)
-    for key in single.files:
-        if single[key].dtype.kind in 'fc':
-            assert dist[key].shape == single[key].shape, key
-            np.testing.assert_allclose(
-                dist[key], single[key], rtol=0, atol=1e-5, err_msg=key)
-        else:
-            np.testing.assert_array_equal(dist[key], single[key], key)
+    dist = load_test_results(dist_out)
+    assert dist['synthetic_A']['scores'].shape == (6, 18)
+    assert dist['synthetic_B_unseen']['scores'].shape == (5, 15)
+    assert_same_results(dist, load_test_results(single_out))
 
     single_metrics = _logged_metrics(str(folder / f'test_single_{tag}'))
     for name in ('synthetic_A', 'synthetic_B_unseen'):
@@ -347,6 +300,22 @@ def test_dist_test_equals_single_process(dist_trained, checkpoint):
         for key, value in single_metrics.items():
             assert abs(metrics[key] - value) <= 1e-6, (
                 name, key, metrics[key], value)
+
+
+def assert_same_results(dist, single):
+    """Two results files (``load_test_results``) hold the same sets and
+    fields, floats within 1e-5, everything else equal."""
+    assert dist.keys() == single.keys()
+    for name, fields in single.items():
+        assert dist[name].keys() == fields.keys(), name
+        for field, value in fields.items():
+            key = f'{name}/{field}'
+            if value.dtype.kind in 'fc':
+                assert dist[name][field].shape == value.shape, key
+                np.testing.assert_allclose(
+                    dist[name][field], value, rtol=0, atol=1e-5, err_msg=key)
+            else:
+                np.testing.assert_array_equal(dist[name][field], value, key)
 
 
 def _native_threads():

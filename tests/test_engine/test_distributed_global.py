@@ -14,49 +14,31 @@ import sys
 
 import numpy as np
 import pytest
-from test_distributed import (DUMP_HOOK, NUM_CLASSES, P, WORLD_SIZE,
+from test_distributed import (DIST, DUMP_HOOK, NUM_CLASSES, P, WORLD_SIZE,
                               _check_epoch_batches, _dumps, _env,
-                              _logged_metrics, _run, pytestmark)
-from test_runner_e2e_global import TINY_CONFIG
+                              _logged_metrics, _run, assert_same_results,
+                              dist_train, pytestmark)
+from test_runner_e2e_global import GLOBAL
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmreid_gs.engine.graph import graph_dump_path, load_graph_dump
+from mmreid_gs.evaluation.results_file import load_test_results
 
 __all__ = ['pytestmark']
 
-DIST_CONFIG = TINY_CONFIG + """
-custom_imports = dict(imports=['dist_dump_hook'],
-                      allow_failed_imports=False)
-custom_hooks = [
-    dict(type='GraphSamplerHook', pipeline=test_pipeline, pk_epochs=1,
-         batch_size=32, save_graph=True),
-    dict(type='DistDumpHook'),
-]
-test_dataloader = dict(batch_size=4, num_workers=0)
-val_dataloader = test_dataloader
-train_cfg = dict(max_epochs=2, val_interval=3)  # no validation
-"""
-
 
 @pytest.fixture(scope='module')
-def dist_trained(tmp_path_factory):
+def dist_trained(make_tiny_config, tmp_path_factory):
     folder = tmp_path_factory.mktemp('dist_global')
     (folder / 'dist_dump_hook.py').write_text(DUMP_HOOK)
-    config = folder / 'tiny_dist_global.py'
-    config.write_text(
-        DIST_CONFIG.format(
-            demo=osp.join(REPO, 'configs', 'gs_r18_global_demo.py'),
-            root=str(folder / 'data')))
-    work_dir = str(folder / 'train')
-    _run([
-        'bash', 'tools/dist_train.sh', str(config),
-        str(WORLD_SIZE), '--work-dir', work_dir
-    ], _env(str(folder)), 300, str(folder / 'train.log'))
-    return str(config), folder, work_dir
+    # no validation
+    config = make_tiny_config(folder, 'tiny_dist_global.py', val_interval=3,
+                              **GLOBAL, **DIST)
+    return config, folder, dist_train(config, folder)
 
 
 def test_dist_train_global_same_graph_and_params(dist_trained):
     _, _, work_dir = dist_trained
-    saved = np.load(osp.join(work_dir, 'graph', 'epoch_2.npz'))['neighbors']
+    saved = load_graph_dump(graph_dump_path(work_dir, 2))['neighbors']
     assert saved.shape == (NUM_CLASSES, P - 1)
     pk, gs = _dumps(work_dir, 1), _dumps(work_dir, 2)
     assert not any(bool(d['has_graph']) for d in pk)
@@ -84,18 +66,12 @@ def test_dist_test_global_equals_single_process(dist_trained):
         _run(command + ['--work-dir', str(folder / f'test_{tag}'),
                         '--out', outs[tag]],
              env, 240, str(folder / f'test_{tag}.log'))
-    dist, single = np.load(outs['dist']), np.load(outs['single'])
-    assert sorted(dist.files) == sorted(single.files)
-    scores = single['synthetic_A/scores']
+    single = load_test_results(outs['single'])
+    scores = single['synthetic_A']['scores']
     assert scores.ndim == 2 and scores.shape[0] > 0
     # cosine similarities of L2-normalised embeddings
     assert np.abs(scores).max() <= 1 + 1e-5
-    for key in single.files:
-        if single[key].dtype.kind in 'fc':
-            np.testing.assert_allclose(dist[key], single[key], rtol=0,
-                                       atol=1e-5, err_msg=key)
-        else:
-            np.testing.assert_array_equal(dist[key], single[key], key)
+    assert_same_results(load_test_results(outs['dist']), single)
     metrics = {tag: _logged_metrics(str(folder / f'test_{tag}'))
                for tag in ('dist', 'single')}
     assert metrics['dist'].keys() == metrics['single'].keys()

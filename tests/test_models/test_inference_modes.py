@@ -11,7 +11,7 @@ import contextlib
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from helpers import feature_maps
 
 from mmreid_gs.engine.graph import build_class_graph
 from mmreid_gs.models.heads import QAConvHead
@@ -46,8 +46,7 @@ def num_threads(n):
 
 
 def _feats(n, c=16, h=6, w=4, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(n, c, h, w, generator=gen), dim=1)
+    return feature_maps(n, c, h, w, seed)
 
 
 def _head(seed=1, c=16, h=6, w=4):

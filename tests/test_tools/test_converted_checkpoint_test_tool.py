@@ -10,50 +10,32 @@ benchmark, and its exported scores must equal the public model's on the same
 image files, preprocessed here independently of our pipeline (BGR read,
 bicubic resize, RGB, ImageNet mean/std).
 """
-import importlib.util
 import os.path as osp
 import sys
-from pathlib import Path
 
 import mmcv
 import numpy as np
 import pytest
 import torch
+from helpers import CONFIGS, TEST_PIPELINE, data_config, load_tool
 
-REPO = Path(__file__).resolve().parents[2]
+from mmreid_gs.evaluation.results_file import load_test_results
+
 SETS = ('synthetic_A', 'synthetic_B_unseen')
 STORED_SIZE = (80, 40)  # (h, w) of the generated files; resized for the model
 MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # The stand-in of the public model and its checkpoint layout.
-standin = _load('_standin_public_qaconv',
-                REPO / 'tests' / 'test_tools' / 'test_model_converters.py')
+standin = load_tool('tests/test_tools/test_model_converters.py',
+                    '_standin_public_qaconv')
 qaconv_conv = standin.qaconv_conv
 H, W, NECK = standin.H, standin.W, standin.NECK
 
+# The generated benchmark (4 training ids, 80x40 files) and the stand-in's
+# network: ResNet-18-IBN with 64 base channels, NECK features.
 CONFIG = """
-_base_ = [{demo!r}]
-img_height, img_width = {h}, {w}
-synthetic_root = {root!r}
-domain_a = dict(type='SyntheticReID', data_root=synthetic_root + '/A',
-                domain='A', num_train_ids=4, num_test_ids=6, num_cams=2,
-                imgs_per_cam=2, img_size={stored!r})
-domain_b = dict(domain_a, data_root=synthetic_root + '/B', domain='B')
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False,
-         interpolation='bicubic'),
-    dict(type='PackReIDInputs'),
-]
 model = dict(
     backbone=dict(type='ResNetIBN', depth=18, base_channels=64),
     neck=dict(in_channels=256, out_channels={neck}),
@@ -112,11 +94,12 @@ def test_test_tool_on_converted_checkpoint_matches_public_model(
     from mmreid_gs.utils import register_all_modules
 
     config = tmp_path / 'converted_public.py'
+    demo = osp.join(CONFIGS, 'qaconv_gs_demo.py')
     config.write_text(
-        CONFIG.format(
-            demo=osp.join(REPO, 'configs', 'qaconv_gs_demo.py'),
-            root=str(tmp_path / 'data'), h=H, w=W, neck=NECK,
-            stored=STORED_SIZE))
+        f'_base_ = [{demo!r}]\nimg_height, img_width = {H}, {W}\n' +
+        data_config(str(tmp_path / 'data'), train_ids=4, test_ids=6,
+                    img_size=STORED_SIZE) + TEST_PIPELINE +
+        CONFIG.format(h=H, w=W, neck=NECK))
 
     # Public checkpoint -> converter command line -> MMEngine checkpoint.
     src = tmp_path / 'public' / 'checkpoint.pth.tar'
@@ -137,19 +120,19 @@ def test_test_tool_on_converted_checkpoint_matches_public_model(
     for key, value in expected.items():
         assert state[key].shape == value.shape, key
 
-    test = _load('_tool_test', REPO / 'tools' / 'test.py')
+    test = load_tool('tools/test.py')
     out = tmp_path / 'scores.npz'
     assert test.run_cli(test.main, [
         str(config), str(converted), '--work-dir',
         str(tmp_path / 'work'), '--out', str(out)
     ]) == 0
 
-    data = np.load(out)
-    assert sorted({k.split('/')[0] for k in data.files}) == sorted(SETS)
+    results = load_test_results(str(out))
+    assert sorted(results) == sorted(SETS)
     for name in SETS:
-        scores = data[f'{name}/scores']
-        query_paths = data[f'{name}/query_paths']
-        gallery_paths = data[f'{name}/gallery_paths']
+        scores = results[name]['scores']
+        query_paths = results[name]['query_paths']
+        gallery_paths = results[name]['gallery_paths']
         assert scores.shape == (len(query_paths), len(gallery_paths)) == (6,
                                                                           18)
         reference = _public_scores(public, query_paths, gallery_paths)

@@ -16,67 +16,21 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import REPO, checkpoint_state, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmreid_gs.evaluation.results_file import load_test_results
+
 README = osp.join(REPO, 'README.md')
 
-TINY = """
-_base_ = [{demo!r}]
-img_height, img_width = 64, 32
-domain_a = dict(type='SyntheticReID', data_root={root!r} + '/A',
-                domain='A', num_train_ids=8, num_test_ids=6, num_cams=2,
-                imgs_per_cam=2, img_size=(64, 32))
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False),
-    dict(type='PackReIDInputs'),
-]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='ReIDColorJitter', brightness=(0.5, 2.0)),
-    dict(type='RandomOcclusion', min_size=0., max_size=0.5, prob=0.5),
-    dict(type='PackReIDInputs'),
-]
-model = dict(
-    backbone=dict(type='ResNetIBN', depth=18, base_channels=16),
-    neck=dict(in_channels=64, out_channels=32),
-    head=dict(num_features=32, height=4, width=2))
-train_dataloader = dict(
-    batch_size=16, num_workers={workers}, persistent_workers=True,
-    sampler=dict(batch_size=16, num_instances=4),
-    dataset=dict(domain_a, split='train', pipeline=train_pipeline))
-test_sets = dict(synthetic_A=dict(query=dict(domain_a, split='query'),
-                                  gallery=dict(domain_a, split='gallery')))
-custom_hooks = [dict(type='GraphSamplerHook', pipeline=test_pipeline,
-                     pk_epochs=1, batch_size=32)]
-test_dataloader = dict(batch_size=32, num_workers=0)
-val_dataloader = test_dataloader
-test_cfg = dict(pipeline=test_pipeline,
-                test_sets=dict(test_sets, _delete_=True))
-val_cfg = test_cfg
-train_cfg = dict(max_epochs={epochs}, val_interval={epochs})
-default_hooks = dict(logger=dict(interval=3))
-"""
 
-
-def _write(folder, workers=0, epochs=2, name='tiny.py'):
-    path = osp.join(str(folder), name)
-    with open(path, 'w') as f:
-        f.write(TINY.format(
-            demo=osp.join(REPO, 'configs', 'qaconv_gs_demo.py'),
-            root=osp.join(str(folder), 'data'), workers=workers,
-            epochs=epochs))
-    return path
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'_tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _write(make_tiny_config, folder, workers=0, epochs=2):
+    """The tiny benchmark as a new user's config: 8 training ids, colour
+    jitter, domain A only, progress bars on, no graph dumps."""
+    return make_tiny_config(
+        folder, train_ids=8, augment=('flip', 'jitter', 'occlusion'),
+        workers=workers, test_sets=dict(synthetic_A='a'),
+        graph_hook=dict(save_graph=False), progress=True, epochs=epochs,
+        log_interval=3)
 
 
 def _tool(name, *args, cwd=None, timeout=300):
@@ -105,10 +59,10 @@ def test_help_and_import_show_no_foreign_warning():
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(make_tiny_config, tmp_path_factory):
     """One tiny training and test through the tools, as a user runs them."""
     folder = tmp_path_factory.mktemp('first_hour')
-    config = _write(folder)
+    config = _write(make_tiny_config, folder)
     work_dir = str(folder / 'run')
     extra = ['--vis-backend', 'tensorboard'] if _has_tensorboard() else []
     train = _tool('train', config, '--work-dir', work_dir, *extra)
@@ -151,7 +105,7 @@ def test_every_epoch_logs_its_last_iteration_and_the_run_its_first(trained):
 
 
 LABELS = ('last checkpoint', 'best checkpoint', 'log', 'metrics JSON',
-          'scores (--out)')
+          'scores (--out)', 'versions')
 
 
 def _summary(stdout):
@@ -177,6 +131,7 @@ def test_train_and_test_end_with_a_summary(trained):
     assert paths['last checkpoint'] == osp.join(work_dir, 'epoch_2.pth')
     for key in ('last checkpoint', 'log', 'metrics JSON'):
         assert osp.isfile(paths[key]), key
+    assert paths['versions'].startswith('torch '), paths['versions']
     # The percentages are the logged fractions x 100.
     logged = float(re.search(r'synthetic_A/Rank-1: ([\d.]+)',
                              train.stdout).group(1))
@@ -193,7 +148,7 @@ def test_train_and_test_end_with_a_summary(trained):
     assert osp.isfile(paths['metrics JSON'])
     assert 'last checkpoint' not in paths
     # The README lists the keys of the --out file.
-    keys = {k.split('/', 1)[1] for k in np.load(out).files}
+    keys = {f for fields in load_test_results(out).values() for f in fields}
     readme = open(README).read()
     listed = readme[readme.index('- `tools/test.py --out results.npz`'):]
     listed = set(re.findall(r'`(?:<set>/)?(\w+)`', listed.split('\n- ')[0]))
@@ -206,11 +161,12 @@ def test_vis_backend_tensorboard_writes_events(trained):
     assert glob.glob(osp.join(work_dir, '*', 'vis_data', 'events.out.*'))
 
 
-def test_ctrl_c_prints_one_line_keeps_checkpoints_exit_130(tmp_path):
+def test_ctrl_c_prints_one_line_keeps_checkpoints_exit_130(
+        make_tiny_config, tmp_path):
     """SIGINT to the whole process group, as Ctrl-C in a terminal sends it
     (the main process and its 2 dataloader workers), twice, as impatient
     users press it."""
-    config = _write(tmp_path, workers=2, epochs=50)
+    config = _write(make_tiny_config, tmp_path, workers=2, epochs=50)
     work_dir = str(tmp_path / 'run')
     proc = subprocess.Popen(
         [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
@@ -240,19 +196,15 @@ def test_ctrl_c_prints_one_line_keeps_checkpoints_exit_130(tmp_path):
     assert os.listdir(work_dir)  # nothing deleted
 
 
-def _state(path):
-    return torch.load(path, map_location='cpu',
-                      weights_only=True)['state_dict']
-
-
-def test_resume_is_exact_with_two_dataloader_workers(tmp_path):
+def test_resume_is_exact_with_two_dataloader_workers(make_tiny_config,
+                                                     tmp_path):
     """The augmentation runs in 2 persistent worker processes: a run stopped
     after epoch 1 and resumed equals the uninterrupted one bit for bit.
     (Without the workers' per-epoch seeding, 97 of the 115 tensors differ:
     the uninterrupted run's workers continue their streams into epoch 2,
     the resumed run's new workers start from MMEngine's fixed seeds.)"""
-    config = _write(tmp_path, workers=2, epochs=2)
-    train = _load_tool('train')
+    config = _write(make_tiny_config, tmp_path, workers=2, epochs=2)
+    train = load_tool('tools/train.py')
     full = str(tmp_path / 'full')
     assert train.run_cli(train.main,
                          [config, '--work-dir', full, '--no-validate']) == 0
@@ -262,8 +214,8 @@ def test_resume_is_exact_with_two_dataloader_workers(tmp_path):
         config, '--work-dir', resumed, '--no-validate', '--resume',
         osp.join(full, 'epoch_1.pth')
     ]) == 0
-    a, b = _state(osp.join(full, 'epoch_2.pth')), _state(
-        osp.join(resumed, 'epoch_2.pth'))
+    a = checkpoint_state(osp.join(full, 'epoch_2.pth'))
+    b = checkpoint_state(osp.join(resumed, 'epoch_2.pth'))
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
@@ -347,7 +299,7 @@ def test_readme_own_dataset_and_inference_examples(tmp_path, monkeypatch,
         str(tmp_path / 'data' / 'synthetic_reid' / 'B'), 'B', **small)
     os.symlink(osp.join(REPO, 'configs'), str(tmp_path / 'configs'))
     monkeypatch.chdir(tmp_path)
-    train, test = _load_tool('train'), _load_tool('test')
+    train, test = load_tool('tools/train.py'), load_tool('tools/test.py')
     short = ['--cfg-options', 'train_cfg.max_epochs=1',
              'train_cfg.val_interval=1']
     assert train.run_cli(train.main,

@@ -1,25 +1,19 @@
 """tools/analysis_tools/gpu_check.{sh,py}: the parts that run without a GPU
 (argument parsing, the dry run, the summary table, the Market-sized timing
 code on tiny CPU sizes) and the timing on CUDA (marked, skips on the CPU)."""
-import importlib.util
 import json
 import os.path as osp
 import subprocess
 
 import pytest
 import torch
+from helpers import REPO, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(REPO, 'tools', 'analysis_tools', 'gpu_check.sh')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        '_tool_gpu_check',
-        osp.join(REPO, 'tools', 'analysis_tools', 'gpu_check.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/gpu_check.py')
 
 
 def test_dry_run_lists_every_step(tmp_path):

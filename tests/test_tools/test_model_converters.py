@@ -8,36 +8,29 @@ statistics included), scored on random images and saved in the public
 checkpoint layout; the converted weights must reproduce its feature maps and
 scores in our ``QAConvReID``.
 """
-import importlib.util
+import os.path as osp
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import REPO, load_tool
 
 from mmreid_gs.registry import MODELS
 from mmreid_gs.testing import PublicQAConv
 from mmreid_gs.utils import register_all_modules
 
-REPO = Path(__file__).resolve().parents[2]
-CONVERTERS = REPO / 'tools' / 'model_converters'
+CONVERTERS = osp.join(REPO, 'tools', 'model_converters')
 H, W = 64, 32  # input; layer3 map 4 x 2
 NECK = 16
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name,
-                                                  CONVERTERS / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-qaconv_conv = load_script('qaconv_to_mmreid')
-ibn_conv = load_script('ibn_to_mmreid')
+qaconv_conv = load_tool(osp.join(CONVERTERS, 'qaconv_to_mmreid.py'),
+                        'qaconv_to_mmreid')
+ibn_conv = load_tool(osp.join(CONVERTERS, 'ibn_to_mmreid.py'),
+                     'ibn_to_mmreid')
 
 
 # ---------------------------------------------------------------------------
@@ -301,7 +294,7 @@ def test_qaconv_cli(public, tmp_path, monkeypatch):
     assert qaconv_conv.load_checkpoint_file(str(src))['base_loss'] == 0.75
     assert torch.serialization.get_safe_globals() == before
     proc = subprocess.run(
-        [sys.executable, str(CONVERTERS / 'qaconv_to_mmreid.py'),
+        [sys.executable, osp.join(CONVERTERS, 'qaconv_to_mmreid.py'),
          str(src), str(dst)],
         capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
@@ -378,7 +371,7 @@ def test_ibn_cli_and_pretrained_init(public, tmp_path, monkeypatch):
     torch.save(public['model'].base.state_dict(), src)
     outputs = dict(full=tmp_path / 'full.pth', bb=tmp_path / 'bb.pth')
     proc = subprocess.run(
-        [sys.executable, str(CONVERTERS / 'ibn_to_mmreid.py'),
+        [sys.executable, osp.join(CONVERTERS, 'ibn_to_mmreid.py'),
          str(src), str(outputs['full'])],
         capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr

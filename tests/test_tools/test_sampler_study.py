@@ -1,72 +1,30 @@
 """The sampler study tool on a tiny generated benchmark: 2 variants x 2
 seeds x 1 epoch write their CSV / JSON / plot, and a rerun skips them."""
 import csv
-import importlib.util
 import json
 import os.path as osp
 
 import numpy as np
 import pytest
+from helpers import CONFIGS, load_tool
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _load_study_tool():
-    spec = importlib.util.spec_from_file_location(
-        'sampler_study', osp.join(REPO, 'tools', 'analysis_tools',
-                                  'sampler_study.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_study = _load_study_tool()
+_study = load_tool('tools/analysis_tools/sampler_study.py', 'sampler_study')
 apply_variant, converged = _study.apply_variant, _study.converged
 family_share, plan_runs, run_study = (_study.family_share, _study.plan_runs,
                                       _study.run_study)
 
-TINY = """
-_base_ = [{demo!r}]
-img_height, img_width = 64, 32
-domain_a = dict(type='SyntheticReID', data_root={root!r} + '/A',
-                domain='A', num_train_ids=8, num_test_ids=4, num_cams=2,
-                imgs_per_cam=2, img_size=(64, 32))
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False),
-    dict(type='PackReIDInputs'),
-]
-model = dict(
-    backbone=dict(type='ResNetIBN', depth=18, base_channels=8),
-    neck=dict(in_channels=32, out_channels=16),
-    head=dict(num_features=16, height=4, width=2))
-train_dataloader = dict(
-    batch_size=8, num_workers=0, persistent_workers=False,
-    sampler=dict(batch_size=8, num_instances=2),
-    dataset=dict(domain_a, split='train', pipeline=test_pipeline))
-test_sets = dict(_delete_=True,
-                 synthetic_A=dict(query=dict(domain_a, split='query'),
-                                  gallery=dict(domain_a,
-                                               split='gallery')))
-custom_hooks = [dict(type='GraphSamplerHook', pipeline=test_pipeline,
-                     pk_epochs=1, batch_size=16)]
-test_dataloader = dict(batch_size=16, num_workers=0)
-val_dataloader = test_dataloader
-test_cfg = dict(pipeline=test_pipeline, test_sets=test_sets, progress=False)
-val_cfg = dict(pipeline=test_pipeline, test_sets=test_sets)
-train_cfg = dict(val_interval=1)
-"""
 
-
-def test_study_writes_results_and_skips_finished_runs(tmp_path):
-    config = tmp_path / 'tiny.py'
-    config.write_text(TINY.format(
-        demo=osp.join(REPO, 'configs', 'qaconv_gs_demo.py'),
-        root=str(tmp_path / 'data')))
+def test_study_writes_results_and_skips_finished_runs(make_tiny_config,
+                                                      tmp_path):
+    # 8 training ids (B = 8 = 4 x 2), an 8-channel network, domain A only
+    config = make_tiny_config(
+        tmp_path, channels=8, train_ids=8, test_ids=4, batch_size=8,
+        num_instances=2, augment=(), test_sets=dict(synthetic_A='a'),
+        log_interval=None)
     out = str(tmp_path / 'study')
     kwargs = dict(quick=True, seeds=[0, 1], epochs=1, progress=False,
                   variants=['class_memory', 'gs'])
-    results = run_study(str(config), 'efficiency', out, **kwargs)
+    results = run_study(config, 'efficiency', out, **kwargs)
     assert sorted((r['variant'], r['seed']) for r in results['runs']) == [
         ('class_memory', 0), ('class_memory', 1), ('gs', 0), ('gs', 1)]
     assert [r['converged'] for r in results['runs']] == [True] * 4
@@ -88,7 +46,7 @@ def test_study_writes_results_and_skips_finished_runs(tmp_path):
     assert '| class_memory | 2 |' in open(osp.join(out, 'summary.md')).read()
     # rerun: every run is skipped (no new log folder), same rows
     stamp = osp.getmtime(osp.join(out, 'gs', 'seed0', 'done.json'))
-    again = run_study(str(config), 'efficiency', out, **kwargs)
+    again = run_study(config, 'efficiency', out, **kwargs)
     assert again['rows'] == results['rows']
     assert osp.getmtime(osp.join(out, 'gs', 'seed0', 'done.json')) == stamp
 
@@ -109,7 +67,7 @@ def test_family_share_hand_computed(tmp_path):
 
 def test_variants_and_errors():
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'qaconv_gs_demo.py'))
+    cfg = Config.fromfile(osp.join(CONFIGS, 'qaconv_gs_demo.py'))
     apply_variant(cfg, dict(sampler='pk', loss='class_memory', clip=None,
                             batch_size=16, num_instances=2), 200)
     assert cfg.model.head.loss.type == 'ClassMemoryLoss'

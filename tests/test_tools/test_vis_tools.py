@@ -1,51 +1,20 @@
 """The drawing and analysis tools on a tiny generated benchmark with a
 randomly initialised model: valid PNGs of the expected layout, clear
 errors on bad input. The command lines are those of DESIGN.md."""
-import importlib.util
 import json
 import os.path as osp
 
 import mmcv
 import numpy as np
 import pytest
+from helpers import load_tool
 
 from mmreid_gs.datasets import SyntheticReID
 from mmreid_gs.evaluation.results_file import save_test_results
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-CONFIG = """
-_base_ = [{demo!r}]
-img_height, img_width = 64, 32
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False),
-    dict(type='PackReIDInputs'),
-]
-model = dict(
-    backbone=dict(type='ResNetIBN', depth=18, base_channels=16),
-    neck=dict(in_channels=64, out_channels=32),
-    head=dict(num_features=32, height=4, width=2))
-tiny = dict(type='SyntheticReID', data_root={root!r}, num_train_ids=12,
-            num_test_ids=6, num_cams=2, imgs_per_cam=2, img_size=(64, 32))
-test_dataloader = dict(batch_size=32, num_workers=0,
-                       persistent_workers=False)
-test_cfg = dict(pipeline=test_pipeline, progress=False, test_sets=dict(
-    _delete_=True, tiny=dict(query=dict(tiny, split='query'),
-                             gallery=dict(tiny, split='gallery'))))
-"""
-
-
-def _tool(folder, name):
-    spec = importlib.util.spec_from_file_location(
-        f'_tool_{name}', osp.join(REPO, 'tools', folder, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _run(folder, name, argv):
-    tool = _tool(folder, name)
+    tool = load_tool(osp.join('tools', folder, f'{name}.py'))
     return tool.run_cli(tool.main, argv)
 
 
@@ -59,17 +28,15 @@ def _png(path):
 
 
 @pytest.fixture(scope='module')
-def bench(tmp_path_factory):
+def bench(make_tiny_config, tmp_path_factory):
     folder = tmp_path_factory.mktemp('vis_tools')
     kw = dict(data_root=str(folder / 'data' / 'A'), num_train_ids=12,
               num_test_ids=6, num_cams=2, imgs_per_cam=2, img_size=(64, 32))
     query = SyntheticReID(split='query', **kw)
     gallery = SyntheticReID(split='gallery', **kw)
     train = SyntheticReID(split='train', **kw)
-    config = folder / 'tiny.py'
-    config.write_text(
-        CONFIG.format(demo=osp.join(REPO, 'configs', 'qaconv_gs_demo.py'),
-                      root=kw['data_root']))
+    # the tiny benchmark's domain A (the images above) as the set 'tiny'
+    config = make_tiny_config(folder, test_sets=dict(tiny='a'))
     rng = np.random.default_rng(0)
 
     def split(ds):

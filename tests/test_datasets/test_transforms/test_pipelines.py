@@ -6,14 +6,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import CONFIGS
 from mmengine.config import Config
 from mmengine.dataset import Compose
 
 from mmreid_gs.registry import TRANSFORMS
-
-REPO = osp.dirname(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-CONFIGS = osp.join(REPO, 'configs')
 
 
 def _pipelines(height=384, width=128):

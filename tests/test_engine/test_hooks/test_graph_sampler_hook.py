@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from mmreid_gs.datasets.samplers import GraphSampler
 import mmreid_gs.engine.graph.rerank as graph_rerank
-from mmreid_gs.engine.graph import class_graph_from_scores
+from mmreid_gs.engine.graph import (GRAPH_FIELDS, class_graph_from_scores,
+                                    graph_dump_path, load_graph_dump)
 from mmreid_gs.engine.hooks.graph_sampler_hook import GraphSamplerHook
 
 NUM_CLASSES = 10
@@ -197,7 +198,8 @@ def test_image_choice_and_save_graph(data, tmp_path):
     choices = {tuple(hook.choose_images(sampler, e)) for e in range(8)}
     assert len(choices) > 1  # a new random image per class each epoch
     hook.before_train_epoch(runner)
-    saved = np.load(osp.join(tmp_path, 'graph', 'epoch_3.npz'))
+    saved = load_graph_dump(graph_dump_path(str(tmp_path), 3),
+                            fields=GRAPH_FIELDS)
     assert np.array_equal(saved['neighbors'], sampler.graph)
     assert np.array_equal(saved['class_ids'], np.arange(NUM_CLASSES))
     assert np.array_equal(saved['sample_indices'], a)

@@ -3,69 +3,32 @@ look-alike share of its graph and draws neighbour grids; the
 ReIDVisualizationHook draws ranked lists at validation and test; all through
 the visualizer's backends."""
 import glob
-import json
 import os.path as osp
 
 import mmcv
 import numpy as np
 import pytest
+from helpers import read_scalars
 
+from mmreid_gs.engine.graph import graph_dump_path, load_graph_dump
 from mmreid_gs.engine.runners import build_runner, load_config
-
-REPO = osp.dirname(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-CONFIG = """
-_base_ = [{demo!r}]
-img_height, img_width = 64, 32
-domain_a = dict(type='SyntheticReID', data_root={root!r}, domain='A',
-                num_train_ids=12, num_test_ids=6, num_cams=2,
-                imgs_per_cam=2, img_size=(64, 32))
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False),
-    dict(type='PackReIDInputs'),
-]
-model = dict(
-    backbone=dict(type='ResNetIBN', depth=18, base_channels=16),
-    neck=dict(in_channels=64, out_channels=32),
-    head=dict(num_features=32, height=4, width=2))
-train_dataloader = dict(
-    batch_size=16, num_workers=0, persistent_workers=False,
-    sampler=dict(batch_size=16, num_instances=4),
-    dataset=dict(domain_a, split='train', pipeline=test_pipeline))
-# _delete_: not the demo's sets merged with this one
-test_sets = dict(_delete_=True,
-                 tiny_A=dict(query=dict(domain_a, split='query'),
-                             gallery=dict(domain_a, split='gallery')))
-custom_hooks = [
-    dict(type='GraphSamplerHook', pipeline=test_pipeline, pk_epochs=1,
-         batch_size=32, save_graph=True, visualize=True, vis_classes=5),
-    dict(type='ReIDVisualizationHook', num_queries=3, topk=4,
-         test_out_dir='pictures'),
-]
-test_dataloader = dict(batch_size=32, num_workers=0)
-val_dataloader = test_dataloader
-test_cfg = dict(pipeline=test_pipeline, test_sets=test_sets, progress=False)
-val_cfg = dict(pipeline=test_pipeline, test_sets=test_sets)
-train_cfg = dict(max_epochs=2, val_interval=2)
-default_hooks = dict(logger=dict(interval=2))
-work_dir = {work_dir!r}
-"""
 
 
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
+def run(make_tiny_config, tmp_path_factory):
     folder = tmp_path_factory.mktemp('vis_hooks')
-    path = folder / 'tiny.py'
-    path.write_text(
-        CONFIG.format(demo=osp.join(REPO, 'configs', 'qaconv_gs_demo.py'),
-                      root=str(folder / 'data' / 'A'),
-                      work_dir=str(folder / 'run')))
-    runner = build_runner(load_config(str(path)))
+    work_dir = str(folder / 'run')
+    # the tiny benchmark's domain A only, no augmentation
+    path = make_tiny_config(
+        folder, test_sets=dict(tiny_A='a'), augment=(),
+        graph_hook=dict(visualize=True, vis_classes=5),
+        hooks=[dict(type='ReIDVisualizationHook', num_queries=3, topk=4,
+                    test_out_dir='pictures')],
+        log_interval=2, extra=f'work_dir = {work_dir!r}\n')
+    runner = build_runner(load_config(path))
     runner.train()
     runner.test()
-    return runner, str(folder / 'run')
+    return runner, work_dir
 
 
 def _image(path):
@@ -82,15 +45,12 @@ def test_graph_hook_logs_family_share_and_draws(run):
     assert 0.0 <= info['family_share'] <= 1.0
     # 12 classes in families of 4: (4 - 1) / (12 - 1)
     assert info['family_share_random'] == pytest.approx(3 / 11)
-    scalars = glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                 'scalars.json'))[0]
-    with open(scalars) as f:
-        records = [json.loads(line) for line in f]
-    graph = [r for r in records if 'graph/family_share' in r]
+    graph = [r for r in read_scalars(work_dir) if 'graph/family_share' in r]
     assert [r['step'] for r in graph] == [2]
     assert graph[0]['graph/family_share'] == pytest.approx(
         info['family_share'])
-    dump = np.load(osp.join(work_dir, 'graph', 'epoch_2.npz'))
+    dump = load_graph_dump(graph_dump_path(work_dir, 2),
+                           fields=('label_families', ))
     assert dump['label_families'].shape == (12, )
     images = glob.glob(osp.join(work_dir, '*', 'vis_data', 'vis_image',
                                 'graph_neighbors_2.png'))

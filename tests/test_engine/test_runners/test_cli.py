@@ -2,7 +2,6 @@
 errors are one line and which keep their traceback, Ctrl-C, the dataset key
 path check, worker sizing, visualisation backends, the summary table, and
 checkpoint files that are not checkpoints."""
-import importlib.util
 import io
 import os.path as osp
 import sys
@@ -11,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import CONFIGS, load_tool
 from mmengine.config import Config
 
 from mmreid_gs.engine.checkpoint import load_from_local, load_weights_file
@@ -22,9 +22,6 @@ from mmreid_gs.utils import (ReIDUserError, ReIDUserFileError,
                              ReIDUserKeyError, ReIDUserTypeError)
 from mmreid_gs.utils.errors import ConfigError
 from mmreid_gs.visualization.backends import check_vis_backends
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-CONFIGS = osp.join(REPO, 'configs')
 
 
 def _raiser(err):
@@ -173,10 +170,7 @@ def test_dataset_key_path_of_a_test_set(tmp_path):
 
 
 def test_auto_scale_lr_flag():
-    spec = importlib.util.spec_from_file_location(
-        '_tool_train_launch_test', osp.join(REPO, 'tools', 'train.py'))
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = load_tool('tools/train.py', '_tool_train_launch_test')
     demo = osp.join(CONFIGS, 'qaconv_gs_demo.py')
     args = train.parse_args([demo, '--auto-scale-lr'])
     cfg = train.merge_args(Config.fromfile(demo), args)

@@ -2,7 +2,7 @@
 pair's score into per-location contributions."""
 import pytest
 import torch
-import torch.nn.functional as F
+from helpers import feature_maps
 
 from mmreid_gs.registry import MODELS
 from mmreid_gs.utils import register_all_modules
@@ -27,8 +27,7 @@ def _head(c=8, h=3, w=2, seed=0):
 
 
 def _maps(n, c=8, h=3, w=2, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(n, c, h, w, generator=g), dim=1)
+    return feature_maps(n, c, h, w, seed)
 
 
 @pytest.mark.parametrize('inference', [False, True])

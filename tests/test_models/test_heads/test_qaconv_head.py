@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import feature_maps
 
 from mmreid_gs.models.heads import QAConvHead, qaconv_kernels
 from mmreid_gs.models.losses import PairwiseMatchingLoss
@@ -10,8 +11,7 @@ from mmreid_gs.testing import PublicQAConv
 
 
 def _feats(n, c=8, h=4, w=3, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(n, c, h, w, generator=gen), dim=1)
+    return feature_maps(n, c, h, w, seed)
 
 
 def _randomised_ref(c=8, h=4, w=3, seed=1):

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import feature_maps
 
 from mmreid_gs.models.heads import QAConvHead
 from mmreid_gs.models.losses import ClassMemoryLoss
@@ -18,42 +19,18 @@ from mmreid_gs.registry import MODELS
 from mmreid_gs.utils import register_all_modules
 
 C, CH, H, W = 5, 3, 2, 2
-REPO = osp.dirname(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-# configs/qaconv_cm_demo.py on 8 generated identities, tiny network
-TINY_CM = """
-_base_ = [{cm_demo!r}]
-img_height, img_width = 64, 32
-domain_a = dict(type='SyntheticReID', data_root={root!r} + '/A',
-                domain='A', num_train_ids=8, num_test_ids=4, num_cams=2,
-                imgs_per_cam=2, img_size=(64, 32))
-pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(img_width, img_height), keep_ratio=False),
-    dict(type='PackReIDInputs'),
-]
-model = dict(
-    backbone=dict(type='ResNetIBN', depth=18, base_channels=8),
-    neck=dict(in_channels=32, out_channels=16),
-    head=dict(num_features=16, height=4, width=2,
-              loss=dict(num_classes=8, num_features=16, height=4, width=2)))
-train_dataloader = dict(
-    batch_size=8, num_workers=0, persistent_workers=False,
-    sampler=dict(batch_size=8, num_instances=2),
-    dataset=dict(domain_a, split='train', pipeline=pipeline))
-custom_hooks = [dict(type='_MemoryProbeHook')]
-train_cfg = dict(max_epochs=1, val_interval=10)
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-"""
+# configs/qaconv_cm_demo.py on 8 generated identities, tiny network, a hook
+# that records the memory, no validation
+TINY_CM = dict(
+    model='class_memory', channels=8, train_ids=8, test_ids=4, batch_size=8,
+    num_instances=2, augment=(), graph_hook=False,
+    hooks=[dict(type='_MemoryProbeHook')], epochs=1, val_interval=10,
+    log_interval=None,
+    extra='val_dataloader = None\nval_cfg = None\nval_evaluator = None\n')
 
 
 def _feats(n, seed, requires_grad=False):
-    g = torch.Generator().manual_seed(seed)
-    x = F.normalize(torch.randn(n, CH, H, W, generator=g), dim=1)
-    return x.requires_grad_(requires_grad)
+    return feature_maps(n, CH, H, W, seed).requires_grad_(requires_grad)
 
 
 class BilinearMatcher(nn.Module):
@@ -274,7 +251,7 @@ def test_ddp_ranks_hold_the_same_memory(tmp_path):
         torch.testing.assert_close(m0['class_memory'][c], feat)
 
 
-def test_memory_saved_and_restored_by_resume(tmp_path):
+def test_memory_saved_and_restored_by_resume(make_tiny_config, tmp_path):
     """A real Runner: the class memory is in the checkpoint and a resumed
     run starts its next epoch with it."""
     from mmengine.hooks import Hook
@@ -291,12 +268,8 @@ def test_memory_saved_and_restored_by_resume(tmp_path):
             seen[runner.epoch] = (loss.class_memory.clone(),
                                   loss.valid_class.clone())
 
-    config = tmp_path / 'tiny.py'
-    config.write_text(TINY_CM.format(
-        cm_demo=osp.join(REPO, 'configs', 'qaconv_cm_demo.py'),
-        root=str(tmp_path / 'data')))
     from mmengine.config import Config
-    cfg = Config.fromfile(str(config))
+    cfg = Config.fromfile(make_tiny_config(tmp_path, **TINY_CM))
     cfg.work_dir = str(tmp_path / 'work')
     Runner.from_cfg(copy.deepcopy(cfg)).train()
     ckpt = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'),

@@ -12,6 +12,7 @@ import os.path as osp
 
 import pytest
 import torch
+from helpers import CONFIGS
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.structures import DataSample
 
@@ -19,15 +20,12 @@ from mmreid_gs.engine.runners import load_config
 from mmreid_gs.registry import MODELS
 from mmreid_gs.utils import register_all_modules
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-
 
 @pytest.mark.parametrize('name, dim', [('gs_r50_ibn_global_market', 2048),
                                        ('gs_vit_b16_global_market', 768)])
 def test_paper_global_config_builds_matches_and_trains(name, dim):
     register_all_modules()
-    cfg = load_config(osp.join(REPO, 'configs', f'{name}.py'))
+    cfg = load_config(osp.join(CONFIGS, f'{name}.py'))
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.backbone.pop('init_cfg', None)  # no local weights here
     torch.manual_seed(0)
