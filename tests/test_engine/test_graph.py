@@ -1,18 +1,22 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import mmreid_gs.engine.graph.build as graph_module
+import mmreid_gs.engine.graph.candidates as graph_candidates
 from mmreid_gs.engine.graph import (build_class_graph, candidate_classes,
                                     candidates_decision,
                                     class_graph_from_scores,
-                                    compute_class_scores,
-                                    two_stage_cost_ratio)
+                                    compute_class_scores, two_stage_cost_ratio)
 from mmreid_gs.engine.graph.candidates import (PAIR_OVERHEAD_MACS,
                                                POOLED_MAC_PENALTY,
                                                SECOND_STAGE_PENALTY,
-                                               _pooled_prepare,
-                                               _pooled_score)
+                                               _pooled_prepare, _pooled_score,
+                                               resolve_pair_matcher,
+                                               union_blocks, union_decision,
+                                               union_pairs)
 
 
 def cosine(q, g):
@@ -132,7 +136,12 @@ def test_candidates_rescore_and_recall(proxy):
                                     return_candidates=True,
                                     exact_fallback=False)
     assert nbrs.shape == (60, k) and cands.shape == (60, n)
-    assert matcher.pairs == 60 * n  # only the candidates are re-scored
+    # the union second stage: blocks of classes against the union of
+    # their candidates, at least half of the scored pairs candidate pairs
+    blocks = union_blocks(torch.arange(60), cands, 60, 256)
+    assert matcher.pairs == union_pairs(blocks) <= 2 * 60 * n
+    assert sorted(torch.cat([p for p, _ in blocks]).tolist()) == list(
+        range(60))
     full = cosine(feats, feats)
     for i in range(60):
         assert i not in cands[i].tolist()
@@ -278,8 +287,9 @@ def test_candidates_batched_pair_matcher():
 
 
 def test_union_path_blocks_rows():
-    """Without a pair matcher, blocks of C // (4 N) rows share one matcher
-    call on the union of their candidates."""
+    """Without a pair matcher, blocks of classes whose candidate lists
+    overlap share one matcher call on the union of their candidates (at
+    least half of its pairs are candidate pairs)."""
     feats = clustered_maps(200, seed=6)
     matcher = CountingMatcher()
     calls = []
@@ -292,8 +302,12 @@ def test_union_path_blocks_rows():
                                     return_candidates=True,
                                     exact_fallback=False)
     # first stage is the proxy: every matcher call is a second-stage block
-    assert max(calls) == 200 // 40 and sum(calls) == 200
-    assert matcher.pairs <= 200 * 200 // 4
+    blocks = union_blocks(torch.arange(200), cands, 200, 256)
+    assert calls == [p.numel() for p, _ in blocks] and sum(calls) == 200
+    assert max(calls) > 1  # look-alike classes share their calls
+    for pos, union in blocks:
+        assert pos.numel() * 10 >= 0.5 * pos.numel() * union.numel()
+    assert matcher.pairs == union_pairs(blocks) <= 2 * 200 * 10
     full = cosine(feats, feats)
     for i in range(200):
         cand = sorted(cands[i].tolist(), key=lambda j: (-full[i, j], j))
@@ -451,3 +465,59 @@ def test_pair_list_kernel_one_query_many_blocks(threads):
     finally:
         torch.set_num_threads(old)
     assert torch.allclose(out, ref, atol=1e-5)
+
+
+class _PairScorer:
+    """A matcher object with a batched pair scorer that counts its calls."""
+
+    def __init__(self):
+        self.pair_calls = 0
+
+    def match(self, q, g):
+        return cosine(q, g)
+
+    def match_pairs(self, q, g):
+        self.pair_calls += 1
+        return torch.einsum('nd,nmd->nm', F.normalize(q.flatten(1), dim=1),
+                            F.normalize(g.flatten(2), dim=2))
+
+
+def test_pair_scorer_found_from_the_documented_call():
+    """build_class_graph(feats, obj.match, ...) uses obj.match_pairs; a
+    plain function or another method of the object does not."""
+    owner = _PairScorer()
+    assert resolve_pair_matcher(owner.match) == owner.match_pairs
+    assert resolve_pair_matcher(cosine) is None
+    assert resolve_pair_matcher(owner.match_pairs) is None  # not a `match`
+    explicit = object()
+    assert resolve_pair_matcher(owner.match, explicit) is explicit
+    model = SimpleNamespace(match_pairs=None)  # a model whose head has none
+    assert resolve_pair_matcher(model) is None
+    feats = clustered_maps(60, seed=4)
+    nbrs = build_class_graph(feats, owner.match, 4, num_candidates=12,
+                             exact_fallback=False)
+    assert owner.pair_calls > 0
+    plain = build_class_graph(feats, cosine, 4, num_candidates=12,
+                              exact_fallback=False)
+    assert torch.equal(nbrs, plain)
+
+
+def test_union_stage_priced_from_its_blocks(monkeypatch):
+    """Without a pair scorer the decision is made on the real union blocks:
+    where their pairs (and calls) are not clearly fewer than the exact
+    graph's, the exact graph is computed, bit for bit."""
+    feats = clustered_maps(200, seed=6)
+    cands = candidate_classes(feats, 10, 'gap')
+    blocks = union_blocks(torch.arange(200), cands, 200, 256)
+    ok, why = union_decision(feats, 200, 10, cosine, blocks)
+    assert ok and 'union second stage' in why
+    monkeypatch.setattr(graph_candidates, 'UNION_CALL_PAIRS', 10**6)
+    ok, why = union_decision(feats, 200, 10, cosine, blocks)
+    assert not ok and 'more than 1/1.5' in why
+    monkeypatch.setattr(graph_candidates, 'MAX_CANDIDATE_FRACTION', 1.)
+    matcher = CountingMatcher()
+    nbrs, got = build_class_graph(feats, matcher, 4, num_candidates=10,
+                                  candidate_fn=cosine,
+                                  return_candidates=True)
+    assert got is None and matcher.pairs == 200 * 200
+    assert torch.equal(nbrs, build_class_graph(feats, cosine, 4))

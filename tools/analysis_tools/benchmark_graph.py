@@ -14,6 +14,17 @@ its cost model does not predict the two-stage graph clearly cheaper:
 ``pred`` is the predicted two-stage / exact cost ratio), and ``chosen/ex``
 the wall-time ratio of that path to the exact graph (1.00 for ``exact``).
 
+``--rolled`` runs the recipe of an outside check, through the documented
+call ``build_class_graph(feats, head.match, 15, num_candidates=300)`` (no
+``pair_matcher``: the head's ``match_pairs`` is found from the bound
+``match``): 3,000 classes of 32x6x4 maps, L2-normalised over channels,
+families of 20 classes (a family mean plus 0.7 x Gaussian noise), each
+class's map rolled by its own random spatial offset (a proxy that ignores
+spatial shifts is what it tests). It times, side by side and under
+``torch.no_grad()`` and ``torch.inference_mode()``: the exact graph, the
+documented call, and the union second stage (a plain function matcher,
+which has no pair scorer) with and without the exact fallback.
+
 ``--cosine C ...`` builds the exact graph of C global embeddings
 (``--dim``-d, ``GlobalEmbeddingHead.match``: cosine similarity) over all
 rows: time and peak resident memory above the features, next to the size
@@ -84,6 +95,10 @@ def parse_args():
                         'C columns) and scale by C / rows (0: all rows); '
                         'the peak memory is that of a full run (one block '
                         'of 256 rows x all columns at a time)')
+    parser.add_argument('--rolled', action='store_true',
+                        help='run the rolled-maps recipe through the '
+                        'documented call (see the module docstring) and '
+                        'nothing else')
     parser.add_argument('--threads', type=int, default=0,
                         help='torch threads (0: leave the default)')
     parser.add_argument('--repeats', type=int, default=1,
@@ -273,6 +288,65 @@ def timed(repeats, scale, fn, *args, **kwargs):
     return out, min(walls) * scale, min(cpus) * scale
 
 
+def rolled_features(num_classes=3000, channels=32, height=6, width=4,
+                    family=20, noise=0.7, seed=0):
+    """The outside check's maps: families of look-alike classes, each class
+    rolled by its own spatial offset, L2-normalised over channels."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(math.ceil(num_classes / family), channels, height,
+                        width, generator=g)
+    x = means.repeat_interleave(family, 0)[:num_classes]
+    x = x + noise * torch.randn(num_classes, channels, height, width,
+                                generator=g)
+    dh = torch.randint(0, height, (num_classes, ), generator=g)
+    dw = torch.randint(0, width, (num_classes, ), generator=g)
+    x = torch.stack([
+        torch.roll(x[i], (int(dh[i]), int(dw[i])), (1, 2))
+        for i in range(num_classes)
+    ])
+    return F.normalize(x, dim=1)
+
+
+def run_rolled(args):
+    """The rolled-maps recipe: exact vs the documented two-stage call vs
+    the union second stage, in both grad-free modes, side by side."""
+    from mmreid_gs.models.heads import QAConvHead
+    feats = rolled_features(seed=args.seed)
+    head = QAConvHead(32, 6, 4).eval()
+    k, n = 15, 300
+
+    def plain(q, g):  # a matcher without a pair scorer
+        return head.match(q, g)
+
+    variants = [
+        ('exact', dict(matcher=head.match)),
+        ('documented call (head.match, N=300)',
+         dict(matcher=head.match, num_candidates=n)),
+        ('union stage, exact fallback on',
+         dict(matcher=plain, num_candidates=n)),
+        ('union stage forced (exact_fallback=False)',
+         dict(matcher=plain, num_candidates=n, exact_fallback=False)),
+    ]
+    print(f'\nrolled recipe: C={feats.shape[0]}, maps '
+          f'{list(feats.shape[1:])}, {k} neighbours; wall s (best of '
+          f'{max(1, args.repeats)}), speed = exact / variant, recall of the '
+          'exact neighbours')
+    for mode, ctx in (('no_grad', torch.no_grad),
+                      ('inference_mode', torch.inference_mode)):
+        with ctx():
+            exact = None
+            for name, kw in variants:
+                kw = dict(kw)
+                matcher = kw.pop('matcher')
+                nbrs, wall, _ = timed(args.repeats, 1.0, build_class_graph,
+                                      feats, matcher, k, **kw)
+                if exact is None:
+                    exact, t_exact = nbrs, wall
+                print(f'{mode:>15} {name:<44} {wall:7.2f} s '
+                      f'{t_exact / wall:5.2f}x  recall '
+                      f'{recall(exact, nbrs):.3f}')
+
+
 def recall(exact, approx):
     hits = sum(
         len(set(e.tolist()) & set(a.tolist())) for e, a in zip(exact, approx))
@@ -285,6 +359,9 @@ def main():
         torch.set_num_threads(args.threads)
     print(f'fp32 GEMM 2048^3: {gemm_gflops(2048, 3):.1f} GFLOP/s; '
           f'{torch.get_num_threads()} threads')
+    if args.rolled:
+        run_rolled(args)
+        return
     classes = list(args.classes) + ([8000] if args.with_8000 else [])
     header = (f"{'maps':>8} {'C':>5} {'N':>5} {'proxy':>7} {'exact s':>8} "
               f"{'cand s':>7} {'exact CPU':>9} {'cand CPU':>8} "

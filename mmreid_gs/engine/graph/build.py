@@ -10,13 +10,13 @@ from torch import Tensor
 
 from .candidates import (_check_candidate_fn, _rescore_candidates,
                          _resolve_num_candidates, candidate_classes,
-                         candidates_decision)
+                         candidates_decision, resolve_pair_matcher,
+                         union_blocks, union_decision)
 from .exact import (SCORE_BLOCK_BYTES, Matcher, _check_num_neighbors,
                     _exact_rows, _resolve_rows)
 
 #: Reasons for computing the exact graph already logged (once each).
 _LOGGED_FALLBACKS = set()
-
 
 
 def build_class_graph(features: Tensor,
@@ -119,8 +119,19 @@ def build_class_graph(features: Tensor,
     if n is not None:
         _check_candidate_fn(features, candidate_fn)
 
+    pair_matcher = resolve_pair_matcher(matcher, pair_matcher)
     two_stage, why = (n is not None, '') if not exact_fallback else \
         candidates_decision(features, n, candidate_fn)
+    cands = blocks = None
+    if two_stage:
+        cands = candidate_classes(features, n, candidate_fn, rows,
+                                  block_size)
+        if pair_matcher is None:
+            # the union second stage: priced from its real blocks
+            blocks = union_blocks(rows, cands, num_classes, block_size)
+            if exact_fallback:
+                two_stage, why = union_decision(features, rows.numel(), n,
+                                                candidate_fn, blocks)
     if not two_stage:
         if n is not None and why not in _LOGGED_FALLBACKS:
             _LOGGED_FALLBACKS.add(why)
@@ -138,9 +149,8 @@ def build_class_graph(features: Tensor,
                 if outs else torch.empty(0, k, dtype=torch.long))
         return (nbrs, None) if return_candidates else nbrs
 
-    cands = candidate_classes(features, n, candidate_fn, rows, block_size)
     scores = _rescore_candidates(features, rows, cands, matcher,
-                                 pair_matcher, block_size)
+                                 pair_matcher, block_size, blocks)
     # candidates are sorted by class index: ties go to the smaller class
     best = torch.sort(scores, dim=1, descending=True, stable=True).indices
     nbrs = cands.gather(1, best[:, :k].to(cands.device)).cpu()

@@ -2,9 +2,11 @@
 (``'gap'``: cosine of pooled maps, ``'pooled'``: QAConv on 2x2-pooled maps,
 or a callable), the matcher re-scores only those, and a cost model from the
 feature shape decides whether that is cheaper than the exact graph."""
+import collections
 import math
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -301,17 +303,162 @@ def _check_candidate_fn(features: Tensor,
                          f'[C, c, h, w]; got shape {list(features.shape)}.')
 
 
+def resolve_pair_matcher(matcher: Matcher,
+                         pair_matcher: Optional[Callable] = None
+                         ) -> Optional[Callable]:
+    """The batched second-stage scorer to use with ``matcher``.
+
+    The protocol: an explicit ``pair_matcher`` wins; else a matcher that
+    carries its own ``match_pairs`` attribute (a callable object, e.g. a
+    model or a head passed whole); else a bound ``match`` method of an
+    object with a callable ``match_pairs`` (``head.match``, ``model.match``:
+    the documented call ``build_class_graph(feats, head.match, ...)``).
+    ``match_pairs`` must give the scores of ``match`` for each query
+    against its own gallery list; ``None`` (a model whose head has none)
+    means there is none.
+
+    Args:
+        matcher (callable): The all-pairs matcher.
+        pair_matcher (callable, optional): An explicit pair scorer.
+
+    Returns:
+        callable | None: ``fn(q [n, ...], g [n, m, ...]) -> [n, m]``.
+    """
+    if pair_matcher is not None:
+        return pair_matcher
+    own = getattr(matcher, 'match_pairs', None)
+    if callable(own):
+        return own
+    owner = getattr(matcher, '__self__', None)
+    func = getattr(matcher, '__func__', None)
+    if owner is not None and getattr(func, '__name__', None) == 'match':
+        fn = getattr(owner, 'match_pairs', None)
+        if callable(fn):
+            return fn
+    return None
+
+
+#: The union second stage grows a block of classes while at least this
+#: share of the pairs it scores are candidate pairs (the rest is scored
+#: only because another class of the block needs that column).
+MIN_UNION_EFFICIENCY = 0.5
+
+
+def union_blocks(rows: Tensor, cands: Tensor, num_classes: int,
+                 max_rows: int) -> List[Tuple[Tensor, Tensor]]:
+    """Blocks of classes for the union second stage (no pair scorer):
+    ``matcher(features[block], features[union of their candidates])``.
+
+    Classes are visited along the candidate graph (a class, then its own
+    candidates that still wait, best kept together), so that a block holds
+    classes whose candidate lists overlap; a class joins the block while the
+    candidate pairs stay at least :data:`MIN_UNION_EFFICIENCY` of the
+    block's ``rows x union`` pairs (and the block has at most ``max_rows``
+    classes).
+
+    Args:
+        rows (Tensor): [R] class of every row.
+        cands (Tensor): [R, N] candidates of every row.
+        num_classes (int): C.
+        max_rows (int): Classes per block at most.
+
+    Returns:
+        list[tuple[Tensor, Tensor]]: ``(positions in rows [b], union [u])``
+        per block, every row in exactly one block.
+    """
+    num_rows, n = cands.shape
+    cand = cands.cpu().numpy()
+    pos_of = np.full(num_classes, -1, dtype=np.int64)
+    pos_of[rows.cpu().numpy()] = np.arange(num_rows)
+    waiting = np.ones(num_rows, dtype=bool)
+    in_union = np.zeros(num_classes, dtype=bool)
+    # a block stops looking after this many refused classes
+    patience = 32
+    blocks = []
+    for seed in range(num_rows):
+        if not waiting[seed]:
+            continue
+        members, union_size, refused = [seed], n, 0
+        waiting[seed] = False
+        in_union[:] = False
+        in_union[cand[seed]] = True
+        frontier = collections.deque([seed])
+        while frontier and len(members) < max_rows and refused < patience:
+            nxt = pos_of[cand[frontier.popleft()]]
+            for r in nxt[nxt >= 0][waiting[nxt[nxt >= 0]]]:
+                if len(members) >= max_rows or refused >= patience:
+                    break
+                if not waiting[r]:
+                    continue
+                new = int(np.count_nonzero(~in_union[cand[r]]))
+                if n < MIN_UNION_EFFICIENCY * (union_size + new):
+                    refused += 1
+                    continue
+                members.append(int(r))
+                waiting[r] = False
+                in_union[cand[r]] = True
+                union_size += new
+                frontier.append(int(r))
+        blocks.append((torch.tensor(members, dtype=torch.long),
+                       torch.from_numpy(np.flatnonzero(in_union))))
+    return blocks
+
+
+def union_pairs(blocks: Sequence[Tuple[Tensor, Tensor]]) -> int:
+    """Matcher pairs the union second stage scores for ``blocks``."""
+    return sum(int(p.numel()) * int(u.numel()) for p, u in blocks)
+
+
+#: Matcher pairs that one call of the union second stage costs beyond its
+#: pairs (call, block set-up and gather), in exact-graph pairs.
+UNION_CALL_PAIRS = 64
+
+
+def union_decision(features: Tensor, num_rows: int, num_candidates: int,
+                   candidate_fn: Union[str, Matcher, None],
+                   blocks: Sequence[Tuple[Tensor, Tensor]]
+                   ) -> Tuple[bool, str]:
+    """Whether the union second stage (no pair scorer) of these ``blocks``
+    is clearly cheaper than the exact graph of the same rows.
+
+    Priced in exact-graph matcher pairs: the first stage's proxy pairs (as
+    in :func:`two_stage_cost_ratio`; nothing for a callable proxy), the
+    blocks' ``rows x union`` pairs and :data:`UNION_CALL_PAIRS` a call,
+    against ``R x C``; the two-stage graph needs a ratio of at most
+    ``1 / MIN_TWO_STAGE_SPEEDUP``.
+
+    Returns:
+        tuple[bool, str]: True for the two-stage graph; the reason.
+    """
+    num_classes = features.shape[0]
+    exact = float(max(1, num_rows * num_classes))
+    proxy = proxy_pair_macs(features.shape[1:], candidate_fn)
+    proxy_pairs = 0. if proxy is None else (
+        num_rows * num_classes * proxy / matcher_pair_macs(features.shape[1:]))
+    pairs = union_pairs(blocks) + UNION_CALL_PAIRS * len(blocks)
+    ratio = (proxy_pairs + pairs) / exact
+    pred = (f'the union second stage (no pair scorer: {len(blocks)} blocks, '
+            f'{union_pairs(blocks) / max(1, num_rows * num_candidates):.2f}x '
+            f'the {num_candidates} candidate pairs per class) is predicted to '
+            f'cost {ratio:.2f}x the exact graph')
+    if ratio * MIN_TWO_STAGE_SPEEDUP > 1:
+        return False, (f'{pred}, more than 1/{MIN_TWO_STAGE_SPEEDUP:g} of it')
+    return True, pred
+
+
 def _rescore_candidates(features: Tensor, rows: Tensor, cands: Tensor,
                         matcher: Matcher, pair_matcher: Optional[Callable],
-                        block_size: int) -> Tensor:
+                        block_size: int,
+                        blocks: Optional[Sequence[Tuple[Tensor, Tensor]]] = None
+                        ) -> Tensor:
     """Second stage: the matcher's scores of each row's own candidates.
 
     With ``pair_matcher`` (each query against its own gallery list), the
     rows are scored in blocks, one call per block, the gathered candidate
-    features of a call taking at most ``PAIR_GATHER_BYTES``. Otherwise the
-    union of the candidates of a block of rows is scored with ``matcher``
-    once and the scores gathered; the block is small enough (``C / (4 N)``
-    rows) that the union stays below a quarter of the classes.
+    features of a call taking at most ``PAIR_GATHER_BYTES``. Otherwise
+    ``matcher`` scores each of ``blocks`` (:func:`union_blocks`) once,
+    the block's classes against the union of their candidates, and the
+    candidates' scores are gathered.
 
     Returns:
         Tensor: float [R, N] scores on the features' device.
@@ -333,14 +480,16 @@ def _rescore_candidates(features: Tensor, rows: Tensor, cands: Tensor,
                 pair_matcher(features[r], gallery[c]), r.numel(), n,
                 'pair_matcher')
         return out
-    step = max(1, min(block_size, num_classes // (4 * n)))
-    for i in range(0, num_rows, step):
-        r = rows[i:i + step].to(dev)
-        c = cands[i:i + step].to(dev)
-        union, inverse = torch.unique(c, return_inverse=True)
-        s = _check_scores(matcher(features[r], features[union]), r.numel(),
+    if blocks is None:
+        blocks = union_blocks(rows, cands, num_classes, block_size)
+    col = torch.full((num_classes, ), -1, dtype=torch.long, device=dev)
+    for pos, union in blocks:
+        pos, union = pos.to(dev), union.to(dev)
+        s = _check_scores(matcher(features[rows[pos].to(dev)],
+                                  features[union]), pos.numel(),
                           union.numel(), 'matcher')
-        out[i:i + step] = s.gather(1, inverse.view(r.numel(), n))
+        col[union] = torch.arange(union.numel(), device=dev)
+        out[pos] = s.gather(1, col[cands[pos].to(dev)])
     return out
 
 
