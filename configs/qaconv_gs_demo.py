@@ -50,6 +50,8 @@ test_sets = dict(
         query=dict(domain_b, split='query'),
         gallery=dict(domain_b, split='gallery')))
 
+# (train/batch_lookalike_share is logged every epoch by the default hook
+# batch_hardness of _base_/default_runtime.py, in the PK warm-up epoch too)
 custom_hooks = [
     dict(type='GraphSamplerHook', pipeline=test_pipeline, pk_epochs=1,
          batch_size=128)

@@ -14,6 +14,10 @@ default_hooks = dict(
     # DDP: average BN statistics across ranks after every epoch, so that the
     # checkpoint, the next class graph and validation use one model
     sync_buffers=dict(type='SyncBuffersHook'),
+    # logs train/batch_lookalike_share every epoch (any sampler; only for
+    # datasets that know families of look-alikes, e.g. SyntheticReID). A
+    # default hook, so that configs that replace custom_hooks keep it.
+    batch_hardness=dict(type='BatchLookalikeShareHook'),
 )
 
 env_cfg = dict(

@@ -3,12 +3,14 @@
     python tools/analysis_tools/sampler_study.py efficiency --quick
     python tools/analysis_tools/sampler_study.py batch \
         --config configs/qaconv_gs_demo.py --seeds 0 1 2
+    python tools/analysis_tools/sampler_study.py scale --quick [--dry-run]
 
 Studies: efficiency (class memory vs PK vs GS), batch (B and K), init (PK
-warm-up epochs), clip (gradient clipping). Writes
-``<work-dir>/results.csv``, ``results.json``, ``summary.md`` and
-``<study>.png``; finished runs are skipped on a rerun, unfinished ones
-resume from their last checkpoint.
+warm-up epochs), clip (gradient clipping), scale (GS vs PK as the number of
+training identities grows, equal iterations, from scratch and from a
+pretrained start). Writes ``<work-dir>/results.csv``, ``results.json``,
+``summary.md`` and ``<study>.png``; finished runs are skipped on a rerun,
+unfinished ones resume from their last checkpoint.
 
 Multi-seed studies of the sampler and loss (paper Fig. 2-4, Table 1).
 
@@ -25,6 +27,20 @@ For Graph Sampler variants on :class:`SyntheticReID` the class graphs are
 saved and :func:`family_share` measures how many graph neighbours are
 look-alikes of the same generator family (the hard negatives GS is meant
 to find).
+
+The scale study (:func:`run_scale_study`) is planned by
+:func:`plan_scale_runs`: samplers x identity counts x starts x seeds, every
+run with the same ``epochs x batches_per_epoch`` iterations
+(``GraphSampler(batches_per_epoch=...)``), trained on a SyntheticReID
+training set of that many identities (one generated folder per count,
+reused) and tested at its last epoch on the config's test sets (the seen
+style A and the unseen style B; the same test identities at every count).
+The ``pretrained`` start loads (``load_from``) a network trained once with
+PK on other people (``<work_dir>/pretrain/``). Per run it collects the
+metrics, ``batch_lookalike_share`` (BatchLookalikeShareHook) and the class
+graph's build time (GraphSamplerHook); :func:`plot_scale_results` draws
+them against the number of identities. ``--dry-run`` prints the plan and
+its estimated time (:func:`estimate_scale_seconds`).
 """
 import argparse
 import copy
@@ -43,6 +59,7 @@ import matplotlib
 import numpy as np
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
+from mmengine.runner import find_latest_checkpoint
 from mmengine.utils import ProgressBar
 
 from mmreid_gs.engine.graph import load_graph_dump
@@ -296,6 +313,10 @@ def plan_runs(study: str, quick: bool, seeds=None, variants=None):
     if study not in STUDIES:
         raise ValueError(f'sampler study: unknown study {study!r}; '
                          f'choose one of {sorted(STUDIES)}')
+    if study == 'scale':
+        raise ValueError('sampler study: the scale study has identity counts '
+                         'and starts too: plan it with plan_scale_runs (run '
+                         'it with run_scale_study)')
     spec = STUDIES[study]
     preset = dict(spec['quick' if quick else 'full'])
     if seeds is not None:
@@ -311,6 +332,34 @@ def plan_runs(study: str, quick: bool, seeds=None, variants=None):
     runs = [(n, spec['variants'][n], s) for s in preset['seeds']
             for n in names]
     return runs, preset
+
+
+def _configure_run(cfg: Config, run_dir: str, seed: int,
+                   experiment: str) -> None:
+    """What every study run sets: its folder (resumed from its last
+    checkpoint), seed, one kept checkpoint, a quieter logger."""
+    cfg.work_dir = run_dir
+    cfg.resume = True
+    cfg.load_from = None
+    cfg.randomness = ConfigDict(seed=int(seed), deterministic=False)
+    cfg.experiment_name = f'{experiment}_{time.time_ns()}'
+    cfg.default_hooks.checkpoint = ConfigDict(
+        type='CheckpointHook', interval=1, max_keep_ckpts=1)
+    cfg.default_hooks.logger = ConfigDict(
+        cfg.default_hooks.get('logger', {}) or {},
+        interval=max(50, cfg.default_hooks.get('logger', {}).get(
+            'interval', 50)))
+
+
+def _train_run(cfg: Config, done: str, meta: Dict) -> None:
+    """Train one run, then write its ``done.json`` (``meta`` and the
+    seconds it took)."""
+    start = time.time()
+    runner = build_runner(cfg)
+    runner.train()
+    del runner
+    with open(done, 'w') as f:
+        json.dump(dict(meta, seconds=time.time() - start), f)
 
 
 def run_study(config: str,
@@ -362,25 +411,9 @@ def run_study(config: str,
             cfg = copy.deepcopy(base)
             apply_variant(cfg, variant, num_classes)
             _set_schedule(cfg, preset['epochs'], preset['milestones'])
-            cfg.work_dir = run_dir
-            cfg.resume = True
-            cfg.load_from = None
-            cfg.randomness = ConfigDict(seed=int(seed), deterministic=False)
-            cfg.experiment_name = f'{study}_{name}_seed{seed}_{time.time_ns()}'
-            cfg.default_hooks.checkpoint = ConfigDict(
-                type='CheckpointHook', interval=1, max_keep_ckpts=1)
-            cfg.default_hooks.logger = ConfigDict(
-                cfg.default_hooks.get('logger', {}) or {},
-                interval=max(50, cfg.default_hooks.get(
-                    'logger', {}).get('interval', 50)))
-            start = time.time()
-            runner = build_runner(cfg)
-            runner.train()
-            del runner
-            with open(done, 'w') as f:
-                json.dump(dict(variant=name, seed=seed,
-                               seconds=time.time() - start,
-                               epochs=preset['epochs']), f)
+            _configure_run(cfg, run_dir, seed, f'{study}_{name}_seed{seed}')
+            _train_run(cfg, done, dict(variant=name, seed=seed,
+                                       epochs=preset['epochs']))
         if bar is not None:
             bar.update()
     results = collect_results(work_dir, study, runs, families)
@@ -534,6 +567,645 @@ def plot_results(results: Dict, path: str) -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------------------
+# The scale study: GS against PK as the number of training identities grows
+
+
+#: The ``scale`` study (issue 18): the samplers, the two starts and the
+#: presets. Every run of a preset has the same number of iterations
+#: (``epochs x batches_per_epoch``, the GraphSampler's fixed epoch length)
+#: whatever its number of training identities; ``gs`` spends its first
+#: epoch on random PK batches (the paper). ``pretrain``: the network of the
+#: ``pretrained`` start, trained once with PK on other people (another
+#: generation seed of the same domain: other identities and other cameras
+#: of the same style) and loaded by ``load_from``. ``num_candidates`` /
+#: ``candidates_from``: the two-stage class graph from that many classes
+#: on (None: exact everywhere).
+SCALE = dict(
+    variants={
+        'pk': dict(sampler='pk'),
+        'gs': dict(sampler='gs', pk_epochs=1),
+    },
+    starts=('scratch', 'pretrained'),
+    quick=dict(seeds=(0, 1, 2), counts=(200, 1000, 2000), epochs=4,
+               milestones=(3, ), batches_per_epoch=100, num_candidates=None,
+               candidates_from=None,
+               pretrain=dict(num_ids=1000, seed=1000, epochs=8,
+                             milestones=(6, ), batches_per_epoch=100)),
+    full=dict(seeds=(0, 1, 2), counts=(200, 1000, 2000, 4000, 8000),
+              epochs=8, milestones=(6, ), batches_per_epoch=250,
+              num_candidates=0.05, candidates_from=4000,
+              pretrain=dict(num_ids=2000, seed=1000, epochs=8,
+                            milestones=(6, ), batches_per_epoch=250)),
+)
+
+STUDIES['scale'] = dict(
+    doc='GS vs PK as the training identities grow (e.g. 200..8,000) at an '
+    'equal number of iterations, from scratch and from a PK-pretrained '
+    'start; Rank-1 / mAP and batch_lookalike_share against identities',
+    variants=SCALE['variants'], quick=SCALE['quick'], full=SCALE['full'])
+
+#: Measured inputs of :func:`estimate_scale_seconds` (2-core CPU, demo
+#: network at 128x64, B = 32): seconds per training iteration (0.2-0.3 s),
+#: generated images per second (250-380), seconds per image of feature
+#: extraction in eval mode (about 0.01), seconds per QAConv pair of 64x8x4
+#: maps in the exact class graph (about 2.2e-6), and the fixed cost of a run
+#: (runner, dataset indexing, checkpoints, one validation on the demo's two
+#: test sets of about 1,700 images).
+SCALE_COSTS = dict(sec_per_iter=0.25, images_per_sec=300.,
+                   extract_per_image=0.012, pair_seconds=2.2e-6,
+                   run_overhead=45., two_stage_speedup=6.)
+
+
+def plan_scale_runs(quick: bool,
+                    seeds: Optional[Sequence[int]] = None,
+                    variants: Optional[Sequence[str]] = None,
+                    counts: Optional[Sequence[int]] = None,
+                    starts: Optional[Sequence[str]] = None):
+    """The runs of the scale study: variants x identity counts x starts x
+    seeds (seed-major, so a study stopped early has every point for the
+    first seeds).
+
+    Args:
+        quick (bool): The quick preset.
+        seeds, variants, counts, starts (Sequence, optional): Override the
+            preset's seeds, the samplers (``'pk'``, ``'gs'``), the numbers
+            of training identities and the starts (``'scratch'``,
+            ``'pretrained'``).
+
+    Returns:
+        tuple: ``(runs, preset)``; a run is a dict with ``name``
+        (``<start>/n<count>/<variant>``, its folder below the study's),
+        ``variant``, ``spec`` (the variant dict), ``num_ids``, ``start``
+        and ``seed``.
+    """
+    preset = copy.deepcopy(SCALE['quick' if quick else 'full'])
+    if seeds is not None:
+        preset['seeds'] = tuple(int(s) for s in seeds)
+    if counts is not None:
+        bad = [c for c in counts if int(c) < 1]
+        if bad:
+            raise ValueError(f'sampler study scale: identity counts must be '
+                             f'>= 1, got {bad}')
+        preset['counts'] = tuple(int(c) for c in counts)
+    names = list(SCALE['variants'])
+    if variants:
+        bad = [v for v in variants if v not in SCALE['variants']]
+        if bad:
+            raise ValueError(f'sampler study: scale has no variant(s) {bad}; '
+                             f'choose from {names}')
+        names = list(variants)
+    chosen = tuple(starts) if starts else SCALE['starts']
+    bad = [s for s in chosen if s not in SCALE['starts']]
+    if bad:
+        raise ValueError(f'sampler study: scale has no start(s) {bad}; '
+                         f'choose from {list(SCALE["starts"])}')
+    preset['starts'] = chosen
+    runs = [
+        dict(name=f'{start}/n{count}/{name}', variant=name,
+             spec=SCALE['variants'][name], num_ids=count, start=start,
+             seed=seed)
+        for seed in preset['seeds'] for count in preset['counts']
+        for start in chosen for name in names
+    ]
+    return runs, preset
+
+
+def _synthetic_train_set(dataset: Dict, num_ids: int,
+                         seed: Optional[int] = None,
+                         tag: Optional[str] = None) -> ConfigDict:
+    """The config's SyntheticReID training set with ``num_ids`` identities
+    (and another generation ``seed``): the config's own folder when nothing
+    changes, else a sibling folder ``<data_root>_<tag>`` (a generated tree
+    is reused, never regenerated)."""
+    ds = ConfigDict(copy.deepcopy(dataset))
+    if ds.get('type') not in ('SyntheticReID', 'mmreid_gs.SyntheticReID'):
+        raise ValueError('sampler study scale: the training set must be a '
+                         'SyntheticReID (it generates any number of '
+                         f"identities); got type {ds.get('type')!r}")
+    same = int(ds.get('num_train_ids', 200)) == int(num_ids) and (
+        seed is None or int(seed) == int(ds.get('seed', 0)))
+    ds.num_train_ids = int(num_ids)
+    if seed is not None:
+        ds.seed = int(seed)
+    if not same:
+        ds.data_root = str(ds.data_root).rstrip('/\\') + '_' + (
+            tag or f'n{int(num_ids)}')
+    return ds
+
+
+def _scale_base(cfg: Config, batches_per_epoch: int, epochs: int,
+                milestones: Sequence[int]) -> None:
+    """Fixed epoch length, the schedule, validation at the last epoch."""
+    sampler = cfg.train_dataloader.sampler
+    if sampler.get('type', 'GraphSampler') not in ('GraphSampler',
+                                                   'mmreid_gs.GraphSampler'):
+        raise ValueError('sampler study scale: the train sampler must be a '
+                         "GraphSampler (batches_per_epoch); got type "
+                         f"{sampler.get('type')!r}")
+    sampler.batches_per_epoch = int(batches_per_epoch)
+    _set_schedule(cfg, epochs, milestones)
+    cfg.train_cfg.val_interval = int(epochs)  # tested once, at the end
+
+
+def pretrain_config(base: Config, preset: Dict) -> Config:
+    """The config of the network of the ``pretrained`` start: PK on
+    ``preset['pretrain']['num_ids']`` identities of another generation seed
+    (other people than every study run's), validated on the config's test
+    sets at its last epoch.
+
+    Args:
+        base (Config): The study's base config.
+        preset (dict): A scale preset (its ``pretrain`` entry).
+
+    Returns:
+        Config: A new config (work dir, seed and resume set by the caller).
+    """
+    pre = preset['pretrain']
+    cfg = copy.deepcopy(base)
+    loader = cfg.train_dataloader
+    if int(pre['seed']) == int(loader.dataset.get('seed', 0)):
+        raise ValueError('sampler study scale: the pretraining seed must '
+                         'differ from the training set\'s (other people); '
+                         f"both are {pre['seed']}")
+    loader.dataset = _synthetic_train_set(
+        loader.dataset, pre['num_ids'], seed=pre['seed'],
+        tag=f"pretrain_seed{pre['seed']}_n{pre['num_ids']}")
+    apply_variant(cfg, dict(sampler='pk'), int(pre['num_ids']))
+    _scale_base(cfg, pre['batches_per_epoch'], pre['epochs'],
+                pre['milestones'])
+    return cfg
+
+
+def scale_run_config(base: Config, run: Dict, preset: Dict,
+                     pretrained: Optional[str] = None) -> Config:
+    """The config of one scale run: ``num_train_ids`` (and its data
+    folder), the fixed ``batches_per_epoch``, the sampler variant (GS with
+    the two-stage graph from ``candidates_from`` classes on), the schedule
+    and, for the ``pretrained`` start, ``load_from``.
+
+    Args:
+        base (Config): The study's base config.
+        run (dict): From :func:`plan_scale_runs`.
+        preset (dict): The preset.
+        pretrained (str, optional): The pretrained checkpoint (required by
+            the ``pretrained`` start).
+
+    Returns:
+        Config: A new config; ``load_from`` is the pretrained checkpoint for
+        the ``pretrained`` start (:func:`run_scale_study` resumes a started
+        run from its own checkpoint instead).
+    """
+    cfg = copy.deepcopy(base)
+    loader = cfg.train_dataloader
+    loader.dataset = _synthetic_train_set(loader.dataset, run['num_ids'])
+    apply_variant(cfg, run['spec'], run['num_ids'])
+    _scale_base(cfg, preset['batches_per_epoch'], preset['epochs'],
+                preset['milestones'])
+    cand, start = preset.get('num_candidates'), preset.get('candidates_from')
+    if cand is not None and start is not None and run['num_ids'] >= start:
+        for hook in cfg.custom_hooks:
+            if hook.get('type') == 'GraphSamplerHook':
+                hook['num_candidates'] = cand
+    cfg.load_from = None
+    if run['start'] == 'pretrained':
+        if not pretrained:
+            raise ValueError('sampler study scale: the pretrained start '
+                             'needs the pretrained checkpoint')
+        cfg.load_from = pretrained
+    elif run['start'] != 'scratch':
+        raise ValueError(f"sampler study scale: unknown start "
+                         f"{run['start']!r}")
+    return cfg
+
+
+def _train_scale_run(cfg: Config, run_dir: str, seed: int, experiment: str,
+                     meta: Dict) -> None:
+    load_from = cfg.get('load_from', None)
+    _configure_run(cfg, run_dir, seed, experiment)
+    if load_from and find_latest_checkpoint(run_dir) is None:
+        # a new run starts from the pretrained weights; a started one
+        # resumes from its own checkpoint (resume=True, load_from=None)
+        cfg.resume, cfg.load_from = False, load_from
+    _train_run(cfg, osp.join(run_dir, 'done.json'), meta)
+
+
+def _dataset_images_per_id(dataset: Dict) -> float:
+    """Expected images per identity of a SyntheticReID config."""
+    cams = int(dataset.get('num_cams', 6))
+    low = min(int(dataset.get('min_cams', 2)), cams)
+    return int(dataset.get('imgs_per_cam', 2)) * (low + cams) / 2
+
+
+def estimate_scale_seconds(base: Config, runs: List[Dict], preset: Dict,
+                           costs: Optional[Dict] = None) -> Dict:
+    """Predicted wall time of a scale study from measured unit costs
+    (:data:`SCALE_COSTS`): an estimate, not a measurement.
+
+    Training: runs x epochs x batches_per_epoch iterations (plus the
+    pretraining) at ``sec_per_iter``; the class graphs of the GS epochs:
+    one image per class extracted, C^2 QAConv pairs (over
+    ``two_stage_speedup`` with the two-stage graph); data: the trees not
+    generated yet are counted as if none were; a fixed cost per run.
+
+    Returns:
+        dict: Seconds of ``train``, ``graphs``, ``data``, ``overhead`` and
+        ``total``, the number of ``runs`` (pretraining included) and
+        ``iterations``.
+    """
+    c = dict(SCALE_COSTS, **(costs or {}))
+    dataset = base.train_dataloader.dataset
+    per_id = _dataset_images_per_id(dataset)
+    test_ids = int(dataset.get('num_test_ids', 100))
+    iters = preset['epochs'] * preset['batches_per_epoch']
+    starts = {r['start'] for r in runs}
+    pre = preset['pretrain']
+    pre_iters = pre['epochs'] * pre['batches_per_epoch'] \
+        if 'pretrained' in starts else 0
+    graphs = 0.
+    for r in runs:
+        if r['spec'].get('sampler') != 'gs':
+            continue
+        n = r['num_ids']
+        builds = max(0, preset['epochs'] - int(r['spec'].get('pk_epochs',
+                                                             1)))
+        score = n * n * c['pair_seconds']
+        cand, start = preset.get('num_candidates'), preset.get(
+            'candidates_from')
+        if cand is not None and start is not None and n >= start:
+            score /= c['two_stage_speedup']
+        graphs += builds * (n * c['extract_per_image'] + score)
+    counts = {r['num_ids'] for r in runs}
+    ids = sum(n + test_ids for n in counts) + test_ids  # + unseen domain
+    if pre_iters:
+        ids += pre['num_ids'] + test_ids
+    out = dict(
+        train=(len(runs) * iters + pre_iters) * c['sec_per_iter'],
+        graphs=graphs,
+        data=ids * per_id / c['images_per_sec'],
+        overhead=(len(runs) + bool(pre_iters)) * c['run_overhead'])
+    out['total'] = sum(out.values())
+    out.update(runs=len(runs) + bool(pre_iters), iterations=iters)
+    return out
+
+
+def _describe_plan(runs, preset, estimate) -> str:
+    return (
+        f"{len(runs)} runs ({len({r['variant'] for r in runs})} samplers x "
+        f"{len({r['num_ids'] for r in runs})} identity counts "
+        f"{sorted({r['num_ids'] for r in runs})} x "
+        f"{len({r['start'] for r in runs})} starts x "
+        f"{len({r['seed'] for r in runs})} seeds) of {preset['epochs']} "
+        f"epochs x {preset['batches_per_epoch']} batches = "
+        f"{estimate['iterations']} iterations"
+        + (f", + 1 pretraining run of {preset['pretrain']['epochs']} x "
+           f"{preset['pretrain']['batches_per_epoch']} batches on "
+           f"{preset['pretrain']['num_ids']} identities"
+           if 'pretrained' in {r['start'] for r in runs} else '')
+        + f"; estimated {estimate['total'] / 3600:.1f} h (train "
+        f"{estimate['train'] / 60:.0f} min, class graphs "
+        f"{estimate['graphs'] / 60:.0f} min, data generation "
+        f"{estimate['data'] / 60:.0f} min, runs' fixed cost "
+        f"{estimate['overhead'] / 60:.0f} min; an estimate from "
+        'measured unit costs, see SCALE_COSTS)')
+
+
+def run_scale_study(config: str,
+                    work_dir: str,
+                    quick: bool = False,
+                    seeds: Optional[Sequence[int]] = None,
+                    variants: Optional[Sequence[str]] = None,
+                    counts: Optional[Sequence[int]] = None,
+                    starts: Optional[Sequence[str]] = None,
+                    epochs: Optional[int] = None,
+                    batches_per_epoch: Optional[int] = None,
+                    options: Optional[Dict] = None,
+                    progress: bool = True,
+                    dry_run: bool = False,
+                    costs: Optional[Dict] = None,
+                    preset_overrides: Optional[Dict] = None) -> Dict:
+    """Train the scale study (GS against PK as the identities grow) and
+    write its results.
+
+    Runs live in ``<work_dir>/<start>/n<count>/<variant>/seed<k>/`` (the
+    pretraining in ``<work_dir>/pretrain/``); a run with a ``done.json`` is
+    skipped, an unfinished one resumes from its last checkpoint. Then
+    ``results.json`` / ``results.csv`` / ``summary.md`` and ``scale.png``.
+
+    Args:
+        config (str): Base training config (a SyntheticReID training set,
+            a GraphSampler, e.g. ``configs/qaconv_gs_demo.py``).
+        work_dir (str): Study folder.
+        quick (bool): The quick preset. Defaults to False.
+        seeds, variants, counts, starts (Sequence, optional): Override the
+            preset (see :func:`plan_scale_runs`).
+        epochs (int, optional): Override the preset's epochs (later lr
+            steps dropped).
+        batches_per_epoch (int, optional): Override the preset's epoch
+            length.
+        options (dict, optional): ``--cfg-options`` for every run.
+        progress (bool): A progress bar over the runs.
+        dry_run (bool): Only log the plan and its estimated time.
+        costs (dict, optional): Unit costs of the estimate (see
+            :data:`SCALE_COSTS`).
+        preset_overrides (dict, optional): Other preset values (e.g.
+            ``num_candidates``, ``candidates_from``); a ``pretrain`` dict
+            updates the preset's.
+
+    Returns:
+        dict: The ``results.json`` content (with ``dry_run``: ``plan`` and
+        ``estimate`` only).
+    """
+    runs, preset = plan_scale_runs(quick, seeds, variants, counts, starts)
+    if epochs is not None:
+        preset['epochs'] = int(epochs)
+        preset['milestones'] = tuple(m for m in preset['milestones']
+                                     if m < int(epochs))
+    if batches_per_epoch is not None:
+        preset['batches_per_epoch'] = int(batches_per_epoch)
+    for key, value in (preset_overrides or {}).items():
+        if key not in preset:
+            raise ValueError(f'sampler study scale: unknown preset key '
+                             f'{key!r}; expected one of {sorted(preset)}')
+        if key == 'pretrain':
+            preset['pretrain'] = dict(preset['pretrain'], **value)
+        else:
+            preset[key] = value
+    base = load_config(config, options)
+    register_all_modules(init_default_scope=True)
+    estimate = estimate_scale_seconds(base, runs, preset, costs)
+    print_log(f'sampler study scale ({"quick" if quick else "full"}): '
+              + _describe_plan(runs, preset, estimate) + f' -> {work_dir}',
+              logger='current')
+    if dry_run:
+        return dict(study='scale', plan=runs, preset=preset,
+                    estimate=estimate)
+    os.makedirs(work_dir, exist_ok=True)
+    pretrained = None
+    if any(r['start'] == 'pretrained' for r in runs):
+        pretrained = _pretrain(base, preset, work_dir)
+    bar = ProgressBar(len(runs)) if progress else None
+    for run in runs:
+        run_dir = osp.join(work_dir, run['name'], f"seed{run['seed']}")
+        if not osp.isfile(osp.join(run_dir, 'done.json')):
+            cfg = scale_run_config(base, run, preset, pretrained)
+            _train_scale_run(
+                cfg, run_dir, run['seed'],
+                f"scale_{run['name'].replace('/', '_')}_seed{run['seed']}",
+                dict(variant=run['variant'], start=run['start'],
+                     num_ids=run['num_ids'], seed=run['seed'],
+                     epochs=preset['epochs'],
+                     batches_per_epoch=preset['batches_per_epoch']))
+        if bar is not None:
+            bar.update()
+    results = collect_scale_results(work_dir, runs, preset)
+    write_scale_results(results, work_dir)
+    plot_scale_results(results, osp.join(work_dir, 'scale.png'))
+    return results
+
+
+def _pretrain(base: Config, preset: Dict, work_dir: str) -> str:
+    """Train (or reuse) the network of the pretrained start.
+
+    Returns:
+        str: Its checkpoint (the last epoch's).
+    """
+    pre = preset['pretrain']
+    run_dir = osp.join(work_dir, 'pretrain')
+    done = osp.join(run_dir, 'done.json')
+    if not osp.isfile(done):
+        cfg = pretrain_config(base, preset)
+        _train_scale_run(cfg, run_dir, pre['seed'], 'scale_pretrain',
+                         dict(variant='pretrain', start='pretrain',
+                              num_ids=pre['num_ids'], seed=pre['seed'],
+                              epochs=pre['epochs'],
+                              batches_per_epoch=pre['batches_per_epoch']))
+    ckpt = osp.join(run_dir, f"epoch_{pre['epochs']}.pth")
+    if not osp.isfile(ckpt):
+        raise FileNotFoundError(
+            f'sampler study scale: the pretraining in {run_dir} is marked '
+            f'done but has no {osp.basename(ckpt)}; remove {done} to train '
+            'it again')
+    return ckpt
+
+
+def collect_scale_results(work_dir: str, runs: List[Dict],
+                          preset: Dict) -> Dict:
+    """Gather the metrics of the finished scale runs (and the pretraining).
+
+    Returns:
+        dict: ``study`` ('scale'), ``rows`` (variant, start, num_ids, seed,
+        epoch, set, metric, value: the validation metrics of the last
+        epoch, the training loss, ``train/batch_lookalike_share`` and the
+        ``graph/*`` values of every epoch), ``runs`` (variant, start,
+        num_ids, seed, seconds, converged) and ``preset``.
+    """
+    rows, info = [], []
+    pre = preset['pretrain']
+    todo = [dict(name='pretrain', variant='pretrain', start='pretrain',
+                 num_ids=pre['num_ids'], seed=pre['seed'])] + list(runs)
+    for run in todo:
+        run_dir = osp.join(work_dir, run['name'])
+        if run['variant'] != 'pretrain':
+            run_dir = osp.join(run_dir, f"seed{run['seed']}")
+        done = osp.join(run_dir, 'done.json')
+        if not osp.isfile(done):
+            continue
+        with open(done) as f:
+            meta = json.load(f)
+        metrics = run_metrics(run_dir)
+        key = dict(variant=run['variant'], start=run['start'],
+                   num_ids=run['num_ids'], seed=run['seed'])
+        rows += [dict(key, **r) for r in metrics]
+        info.append(dict(key, seconds=meta.get('seconds'),
+                         converged=converged(metrics)))
+    return dict(study='scale', rows=rows, runs=info, preset={
+        k: list(v) if isinstance(v, tuple) else v for k, v in preset.items()})
+
+
+def write_scale_results(results: Dict, work_dir: str) -> None:
+    """Write ``results.json``, ``results.csv`` and ``summary.md`` of the
+    scale study."""
+    with open(osp.join(work_dir, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=1)
+    with open(osp.join(work_dir, 'results.csv'), 'w', newline='') as f:
+        writer = csv.DictWriter(
+            f, fieldnames=['variant', 'start', 'num_ids', 'seed', 'epoch',
+                           'set', 'metric', 'value'])
+        writer.writeheader()
+        writer.writerows(results['rows'])
+    with open(osp.join(work_dir, 'summary.md'), 'w') as f:
+        f.write(scale_summary_table(results))
+
+
+def _test_sets(results: Dict) -> List[str]:
+    return sorted({r['set'] for r in results['rows']
+                   if r['metric'] in ('Rank-1', 'mAP')
+                   and r['set'] not in ('train', 'graph')})
+
+
+def _scale_points(results: Dict):
+    """``(num_ids, start, variant) -> {(set, metric): {seed: value}}``:
+    the last epoch's validation metrics, the run's mean
+    ``batch_lookalike_share`` over its epochs (and of random PK batches),
+    the mean graph build time."""
+    last = {}
+    for r in results['rows']:
+        k = (r['num_ids'], r['start'], r['variant'], r['seed'])
+        last[k] = max(last.get(k, 0), int(r['epoch']))
+    per_epoch = defaultdict(list)
+    out = defaultdict(lambda: defaultdict(dict))
+    for r in results['rows']:
+        k = (r['num_ids'], r['start'], r['variant'], r['seed'])
+        point = k[:3]
+        if r['metric'] in ('Rank-1', 'mAP') and r['set'] not in (
+                'train', 'graph'):
+            if int(r['epoch']) == last[k]:
+                out[point][(r['set'], r['metric'])][r['seed']] = r['value']
+        elif (r['set'], r['metric']) in (
+                ('train', 'batch_lookalike_share'),
+                ('train', 'batch_lookalike_share_random'),
+                ('graph', 'build_seconds'), ('graph', 'family_share')):
+            per_epoch[(point, r['set'], r['metric'], r['seed'])].append(
+                r['value'])
+    for (point, s, m, seed), values in per_epoch.items():
+        out[point][(s, m)][seed] = float(np.mean(values))
+    return out
+
+
+def _mean_spread(values, scale=100., digits=1) -> str:
+    vals = np.asarray(list(values), dtype=float) * scale
+    if not vals.size:
+        return '-'
+    return f'{vals.mean():.{digits}f} ± {vals.std():.{digits}f}'
+
+
+def scale_summary_table(results: Dict) -> str:
+    """Markdown table of the scale study: identities | start | sampler |
+    batch_lookalike_share | Rank-1 / mAP of every test set (mean ± std
+    over seeds, %) | seeds | train time (min per run) | graph build (s)."""
+    points = _scale_points(results)
+    sets = _test_sets(results)
+    head = (['identities', 'start', 'sampler', 'batch_lookalike_share']
+            + [f'{s} Rank-1 / mAP' for s in sets]
+            + ['seeds', 'train min/run', 'graph s/build'])
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    secs = defaultdict(list)
+    for r in results['runs']:
+        if r.get('seconds'):
+            secs[(r['num_ids'], r['start'], r['variant'])].append(
+                r['seconds'])
+    order = {'pretrain': 0, 'scratch': 1, 'pretrained': 2}
+    samplers = {v: i for i, v in enumerate(SCALE['variants'])}
+    for point in sorted(points, key=lambda p: (p[1] != 'pretrain', p[0],
+                                               order.get(p[1], 9),
+                                               samplers.get(p[2], 9), p[2])):
+        vals = points[point]
+        share = vals.get(('train', 'batch_lookalike_share'), {})
+        rand = vals.get(('train', 'batch_lookalike_share_random'), {})
+        cell = _mean_spread(share.values(), 1., 3)
+        if rand:
+            cell += f' (random {np.mean(list(rand.values())):.3f})'
+        if point[1] == 'pretrain':  # the network of the pretrained start
+            seed = results.get('preset', {}).get('pretrain', {}).get('seed')
+            cells = [str(point[0]), f'pretraining (seed {seed}: other '
+                     'people)', 'pk', cell]
+        else:
+            cells = [str(point[0]), point[1], point[2], cell]
+        for s in sets:
+            cells.append(
+                _mean_spread(vals.get((s, 'Rank-1'), {}).values()) + ' / '
+                + _mean_spread(vals.get((s, 'mAP'), {}).values()))
+        seeds = {seed for v in vals.values() for seed in v}
+        cells.append(str(len(seeds)))
+        t = secs.get(point)
+        cells.append(f'{np.mean(t) / 60:.1f}' if t else '-')
+        graph = vals.get(('graph', 'build_seconds'), {})
+        cells.append(f'{np.mean(list(graph.values())):.1f}' if graph else '-')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot_scale_results(results: Dict, path: str,
+                       caption: Optional[str] = None) -> None:
+    """Rank-1 and mAP of every test set against the number of training
+    identities (one line per sampler and start: mean over seeds, band =
+    min-max), and a panel of ``batch_lookalike_share`` (with the random PK
+    expectation, dotted).
+
+    Args:
+        results (dict): From :func:`collect_scale_results`.
+        path (str): Output PNG.
+        caption (str, optional): A line under the figure (e.g. the cost
+            benchmark's figures).
+    """
+    points = _scale_points(results)
+    study = {p: v for p, v in points.items() if p[1] != 'pretrain'}
+    if not study:
+        raise ValueError('sampler study scale: no finished run to plot')
+    sets = _test_sets(results)
+    keys = [(s, m) for s in sets for m in ('Rank-1', 'mAP')]
+    keys.append(('train', 'batch_lookalike_share'))
+    cols = 2
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.6 * rows),
+                             squeeze=False)
+    variants = sorted({p[2] for p in study})
+    cycle = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    colors = {v: cycle[i % len(cycle)] for i, v in enumerate(variants)}
+    styles = {'scratch': '-', 'pretrained': '--'}
+    lines = sorted({(p[1], p[2]) for p in study})
+    for ax, key in zip(axes.flat, keys):
+        for start, variant in lines:
+            xs, mean, lo, hi, n = [], [], [], [], 0
+            for p in sorted(q for q in study if q[1:] == (start, variant)):
+                vals = list(study[p].get(key, {}).values())
+                if not vals:
+                    continue
+                xs.append(p[0])
+                mean.append(np.mean(vals))
+                lo.append(np.min(vals))
+                hi.append(np.max(vals))
+                n = max(n, len(vals))
+            if not xs:
+                continue
+            ax.plot(xs, mean, styles.get(start, ':'), marker='o', ms=3,
+                    color=colors[variant], label=f'{variant}, {start} (n={n})')
+            ax.fill_between(xs, lo, hi, alpha=0.15, color=colors[variant])
+        if key == ('train', 'batch_lookalike_share'):
+            rand = defaultdict(list)
+            for p, v in study.items():
+                rand[p[0]] += list(v.get(('train',
+                                          'batch_lookalike_share_random'),
+                                         {}).values())
+            xs = sorted(x for x in rand if rand[x])
+            if xs:
+                ax.plot(xs, [np.mean(rand[x]) for x in xs], ':', marker='x',
+                        ms=4, color='grey', label='random PK (expected)')
+            ax.set_title('batch_lookalike_share (mean over the epochs)')
+        else:
+            ax.set_title(f'{key[0]} {key[1]} (last epoch)')
+        ax.set_xscale('log')
+        counts = sorted({p[0] for p in study})
+        ax.set_xticks(counts)
+        ax.set_xticklabels([str(c) for c in counts])
+        ax.minorticks_off()
+        ax.set_xlabel('training identities')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis('off')
+    fig.suptitle('scale: GS vs PK at an equal number of iterations; mean '
+                 'over seeds, band = min-max')
+    if caption:
+        fig.text(0.5, 0.005, caption, ha='center', va='bottom', fontsize=8,
+                 wrap=True)
+    fig.tight_layout(rect=(0, 0.04 if caption else 0, 1, 1))
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Train the variants of a sampler study over seeds',
@@ -553,6 +1225,16 @@ def parse_args(argv=None):
     parser.add_argument('--no-progress', action='store_true')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='overrides for every run')
+    scale = parser.add_argument_group('scale study')
+    scale.add_argument('--counts', type=int, nargs='+', default=None,
+                       help='numbers of training identities (default: the '
+                       'preset\'s)')
+    scale.add_argument('--starts', nargs='+', default=None,
+                       choices=list(SCALE['starts']))
+    scale.add_argument('--batches-per-epoch', type=int, default=None,
+                       help='fixed epoch length of every run')
+    scale.add_argument('--dry-run', action='store_true',
+                       help='print the plan and its estimated time only')
     return parser.parse_args(argv)
 
 
@@ -561,6 +1243,25 @@ def main(argv=None):
     work_dir = args.work_dir or osp.join(
         'work_dirs', f'study_{args.study}' + ('_quick' if args.quick
                                               else ''))
+    if args.study == 'scale':
+        results = run_scale_study(
+            args.config, work_dir, quick=args.quick, seeds=args.seeds,
+            variants=args.variants, counts=args.counts, starts=args.starts,
+            epochs=args.epochs, batches_per_epoch=args.batches_per_epoch,
+            options=args.cfg_options, progress=not args.no_progress,
+            dry_run=args.dry_run)
+        if args.dry_run:
+            print(f"\nscale: {len(results['plan'])} runs planned, about "
+                  f"{results['estimate']['total'] / 3600:.1f} h "
+                  '(estimated)')
+        else:
+            print(f'\nscale: {len(results["runs"])} runs -> {work_dir}')
+            print(scale_summary_table(results))
+        return
+    if args.counts or args.starts or args.batches_per_epoch or args.dry_run:
+        raise ValueError('sampler study: --counts, --starts, '
+                         '--batches-per-epoch and --dry-run are options of '
+                         'the scale study')
     results = run_study(
         args.config, args.study, work_dir, quick=args.quick,
         seeds=args.seeds, variants=args.variants, epochs=args.epochs,

@@ -126,10 +126,11 @@ class GraphSampler(Sampler):
     Liao & Shao, "Graph Sampling Based Deep Metric Learning for Generalizable
     Person Re-Identification", CVPR 2022. With ``P = batch_size //
     num_instances``, an epoch has exactly ``C`` batches (``C`` = number of
-    classes) of ``batch_size = P * K`` indices: for every class ``c`` (in an
-    order shuffled by the epoch's generator) the batch holds ``c`` and its
-    ``P - 1`` neighbours from the graph row ``c`` (see :meth:`set_graph`),
-    ``K`` images each, in that order. The images of a class are taken by
+    classes; or ``batches_per_epoch``) of ``batch_size = P * K`` indices:
+    for every batch centre ``c`` (by default every class once, in an order
+    shuffled by the epoch's generator) the batch holds ``c`` and its ``P - 1``
+    neighbours from the graph row ``c`` (see :meth:`set_graph`), ``K``
+    images each, in that order. The images of a class are taken by
     walking through a shuffled list of the class's images with a per-class
     pointer; the list is reshuffled when it is used up (the images not yet
     in the current batch first), so every image of a class is used once
@@ -142,16 +143,27 @@ class GraphSampler(Sampler):
     same length: ``C`` batches, each of ``P`` distinct classes (every class
     is the first class of one batch, the ``P - 1`` others are random).
 
+    Epoch length: ``batches_per_epoch=None`` gives the paper's ``C`` batches
+    per epoch. An integer ``N`` fixes it, whatever the number of classes
+    (equal iterations at any scale): the ``N`` centres are drawn without
+    replacement from the shuffled classes (distinct when ``N <= C``; when
+    ``N > C`` the epoch goes through ``ceil(N / C)`` shuffles of all
+    classes, cut at ``N``), with a graph and without one (PK) alike.
+    ``N = C`` gives the same indices as None.
+
     The sampler yields flat indices; the DataLoader must batch them with the
     same ``batch_size``. ``len(sampler)`` is in indices and never changes
     between epochs.
 
-    Distributed training: every rank computes the same list of ``C`` batches
-    (same seed, epoch and graph) and takes whole batches ``rank, rank + W,
-    ...``. With ``round_up=True`` the list is padded by repeating batches
-    from its start up to a multiple of ``W``, so all ranks yield
-    ``ceil(C / W)`` batches and every class is a batch centre exactly once
-    per epoch over all ranks.
+    Distributed training: every rank computes the same list of the epoch's
+    ``C`` (or ``batches_per_epoch``) batches (same seed, epoch and graph)
+    and takes whole batches ``rank, rank + W, ...``. With ``round_up=True``
+    the list is padded by repeating batches from its start up to a multiple
+    of ``W``, so all ranks yield ``ceil(C / W)`` (``ceil(N / W)``) batches
+    and every centre of the list is a batch centre exactly once per epoch
+    over all ranks. ``batches_per_epoch`` counts the batches of the epoch
+    over all ranks, as ``C`` does: the length per rank depends only on it,
+    the world size and ``round_up``, never on the epoch.
 
     Determinism: the indices of an epoch depend only on ``seed``, the epoch,
     the graph and the per-class image lists and pointers at the start of the
@@ -171,8 +183,10 @@ class GraphSampler(Sampler):
             Defaults to 4.
         shuffle (bool): Shuffle the order of batch centres, the images of
             every class and the random PK classes. If False, centres come
-            in label order, images in dataset order and, without a graph,
-            batch ``c`` holds classes ``c, c+1, ..., c+P-1`` (mod C).
+            in label order (with ``batches_per_epoch``, each epoch going on
+            where the previous one stopped), images in dataset order and,
+            without a graph, batch ``c`` holds classes ``c, c+1, ...,
+            c+P-1`` (mod C).
             Defaults to True.
         seed (int, optional): Random seed; the generator of epoch ``e`` is
             seeded with ``seed + e``. If None, a seed shared by all ranks is
@@ -185,6 +199,8 @@ class GraphSampler(Sampler):
             Defaults to None.
         world_size (int, optional): Number of processes; None reads it from
             :func:`mmengine.dist.get_dist_info`. Defaults to None.
+        batches_per_epoch (int, optional): Batches of an epoch over all
+            ranks; None for ``C`` (the paper). Defaults to None.
     """
 
     def __init__(self,
@@ -195,7 +211,8 @@ class GraphSampler(Sampler):
                  seed: Optional[int] = None,
                  round_up: bool = True,
                  rank: Optional[int] = None,
-                 world_size: Optional[int] = None) -> None:
+                 world_size: Optional[int] = None,
+                 batches_per_epoch: Optional[int] = None) -> None:
         dist_rank, dist_world = get_dist_info()
         self.rank = dist_rank if rank is None else int(rank)
         self.world_size = dist_world if world_size is None else int(
@@ -212,6 +229,16 @@ class GraphSampler(Sampler):
                 f'GraphSampler: batch_size ({batch_size}) must be a positive '
                 f'multiple of num_instances ({num_instances}); P = '
                 'batch_size / num_instances classes per batch.')
+        if batches_per_epoch is not None and (
+                isinstance(batches_per_epoch, bool)
+                or not isinstance(batches_per_epoch, (int, np.integer))
+                or batches_per_epoch < 1):
+            raise ReIDUserError(
+                'GraphSampler: batches_per_epoch must be None (C batches '
+                'per epoch) or a positive int, got '
+                f'{batches_per_epoch!r}.')
+        self.batches_per_epoch = None if batches_per_epoch is None else int(
+            batches_per_epoch)
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.num_instances = int(num_instances)
@@ -272,12 +299,20 @@ class GraphSampler(Sampler):
         return None if self._graph is None else self._graph.copy()
 
     @property
+    def total_batches(self) -> int:
+        """int: Batches of an epoch over all ranks (before the padding of
+        ``round_up``): ``batches_per_epoch``, or ``C`` when it is None."""
+        return self.num_classes if self.batches_per_epoch is None else \
+            self.batches_per_epoch
+
+    @property
     def num_batches(self) -> int:
-        """int: Batches this rank yields per epoch (the epoch has ``C``
-        batches over all ranks, plus padding with ``round_up``)."""
+        """int: Batches this rank yields per epoch (the epoch has
+        :attr:`total_batches` batches over all ranks, plus padding with
+        ``round_up``)."""
         if self.round_up:
-            return math.ceil(self.num_classes / self.world_size)
-        return len(range(self.rank, self.num_classes, self.world_size))
+            return math.ceil(self.total_batches / self.world_size)
+        return len(range(self.rank, self.total_batches, self.world_size))
 
     def __len__(self) -> int:
         """Number of indices this rank yields per epoch (fixed)."""
@@ -378,19 +413,35 @@ class GraphSampler(Sampler):
         self._pointers[c] = ptr
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _compute_epoch(self) -> np.ndarray:
-        """All ``C`` batches of the current epoch; advances the state.
+    def _centres(self, generator: torch.Generator) -> torch.Tensor:
+        """The batch centres of the current epoch.
+
+        Shuffled: ``ceil(N / C)`` permutations of the classes from the
+        epoch's generator, concatenated and cut at ``N`` (one permutation,
+        the paper's epoch, when ``N = C``). Not shuffled: the classes in
+        label order, from where the previous epoch stopped.
 
         Returns:
-            np.ndarray: int64 [C, B] dataset indices, one row per batch.
+            Tensor: LongTensor [N] (N = :attr:`total_batches`).
+        """
+        num_classes, n = self.num_classes, self.total_batches
+        if not self.shuffle:
+            return (self.epoch * n + torch.arange(n)) % num_classes
+        passes = [torch.randperm(num_classes, generator=generator)
+                  for _ in range(math.ceil(n / num_classes))]
+        return (passes[0] if len(passes) == 1 else torch.cat(passes))[:n]
+
+    def _compute_epoch(self) -> np.ndarray:
+        """All batches of the current epoch; advances the state.
+
+        Returns:
+            np.ndarray: int64 [N, B] dataset indices, one row per batch
+            (N = :attr:`total_batches`).
         """
         g = torch.Generator()
         g.manual_seed(self.seed + self.epoch)
         num_classes, p = self.num_classes, self.num_classes_per_batch
-        if self.shuffle:
-            centres = torch.randperm(num_classes, generator=g)
-        else:
-            centres = torch.arange(num_classes)
+        centres = self._centres(g)
         if self._graph is not None:
             nbrs = torch.from_numpy(self._graph)[centres]
         elif not self.shuffle:
@@ -398,7 +449,7 @@ class GraphSampler(Sampler):
         else:
             nbrs = _random_neighbours(centres, num_classes, p - 1, g)
         classes = torch.cat([centres[:, None], nbrs], dim=1).numpy()
-        batches = np.empty((num_classes, self.batch_size), dtype=np.int64)
+        batches = np.empty((len(classes), self.batch_size), dtype=np.int64)
         k = self.num_instances
         for b, row in enumerate(classes):
             for j, c in enumerate(row):
@@ -410,13 +461,13 @@ class GraphSampler(Sampler):
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._compute_epoch())
         batches = self._cache[1]
-        num_classes, world = self.num_classes, self.world_size
+        num_rows, world = len(batches), self.world_size
         if world > 1:
             if self.round_up:
-                total = math.ceil(num_classes / world) * world
-                rows = np.arange(self.rank, total, world) % num_classes
+                total = math.ceil(num_rows / world) * world
+                rows = np.arange(self.rank, total, world) % num_rows
             else:
-                rows = np.arange(self.rank, num_classes, world)
+                rows = np.arange(self.rank, num_rows, world)
             batches = batches[rows]
         return iter(batches.reshape(-1).tolist())
 

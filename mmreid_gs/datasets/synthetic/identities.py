@@ -144,34 +144,89 @@ def _mutate(attrs: Dict, what: str, rng) -> None:
         attrs['shoes'] = _colour(rng, exclude=attrs['shoes'])
 
 
-def make_identities(seed: int, domain: str, split: str, num_ids: int,
-                    family_size: int, pid_start: int) -> List[Dict]:
-    """Identities of one split, in families of look-alikes."""
+#: Where the identities of each (domain, split) sit among the person ids:
+#: identity number ``n`` (0-based, in the split's shuffled id order) of
+#: ``(domain, split)`` has the person id ``NUM_PID_SLOTS * n + slot``. The
+#: four residues modulo ``NUM_PID_SLOTS`` never meet, so the ids of the two
+#: domains and of the train and test splits are disjoint at any number of
+#: identities (and 0, Market-1501's distractor id, is never used).
+PID_SLOTS = {('A', 'train'): 1, ('A', 'test'): 2, ('B', 'train'): 3,
+             ('B', 'test'): 4}
+NUM_PID_SLOTS = len(PID_SLOTS)
+
+
+def person_ids(seed: int, domain: str, split: str,
+               num_ids: int) -> np.ndarray:
+    """Person id of every identity of a split, without drawing the
+    identities (the labels of a tree, not its images).
+
+    Args:
+        seed (int): Generation seed.
+        domain (str): ``'A'`` or ``'B'``.
+        split (str): ``'train'`` or ``'test'``.
+        num_ids (int): Identities of the split.
+
+    Returns:
+        np.ndarray: int64 [num_ids]; entry ``i`` is the id of identity ``i``
+        (the family of identity ``i`` is ``i // family_size``). The ids are
+        a shuffled ``NUM_PID_SLOTS * arange(num_ids) + slot``, see
+        :data:`PID_SLOTS`.
+    """
+    if (domain, split) not in PID_SLOTS:
+        raise ValueError(f'SyntheticReID: no person ids for domain '
+                         f'{domain!r} and split {split!r}; expected one of '
+                         f'{sorted(PID_SLOTS)}')
+    order = random_stream(seed, DOMAIN_CODE[domain], SPLIT_CODE[split],
+                          0).permutation(int(num_ids))
+    return NUM_PID_SLOTS * order.astype(np.int64) + PID_SLOTS[(domain,
+                                                               split)]
+
+
+def make_identity(seed: int, domain: str, split: str, index: int,
+                  family_size: int, pid: int) -> Dict:
+    """The attributes of identity ``index`` of a split.
+
+    Identity ``index`` belongs to family ``index // family_size``; the first
+    member of a family keeps the family look, the others change one or two
+    attributes. Only the identity's own streams are drawn, so identities
+    can be made one at a time (memory flat in their number) and identity
+    ``index`` is the same person whatever the number of identities.
+
+    Args:
+        seed (int): Generation seed.
+        domain (str): ``'A'`` or ``'B'``.
+        split (str): ``'train'`` or ``'test'``.
+        index (int): Index of the identity in the split (0-based).
+        family_size (int): Identities per family of look-alikes.
+        pid (int): Its person id (see :func:`person_ids`).
+
+    Returns:
+        dict: Attributes (``upper``, ``lower``, ``hair``, ``hat``, ``bag``,
+        ``shoes``, ``skin``, ``body``, ``speed``) plus ``pid`` and
+        ``family``.
+    """
     dom, spl = DOMAIN_CODE[domain], SPLIT_CODE[split]
-    order = random_stream(seed, dom, spl, 0).permutation(num_ids)
-    ids = []
-    for i in range(num_ids):
-        fam = i // family_size
-        attrs = _family_attributes(random_stream(seed, dom, spl, 1, fam))
-        rng = random_stream(seed, dom, spl, 2, i)
-        if i % family_size:  # the first member keeps the family look
-            num = 1 + int(rng.random() < .4)
-            for what in rng.choice(_MUTABLE, size=num, replace=False,
-                                   p=_MUTABLE_P):
-                _mutate(attrs, str(what), rng)
-        attrs['skin'] = np.clip(
-            _SKIN[rng.integers(len(_SKIN))] + rng.uniform(-.03, .03, 3), 0,
-            1).round(4).tolist()
-        attrs['body'] = dict(
-            height=float(rng.uniform(.82, .92)),
-            head=float(rng.uniform(.058, .07)),
-            shoulder=float(rng.uniform(.21, .28)),
-            hip=float(rng.uniform(.15, .21)),
-            torso=float(rng.uniform(.28, .33)),
-            leg_width=float(rng.uniform(.065, .085)),
-            coat_len=float(rng.uniform(.08, .16)))
-        attrs['speed'] = float(rng.uniform(.8, 1.25))
-        attrs['pid'] = int(pid_start + order[i])
-        attrs['family'] = int(fam)
-        ids.append(attrs)
-    return ids
+    i = int(index)
+    fam = i // family_size
+    attrs = _family_attributes(random_stream(seed, dom, spl, 1, fam))
+    rng = random_stream(seed, dom, spl, 2, i)
+    if i % family_size:  # the first member keeps the family look
+        num = 1 + int(rng.random() < .4)
+        for what in rng.choice(_MUTABLE, size=num, replace=False,
+                               p=_MUTABLE_P):
+            _mutate(attrs, str(what), rng)
+    attrs['skin'] = np.clip(
+        _SKIN[rng.integers(len(_SKIN))] + rng.uniform(-.03, .03, 3), 0,
+        1).round(4).tolist()
+    attrs['body'] = dict(
+        height=float(rng.uniform(.82, .92)),
+        head=float(rng.uniform(.058, .07)),
+        shoulder=float(rng.uniform(.21, .28)),
+        hip=float(rng.uniform(.15, .21)),
+        torso=float(rng.uniform(.28, .33)),
+        leg_width=float(rng.uniform(.065, .085)),
+        coat_len=float(rng.uniform(.08, .16)))
+    attrs['speed'] = float(rng.uniform(.8, 1.25))
+    attrs['pid'] = int(pid)
+    attrs['family'] = int(fam)
+    return attrs

@@ -326,7 +326,7 @@ def render_person(attrs: Dict, view: str, pose: Dict, hc: int,
     """Draw one person on a transparent canvas, back to front.
 
     Args:
-        attrs (dict): identity attributes (see ``make_identities``).
+        attrs (dict): identity attributes (see ``identities.make_identity``).
         view (str): 'front' or 'back'.
         pose (dict): per-image pose (stride, arm swing).
         hc (int): canvas height. wc (int): canvas width.

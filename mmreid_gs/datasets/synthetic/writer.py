@@ -10,7 +10,9 @@ The images are written in the Market-1501 layout, so that
         query/
         bounding_box_test/
 
-``PPPP`` is the person id, ``C`` the 1-based camera, ``S`` the session (1)
+``PPPP`` is the person id (at least 4 digits; the ids of the domains and
+splits never meet, see :data:`~.identities.PID_SLOTS`), ``C`` the 1-based
+camera, ``S`` the session (1)
 and ``FFFFFF`` the frame number on a clock shared by all cameras: a person
 walks along the row of cameras, so that the frame differences between
 cameras are plausible transit times (for TLift).
@@ -21,14 +23,15 @@ import os.path as osp
 import shutil
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
+import numpy as np
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
 from mmreid_gs.utils.errors import ReIDUserError
-from .identities import make_identities
+from .identities import make_identity, person_ids
 from .renderer import render_image
 from .streams import DOMAIN_CODE, DOMAINS, SPLIT_CODE, random_stream
 from .styles import camera_scene, camera_style
@@ -39,55 +42,88 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 GENERATOR_NAME = 'mmreid_gs.SyntheticReID'
-# Bump whenever the generated images change: trees of another version are
-# then regenerated. The demo results of the README were measured with 1.2.
-GENERATOR_VERSION = '1.2'
-# Person ids of domain B start after this offset, so that the two domains
-# never share an id (4-digit Market-1501 ids).
-_PID_OFFSET = {'A': 0, 'B': 5000}
+# Bump whenever the generated trees change: trees of another version are
+# then regenerated. The demo results of the README were measured with 1.2;
+# 1.3 renames the person ids (identities.PID_SLOTS: disjoint across domains
+# and splits at any size) and keeps the images, frames and label order of
+# 1.2, so the same training runs give the same numbers.
+GENERATOR_VERSION = '1.3'
 _SPLIT_DIRS = ('bounding_box_train', 'query', 'bounding_box_test')
 #: Splits with at least this many images show a progress bar.
 _BAR_MIN = 500
 
 
-def _schedule(seed: int, domain: str, split: str, ids: List[Dict],
-              num_cams: int, imgs_per_cam: int, min_cams: int,
-              faces_up: List[bool]) -> List[Dict]:
-    """When and where each person is seen.
+def _walk(seed: int, domain: str, split: str, index: int, speed: float,
+          num_cams: int, imgs_per_cam: int, min_cams: int,
+          faces_up: Sequence[bool], gaps: np.ndarray,
+          span: float) -> List[Dict]:
+    """When and where identity ``index`` of a split is seen.
 
-    Cameras stand in a row; a person enters at a random time, walks past
-    ``k`` consecutive cameras in one direction and is seen ``imgs_per_cam``
-    times by each, so frame differences between cameras are transit times.
+    Cameras stand in a row; a person enters at a random time in ``[50,
+    50 + span)``, walks past ``k`` consecutive cameras in one direction
+    (``gaps[c]`` frames from camera ``c`` to ``c + 1``, times the person's
+    ``speed``) and is seen ``imgs_per_cam`` times by each, so frame
+    differences between cameras are transit times.
 
     Returns:
-        list[dict]: one dict per image with pid, cam (0-based), frame, view,
-        idx (index of the identity) and k (image index within the camera).
+        list[dict]: one dict per image with cam (0-based), frame, view and
+        k (image index within the camera).
     """
-    dom, spl = DOMAIN_CODE[domain], SPLIT_CODE[split]
-    layout = random_stream(seed, dom, 8)
-    gaps = layout.uniform(150, 600, max(1, num_cams - 1))  # frames
+    rng = random_stream(seed, DOMAIN_CODE[domain], SPLIT_CODE[split], 3,
+                        index)
+    k = int(rng.integers(min(min_cams, num_cams), num_cams + 1))
+    start = int(rng.integers(0, num_cams - k + 1))
+    direction = 1 if rng.random() < .5 else -1
+    cams = list(range(start, start + k))
+    if direction < 0:
+        cams = cams[::-1]
+    t = float(rng.uniform(0, span)) + 50
     records = []
-    span = 40 * max(1, len(ids))
-    for i, attrs in enumerate(ids):
-        rng = random_stream(seed, dom, spl, 3, i)
-        k = int(rng.integers(min(min_cams, num_cams), num_cams + 1))
-        start = int(rng.integers(0, num_cams - k + 1))
-        direction = 1 if rng.random() < .5 else -1
-        cams = list(range(start, start + k))
-        if direction < 0:
-            cams = cams[::-1]
-        t = float(rng.uniform(0, span)) + 50
-        for j, cam in enumerate(cams):
-            if j:
-                gap = gaps[min(cam, cams[j - 1])]
-                t += gap * attrs['speed'] * rng.uniform(.9, 1.1)
-            front_p = .85 if faces_up[cam] == (direction > 0) else .15
-            for n in range(imgs_per_cam):
-                t += rng.uniform(6, 30)
-                records.append(dict(
-                    idx=i, pid=attrs['pid'], cam=cam, frame=int(t), k=n,
-                    view='front' if rng.random() < front_p else 'back'))
+    for j, cam in enumerate(cams):
+        if j:
+            gap = gaps[min(cam, cams[j - 1])]
+            t += gap * speed * rng.uniform(.9, 1.1)
+        front_p = .85 if faces_up[cam] == (direction > 0) else .15
+        for n in range(imgs_per_cam):
+            t += rng.uniform(6, 30)
+            records.append(dict(
+                cam=cam, frame=int(t), k=n,
+                view='front' if rng.random() < front_p else 'back'))
     return records
+
+
+def _queries(seed: int, domain: str, index: int,
+             records: List[Dict]) -> set:
+    """Which images of test identity ``index`` are queries: one image on
+    each of 1..(cameras - 1) random cameras, so that at least one camera
+    stays entirely in the gallery.
+
+    Returns:
+        set[int]: Positions in ``records``.
+    """
+    cams: Dict[int, List[int]] = {}
+    for r, rec in enumerate(records):
+        cams.setdefault(rec['cam'], []).append(r)
+    qrng = random_stream(seed, DOMAIN_CODE[domain], 4, index)
+    cam_list = sorted(cams)
+    nq = int(qrng.integers(1, len(cam_list)))
+    return {int(qrng.choice(cams[int(cam)]))
+            for cam in qrng.choice(cam_list, nq, replace=False)}
+
+
+def image_name(pid: int, cam: int, frame: int) -> str:
+    """File name of an image, ``PPPP_cCs1_FFFFFF_00.jpg`` (at least 4 digits
+    of person id and 6 of frame; more when the numbers need them).
+
+    Args:
+        pid (int): Person id.
+        cam (int): Camera, 0-based (1-based in the name).
+        frame (int): Frame number.
+
+    Returns:
+        str: The name, which :meth:`Market1501.parse_name` reads back.
+    """
+    return f'{int(pid):04d}_c{int(cam) + 1}s1_{int(frame):06d}_00.jpg'
 
 
 def _params(domain, num_train_ids, num_test_ids, num_cams, imgs_per_cam,
@@ -108,11 +144,6 @@ def _check_params(p: Dict) -> None:
         raise ReIDUserError('SyntheticReID: num_train_ids must be >= 0 and '
                             'num_test_ids >= 1, got '
                             f"{p['num_train_ids']} and {p['num_test_ids']}")
-    if p['num_train_ids'] + p['num_test_ids'] > 4999:
-        raise ReIDUserError(
-            'SyntheticReID: at most 4999 identities per domain '
-            '(4-digit Market-1501 ids), got '
-            f"{p['num_train_ids'] + p['num_test_ids']}")
     if not 2 <= p['num_cams'] <= 9:
         raise ReIDUserError('SyntheticReID: num_cams must be in [2, 9] '
                             f"(1-digit camera ids), got {p['num_cams']}")
@@ -130,77 +161,92 @@ def _check_params(p: Dict) -> None:
                             f'(32, 16), got {tuple(p["img_size"])}')
 
 
+def _expected_images(p: Dict) -> float:
+    """Expected number of images of a tree (a person is seen by
+    ``min_cams..num_cams`` cameras, uniformly)."""
+    cams = (min(p['min_cams'], p['num_cams']) + p['num_cams']) / 2
+    return (p['num_train_ids'] + p['num_test_ids']) * cams * \
+        p['imgs_per_cam']
+
+
 def _write_tree(root: str, p: Dict) -> Dict:
-    """Generate every image of one domain into ``root`` (must exist)."""
+    """Generate every image of one domain into ``root`` (must exist).
+
+    Streams: one identity at a time is drawn, walked, rendered and written,
+    and its entry appended to ``identities.json``, so memory stays flat in
+    the number of identities (beyond one int per identity for the id
+    order). A progress bar over the identities is shown for trees of at
+    least ``_BAR_MIN`` images.
+    """
     domain, seed = p['domain'], p['seed']
     img_size = tuple(p['img_size'])
     styles = [camera_style(seed, domain, c) for c in range(p['num_cams'])]
     scenes = [camera_scene(seed, domain, c, st, img_size[0])
               for c, st in enumerate(styles)]
+    faces_up = [s['faces_up'] for s in styles]
+    gaps = random_stream(seed, DOMAIN_CODE[domain], 8).uniform(
+        150, 600, max(1, p['num_cams'] - 1))  # frames between cameras
     for d in _SPLIT_DIRS:
         os.makedirs(osp.join(root, d), exist_ok=True)
-    start = {'train': 1, 'test': 1 + p['num_train_ids']}
     counts = dict(train=0, query=0, gallery=0)
-    identities = {}
-    for split, num in (('train', p['num_train_ids']),
-                       ('test', p['num_test_ids'])):
-        if num == 0:
-            continue
-        ids = make_identities(seed, domain, split, num, p['family_size'],
-                              _PID_OFFSET[domain] + start[split])
-        for a in ids:
-            identities[f"{a['pid']:04d}"] = dict(a, split=split)
-        recs = _schedule(seed, domain, split, ids, p['num_cams'],
-                         p['imgs_per_cam'], p['min_cams'],
-                         [s['faces_up'] for s in styles])
-        query = set()
-        if split == 'test':
-            by_id: Dict[int, Dict[int, List[int]]] = {}
-            for r, rec in enumerate(recs):
-                by_id.setdefault(rec['idx'], {}).setdefault(
-                    rec['cam'], []).append(r)
-            for i, cams in sorted(by_id.items()):
-                qrng = random_stream(seed, DOMAIN_CODE[domain], 4, i)
-                cam_list = sorted(cams)
-                # at least one camera stays entirely in the gallery
-                nq = int(qrng.integers(1, len(cam_list)))
-                for cam in qrng.choice(cam_list, nq, replace=False):
-                    query.add(int(qrng.choice(cams[int(cam)])))
-        # a bar for what a user waits on (the demo: ~10 s), not tiny trees
-        bar = ProgressBar(len(recs)) if len(recs) >= _BAR_MIN else None
-        for r, rec in enumerate(recs):
-            irng = random_stream(seed, DOMAIN_CODE[domain],
-                                 SPLIT_CODE[split], 5, rec['idx'],
-                                 rec['cam'], rec['k'])
-            img = render_image(ids[rec['idx']], scenes[rec['cam']],
-                               styles[rec['cam']], rec['view'], irng,
-                               img_size)
-            ok, buf = cv2.imencode(
-                '.jpg', img,
-                [int(cv2.IMWRITE_JPEG_QUALITY), styles[rec['cam']]['jpeg']])
-            if not ok:  # pragma: no cover
-                raise RuntimeError('SyntheticReID: JPEG encoding failed')
-            if split == 'train':
-                sub = 'bounding_box_train'
-                counts['train'] += 1
-            elif r in query:
-                sub = 'query'
-                counts['query'] += 1
-            else:
-                sub = 'bounding_box_test'
-                counts['gallery'] += 1
-            name = (f"{rec['pid']:04d}_c{rec['cam'] + 1}s1_"
-                    f"{rec['frame']:06d}_00.jpg")
-            with open(osp.join(root, sub, name), 'wb') as f:
-                f.write(buf.tobytes())
-            if bar is not None:
-                bar.update()
-        if bar is not None:
-            bar.file.write('\n')
-            bar.file.flush()
-    with open(osp.join(root, 'identities.json'), 'w') as f:
-        json.dump(identities, f, sort_keys=True)
+    splits = (('train', p['num_train_ids']), ('test', p['num_test_ids']))
+    # a bar for what a user waits on (the demo: ~10 s), not tiny trees
+    bar = ProgressBar(p['num_train_ids'] + p['num_test_ids']) \
+        if _expected_images(p) >= _BAR_MIN else None
+    first = True
+    with open(osp.join(root, 'identities.json'), 'w') as id_file:
+        id_file.write('{')
+        for split, num in splits:
+            pids = person_ids(seed, domain, split, num)
+            span = 40 * max(1, num)
+            for i in range(num):
+                attrs = make_identity(seed, domain, split, i,
+                                      p['family_size'], int(pids[i]))
+                entry = json.dumps(dict(attrs, split=split), sort_keys=True)
+                id_file.write(('' if first else ',\n') +
+                              json.dumps(f'{int(pids[i]):04d}') + ': ' +
+                              entry)
+                first = False
+                recs = _walk(seed, domain, split, i, attrs['speed'],
+                             p['num_cams'], p['imgs_per_cam'],
+                             p['min_cams'], faces_up, gaps, span)
+                query = _queries(seed, domain, i, recs) \
+                    if split == 'test' else set()
+                for r, rec in enumerate(recs):
+                    _write_image(root, split, r in query, attrs, rec,
+                                 scenes, styles, img_size, seed, domain, i,
+                                 counts)
+                if bar is not None:
+                    bar.update()
+        id_file.write('}\n')
+    if bar is not None:
+        bar.file.write('\n')
+        bar.file.flush()
     return dict(counts=counts, cameras=styles)
+
+
+def _write_image(root, split, is_query, attrs, rec, scenes, styles,
+                 img_size, seed, domain, index, counts) -> None:
+    """Render, encode and write one image; count it."""
+    cam = rec['cam']
+    irng = random_stream(seed, DOMAIN_CODE[domain], SPLIT_CODE[split], 5,
+                         index, cam, rec['k'])
+    img = render_image(attrs, scenes[cam], styles[cam], rec['view'], irng,
+                       img_size)
+    ok, buf = cv2.imencode(
+        '.jpg', img, [int(cv2.IMWRITE_JPEG_QUALITY), styles[cam]['jpeg']])
+    if not ok:  # pragma: no cover
+        raise RuntimeError('SyntheticReID: JPEG encoding failed')
+    if split == 'train':
+        sub, key = 'bounding_box_train', 'train'
+    elif is_query:
+        sub, key = 'query', 'query'
+    else:
+        sub, key = 'bounding_box_test', 'gallery'
+    counts[key] += 1
+    name = image_name(attrs['pid'], cam, rec['frame'])
+    with open(osp.join(root, sub, name), 'wb') as f:
+        f.write(buf.tobytes())
 
 
 def _read_meta(root: str) -> Optional[Dict]:
@@ -245,7 +291,8 @@ def generate_synthetic_reid(root: str,
             empty.
         domain (str): Camera-style domain, ``'A'`` (indoor, mild styles) or
             ``'B'`` (outdoor, strong colour casts, low saturation, blur).
-            Person ids of domain B start at 5001.
+            The person ids of the two domains and of the train and test
+            splits never meet (:data:`~.identities.PID_SLOTS`).
         num_train_ids (int): Identities in ``bounding_box_train`` (may be 0).
         num_test_ids (int): Identities in ``query``/``bounding_box_test``.
         num_cams (int): Cameras of the domain (2-9).

@@ -1,10 +1,11 @@
 from .adaptive_schedule_hook import AdaptiveScheduleHook
+from .batch_lookalike_share_hook import BatchLookalikeShareHook
 from .epoch_seed_hook import EpochSeedHook
 from .graph_sampler_hook import GraphSamplerHook
 from .reid_logger_hook import ReIDLoggerHook
 from .reid_visualization_hook import ReIDVisualizationHook
 
 __all__ = [
-    'AdaptiveScheduleHook', 'EpochSeedHook', 'GraphSamplerHook',
-    'ReIDLoggerHook', 'ReIDVisualizationHook'
+    'AdaptiveScheduleHook', 'BatchLookalikeShareHook', 'EpochSeedHook',
+    'GraphSamplerHook', 'ReIDLoggerHook', 'ReIDVisualizationHook'
 ]

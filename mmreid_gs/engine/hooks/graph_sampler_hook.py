@@ -58,7 +58,10 @@ class GraphSamplerHook(Hook):
        when the model has one), or, with ``rerank=True``, from the k-reciprocal
        re-ranked distances ``1 - sigmoid(score)``;
     4. calls ``sampler.set_graph(neighbours)``;
-    5. when the train dataset knows families of look-alike identities
+    5. logs the time it took (``runner.logger`` and the visualizer's
+       scalars ``graph/build_seconds``, ``graph/features_seconds`` and
+       ``graph/scoring_seconds``, step = the 1-based epoch);
+       when the train dataset knows families of look-alike identities
        (``get_label_families()``, e.g. :class:`SyntheticReID`), logs the
        share of each class's neighbours that belong to its family, next to
        the share random neighbours would give (the visualizer's scalars
@@ -320,6 +323,15 @@ class GraphSamplerHook(Hook):
         self.last_info = dict(
             epoch=epoch, features_time=t_feat, scoring_time=t_score,
             total_time=total, sample_indices=chosen)
+        visualizer = getattr(runner, 'visualizer', None)  # a Runner's
+        if visualizer is not None:
+            visualizer.add_scalars(
+                {
+                    'graph/build_seconds': total,
+                    'graph/features_seconds': t_feat,
+                    'graph/scoring_seconds': t_score
+                },
+                step=epoch + 1)
         families = self._label_families(runner, dataset)
         if families is not None:
             self._log_family_share(runner, nbrs, families, epoch)

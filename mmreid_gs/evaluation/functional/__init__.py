@@ -1,6 +1,7 @@
 from .distance import sigmoid_distance
-from .graph_quality import (graph_family_share, neighbor_family_share,
-                            random_family_share)
+from .graph_quality import (batch_lookalike_share, batch_lookalike_shares,
+                            graph_family_share, neighbor_family_share,
+                            random_batch_lookalike_share, random_family_share)
 from .rank import average_precisions, evaluate_rank
 from .rerank import re_ranking
 from .tlift import tlift
@@ -11,5 +12,6 @@ __all__ = [
     'evaluate_rank', 'average_precisions', 're_ranking', 'tlift',
     'verification_rates', 'pair_scores_and_labels', 'format_fpr',
     'sigmoid_distance', 'graph_family_share', 'neighbor_family_share',
-    'random_family_share'
+    'random_family_share', 'batch_lookalike_share', 'batch_lookalike_shares',
+    'random_batch_lookalike_share'
 ]

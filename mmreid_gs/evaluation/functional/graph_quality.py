@@ -1,7 +1,8 @@
 """How often the Graph Sampler's neighbours are look-alikes: the share of
 each class's graph neighbours that belong to its family, and what random
-neighbours would give."""
-from typing import Dict
+neighbours would give; and how hard the batches of any sampler are: the
+share of a batch's classes that meet a look-alike in the batch."""
+from typing import Dict, Iterable
 
 import numpy as np
 
@@ -93,3 +94,106 @@ def graph_family_share(neighbors, families) -> Dict[str, float]:
                 random=float(rand[known].mean()),
                 best=float(np.mean(np.minimum(others[known], k) / k)),
                 num_classes=int(known.sum()))
+
+
+def _families_1d(families) -> np.ndarray:
+    fams = np.asarray(families).reshape(-1)
+    if fams.size and not np.issubdtype(fams.dtype, np.integer):
+        raise ValueError(f'families must be integers, got dtype {fams.dtype}')
+    return fams.astype(np.int64)
+
+
+def batch_lookalike_shares(batches: Iterable, families) -> np.ndarray:
+    """For each batch, the share of its classes that have a look-alike
+    (another class of the same family) among the other classes of the
+    batch.
+
+    A batch is given by the labels of its samples (repeats, e.g. the K
+    images of a class, count once). Classes of unknown family (-1) count
+    neither as a class nor as a look-alike.
+
+    Args:
+        batches (Iterable[array-like]): Labels of each batch, int [B_i]
+            (an int array [num_batches, B] works too).
+        families (array-like): int [C] family of every label, -1 unknown.
+
+    Returns:
+        np.ndarray: float64 [num_batches]; NaN for a batch without a class
+        of known family.
+
+    Example:
+        >>> # families 0 0 1 1 2; batch {0, 1, 2, 4}: classes 0 and 1 are
+        >>> # look-alikes, 2 and 4 meet none -> 2 / 4
+        >>> batch_lookalike_shares([[0, 0, 1, 1, 2, 2, 4, 4]],
+        ...                        [0, 0, 1, 1, 2])
+        array([0.5])
+    """
+    fams = _families_1d(families)
+    out = []
+    for labels in batches:
+        classes = np.unique(np.asarray(labels, dtype=np.int64).reshape(-1))
+        if classes.size and (classes.min() < 0 or
+                             classes.max() >= fams.size):
+            raise ValueError(f'batch labels must be in [0, {fams.size}) '
+                             f'(families has {fams.size} entries), got '
+                             f'{classes.min()}..{classes.max()}')
+        fam = fams[classes]
+        fam = fam[fam >= 0]
+        if not fam.size:
+            out.append(np.nan)
+            continue
+        _, inverse, counts = np.unique(fam, return_inverse=True,
+                                       return_counts=True)
+        out.append(float((counts[inverse] > 1).mean()))
+    return np.asarray(out, dtype=np.float64)
+
+
+def batch_lookalike_share(batches: Iterable, families) -> float:
+    """Mean over batches of :func:`batch_lookalike_shares` (batches without
+    a class of known family left out).
+
+    Args:
+        batches (Iterable[array-like]): Labels of each batch.
+        families (array-like): int [C] family of every label, -1 unknown.
+
+    Returns:
+        float: The mean share in [0, 1]; NaN without any such batch.
+    """
+    shares = batch_lookalike_shares(batches, families)
+    shares = shares[~np.isnan(shares)]
+    return float(shares.mean()) if shares.size else float('nan')
+
+
+def random_batch_lookalike_share(families, classes_per_batch: int) -> float:
+    """Expected :func:`batch_lookalike_share` of random PK batches: ``P``
+    distinct classes drawn uniformly, so a class of a family with ``n_f``
+    classes meets none of its ``n_f - 1`` look-alikes among the ``P - 1``
+    other classes with probability ``C(C - n_f, P - 1) / C(C - 1, P - 1)``
+    (hypergeometric), averaged over the classes of known family.
+
+    Args:
+        families (array-like): int [C] family of every class, -1 unknown
+            (unknown classes still take batch slots).
+        classes_per_batch (int): ``P`` (``batch_size / num_instances``).
+
+    Returns:
+        float: The expected share; NaN without a class of known family.
+    """
+    fams = _families_1d(families)
+    p, num = int(classes_per_batch), fams.size
+    if p < 1 or p > num:
+        raise ValueError(f'classes_per_batch must be in [1, {num}] (the '
+                         f'number of classes), got {classes_per_batch}')
+    known = fams >= 0
+    if not known.any():
+        return float('nan')
+    _, inverse, counts = np.unique(fams[known], return_inverse=True,
+                                   return_counts=True)
+    others = counts[inverse] - 1  # look-alikes of each class
+
+    draws, pool = p - 1, num - 1
+    free = (pool - others).astype(np.float64)  # classes that are no
+    miss = np.ones(free.size)  # look-alike of it, drawn P - 1 times
+    for j in range(draws):
+        miss *= np.clip(free - j, 0, None) / (pool - j)
+    return float(np.mean(1. - miss))
