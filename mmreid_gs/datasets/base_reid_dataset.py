@@ -168,20 +168,15 @@ class BaseReIDDataset(BadImageHandlingMixin, BaseDataset):
             f'(data_root={self.data_root!r}, split={self.split!r}). '
             f'Expected tree:\n{self.EXPECTED_TREE}')
 
-    def _require_dir(self, path: str) -> str:
-        """Return ``path`` if it is a folder, else raise FileNotFoundError."""
+    def _require(self, path: str, kind: str = 'folder') -> str:
+        """Return ``path`` if it is a ``kind`` (``'folder'`` or ``'file'``)
+        under an existing ``data_root``, else raise FileNotFoundError naming
+        the missing path and the expected tree."""
         if not osp.isdir(self.data_root):
             raise self._missing(self.data_root, 'data_root folder')
-        if not osp.isdir(path):
-            raise self._missing(path, 'folder')
-        return path
-
-    def _require_file(self, path: str) -> str:
-        """Return ``path`` if it is a file, else raise FileNotFoundError."""
-        if not osp.isdir(self.data_root):
-            raise self._missing(self.data_root, 'data_root folder')
-        if not osp.isfile(path):
-            raise self._missing(path, 'file')
+        exists = osp.isdir if kind == 'folder' else osp.isfile
+        if not exists(path):
+            raise self._missing(path, kind)
         return path
 
     @staticmethod

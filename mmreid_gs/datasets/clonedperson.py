@@ -64,7 +64,7 @@ class ClonedPerson(BaseReIDDataset):
             osp.join(self.data_root, self.SPLIT_DIRS[self.split]))
 
     def _load_split(self) -> List[dict]:
-        folder = self._require_dir(self._split_location())
+        folder = self._require(self._split_location())
         items = []
         for path, (pid, scene, cam, frame) in self._parsed_images(
                 folder, 'expected <pid>_s<scene>_c<camera>_f<frame>.jpg, '

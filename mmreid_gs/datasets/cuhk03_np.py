@@ -83,8 +83,8 @@ class CUHK03NP(BaseReIDDataset):
             osp.join(self.data_root, self.mode, self.SPLIT_DIRS[self.split]))
 
     def _load_split(self) -> List[dict]:
-        self._require_dir(osp.join(self.data_root, self.mode))
-        folder = self._require_dir(self._split_location())
+        self._require(osp.join(self.data_root, self.mode))
+        folder = self._require(self._split_location())
         return [
             dict(img_path=path, pid=pid, cam_id=cam - 1)
             for path, (pid, cam) in self._parsed_images(

@@ -83,7 +83,7 @@ class Market1501(BaseReIDDataset):
             osp.join(self.data_root, self.SPLIT_DIRS[self.split]))
 
     def _load_split(self) -> List[dict]:
-        folder = self._require_dir(
+        folder = self._require(
             osp.join(self.data_root, self.SPLIT_DIRS[self.split]))
         items = []
         for path, (pid, cam, session, frame) in self._parsed_images(

@@ -106,18 +106,18 @@ class MSMT17(BaseReIDDataset):
         """Absolute image folder for 'train' or 'test' lists."""
         given = self.train_dir if which == 'train' else self.test_dir
         if given is not None:
-            return self._require_dir(osp.join(self.data_root, given))
+            return self._require(osp.join(self.data_root, given))
         candidates = self.DEFAULT_DIRS[which]
         for sub in candidates:
             if osp.isdir(osp.join(self.data_root, sub)):
                 return osp.join(self.data_root, sub)
-        return self._require_dir(osp.join(self.data_root, candidates[0]))
+        return self._require(osp.join(self.data_root, candidates[0]))
 
     def _read_list(self, key: str,
                    img_dir: str) -> List[Tuple[str, int, int]]:
         """Parse one list file into ``(img_path, pid, camera)`` tuples."""
-        list_file = self._require_file(
-            osp.join(self.data_root, self.LIST_FILES[key]))
+        list_file = self._require(
+            osp.join(self.data_root, self.LIST_FILES[key]), 'file')
         out = []
         with open(list_file, encoding='utf-8') as f:
             for lineno, line in enumerate(f, 1):

@@ -76,7 +76,7 @@ class RandPerson(BaseReIDDataset):
         return osp.abspath(osp.join(self.data_root, self.img_dir))
 
     def _load_split(self) -> List[dict]:
-        folder = self._require_dir(osp.join(self.data_root, self.img_dir))
+        folder = self._require(osp.join(self.data_root, self.img_dir))
         items = []
         for path, (pid, scene, cam, frame) in self._parsed_images(
                 folder, 'expected <pid>_s<scene>_c<camera>_f<frame>.jpg with '

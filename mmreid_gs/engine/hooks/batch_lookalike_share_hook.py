@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
-from mmengine.runner import BaseLoop
 
 from mmreid_gs.evaluation.functional import (batch_lookalike_shares,
                                              random_batch_lookalike_share)
 from mmreid_gs.registry import HOOKS
+from .train_data import read_label_families, train_dataloader
 
 
 def batch_labels(data_batch) -> Optional[np.ndarray]:
@@ -87,30 +87,14 @@ class BatchLookalikeShareHook(Hook):
         #: ``epoch (1-based) -> share`` of the epochs logged by this hook
         self.history = {}
 
-    @staticmethod
-    def _train_dataloader(runner):
-        loop = getattr(runner, '_train_loop', None)
-        if hasattr(runner, '_train_loop') and not isinstance(loop, BaseLoop):
-            return None  # a Runner whose train loop is not built
-        return getattr(runner, 'train_dataloader', None)
-
     def before_train(self, runner) -> None:
         """Read the family of every training label (None: the hook is
         off)."""
         self._families = None
-        loader = self._train_dataloader(runner)
-        dataset = getattr(loader, 'dataset', None)
-        get = getattr(dataset, 'get_label_families', None)
-        if not callable(get):
-            return
-        try:
-            fams = np.asarray(get(), dtype=np.int64).reshape(-1)
-        except (OSError, ValueError, KeyError) as err:
-            runner.logger.warning('BatchLookalikeShareHook: no look-alike '
-                                  f'share: get_label_families() failed: '
-                                  f'{err}')
-            return
-        if not (fams >= 0).any():
+        loader = train_dataloader(runner)
+        fams = read_label_families(getattr(loader, 'dataset', None),
+                                   runner, 'BatchLookalikeShareHook')
+        if fams is None or not (fams >= 0).any():
             return
         self._families = fams
         sampler = getattr(loader, 'sampler', None)

@@ -12,14 +12,14 @@ from mmengine.dist import broadcast, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
-from mmengine.runner import BaseLoop, autocast
+from mmengine.runner import autocast
 
 from mmreid_gs.datasets.samplers import GraphSampler
 from mmreid_gs.datasets.samplers.graph_sampler import \
     missing_graph_sampler_members
-from mmreid_gs.engine.graph import (build_class_graph,
-                                    compute_class_scores, graph_dump_path,
-                                    reranked_class_graph, save_graph_dump)
+from mmreid_gs.engine.graph import (build_class_graph, compute_class_scores,
+                                    graph_dump_path, reranked_class_graph,
+                                    save_graph_dump)
 from mmreid_gs.evaluation.functional import graph_family_share
 from mmreid_gs.registry import HOOKS
 from mmreid_gs.utils.contract import check_reid_model
@@ -29,6 +29,7 @@ from mmreid_gs.visualization import (ReIDVisualizer, class_graph_epoch,
                                      spread_indices)
 from .class_images import (choose_class_images, extract_class_features,
                            image_paths)
+from .train_data import read_label_families, train_dataloader
 
 
 @HOOKS.register_module()
@@ -190,15 +191,8 @@ class GraphSamplerHook(Hook):
         self.last_info: Dict = {}
 
     # ------------------------------------------------------------ helpers
-    @staticmethod
-    def _train_dataloader(runner):
-        loop = getattr(runner, '_train_loop', None)
-        if hasattr(runner, '_train_loop') and not isinstance(loop, BaseLoop):
-            return None  # a Runner whose train loop is not built
-        return getattr(runner, 'train_dataloader', None)
-
     def _get_sampler(self, runner, strict: bool = True):
-        loader = self._train_dataloader(runner)
+        loader = train_dataloader(runner)
         sampler = getattr(loader, 'sampler', None)
         missing = missing_graph_sampler_members(sampler)
         if not missing:
@@ -212,7 +206,7 @@ class GraphSamplerHook(Hook):
         return None
 
     def _check_batch_size(self, runner, sampler: GraphSampler) -> None:
-        loader = self._train_dataloader(runner)
+        loader = train_dataloader(runner)
         size = getattr(loader, 'batch_size', None)
         wanted = getattr(sampler, 'batch_size', None)
         if size is not None and wanted is not None and size != wanted:
@@ -271,7 +265,7 @@ class GraphSamplerHook(Hook):
     def _update_graph(self, runner, sampler: GraphSampler,
                       model) -> torch.Tensor:
         start = time.perf_counter()
-        dataset = self._train_dataloader(runner).dataset
+        dataset = train_dataloader(runner).dataset
         epoch = runner.epoch
         num_classes, k = sampler.num_classes, sampler.num_neighbors
         rank, world_size = get_dist_info()
@@ -345,16 +339,9 @@ class GraphSamplerHook(Hook):
         """The dataset's family of every label, or None (no
         ``get_label_families``, or it failed: warned once)."""
         if self._families is None or self._families[0] != id(dataset):
-            fams = None
-            get = getattr(dataset, 'get_label_families', None)
-            if callable(get):
-                try:
-                    fams = np.asarray(get(), dtype=np.int64).reshape(-1)
-                except (OSError, ValueError, KeyError) as err:
-                    runner.logger.warning(
-                        'GraphSamplerHook: no look-alike share: '
-                        f'get_label_families() failed: {err}')
-            self._families = (id(dataset), fams)
+            self._families = (id(dataset),
+                              read_label_families(dataset, runner,
+                                                  'GraphSamplerHook'))
         return self._families[1]
 
     def _log_family_share(self, runner, nbrs, families, epoch) -> None:
