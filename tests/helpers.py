@@ -13,6 +13,7 @@ import os
 import os.path as osp
 from typing import Dict, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -40,6 +41,19 @@ def load_tool(path: str, name: Optional[str] = None):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class LabelDataset:
+    """Minimal dataset for samplers: only labels (``get_gt_labels``)."""
+
+    def __init__(self, labels):
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def get_gt_labels(self):
+        return self.labels
 
 
 def feature_maps(n: int, c: int, h: int, w: int,

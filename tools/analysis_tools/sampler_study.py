@@ -308,6 +308,18 @@ def converged(rows: List[Dict], min_gain: float = 0.1,
     return loss[-1][1] < ratio * loss[0][1]
 
 
+def _chosen(what: str, study: str, known, chosen) -> List[str]:
+    """``chosen`` (default: all ``known``), each checked to be known."""
+    names = list(known)
+    if not chosen:
+        return names
+    bad = [c for c in chosen if c not in known]
+    if bad:
+        raise ValueError(f'sampler study: {study} has no {what}(s) {bad}; '
+                         f'choose from {names}')
+    return list(chosen)
+
+
 def plan_runs(study: str, quick: bool, seeds=None, variants=None):
     """(variant name, variant dict, seed) of a study, and its preset."""
     if study not in STUDIES:
@@ -321,13 +333,7 @@ def plan_runs(study: str, quick: bool, seeds=None, variants=None):
     preset = dict(spec['quick' if quick else 'full'])
     if seeds is not None:
         preset['seeds'] = tuple(int(s) for s in seeds)
-    names = list(spec['variants'])
-    if variants:
-        bad = [v for v in variants if v not in spec['variants']]
-        if bad:
-            raise ValueError(f'sampler study: {study} has no variant(s) '
-                             f'{bad}; choose from {names}')
-        names = list(variants)
+    names = _chosen('variant', study, spec['variants'], variants)
     # seed-major: a study stopped early still has every variant per seed
     runs = [(n, spec['variants'][n], s) for s in preset['seeds']
             for n in names]
@@ -648,18 +654,8 @@ def plan_scale_runs(quick: bool,
             raise ValueError(f'sampler study scale: identity counts must be '
                              f'>= 1, got {bad}')
         preset['counts'] = tuple(int(c) for c in counts)
-    names = list(SCALE['variants'])
-    if variants:
-        bad = [v for v in variants if v not in SCALE['variants']]
-        if bad:
-            raise ValueError(f'sampler study: scale has no variant(s) {bad}; '
-                             f'choose from {names}')
-        names = list(variants)
-    chosen = tuple(starts) if starts else SCALE['starts']
-    bad = [s for s in chosen if s not in SCALE['starts']]
-    if bad:
-        raise ValueError(f'sampler study: scale has no start(s) {bad}; '
-                         f'choose from {list(SCALE["starts"])}')
+    names = _chosen('variant', 'scale', SCALE['variants'], variants)
+    chosen = tuple(_chosen('start', 'scale', SCALE['starts'], starts))
     preset['starts'] = chosen
     runs = [
         dict(name=f'{start}/n{count}/{name}', variant=name,

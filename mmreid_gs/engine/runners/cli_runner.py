@@ -17,9 +17,13 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner, find_latest_checkpoint
 
+# the packages whose modules a config names (imported: registered)
+import mmreid_gs.datasets  # noqa: F401
+import mmreid_gs.evaluation  # noqa: F401
+import mmreid_gs.models  # noqa: F401
+import mmreid_gs.visualization  # noqa: F401
 from mmreid_gs._warnings import ForeignLogFilter
 from mmreid_gs.registry import RUNNERS
-from mmreid_gs.utils import register_all_modules
 from mmreid_gs.visualization.backends import check_vis_backends
 from .config_checks import check_dataset_configs, size_dataloader_workers
 
@@ -172,7 +176,6 @@ def build_runner(cfg: Config) -> Runner:
     ``runner_type`` the runner is a :class:`CLIRunner` (short console).
     """
     global _LAST_RUNNER
-    register_all_modules(init_default_scope=False)
     check_dataset_configs(cfg)
     check_vis_backends(cfg)
     changes = size_dataloader_workers(cfg)

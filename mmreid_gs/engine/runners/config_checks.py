@@ -17,8 +17,8 @@ from typing import Dict, List, Optional
 import yaml
 from mmengine.config import Config
 
+import mmreid_gs.datasets  # noqa: F401 (imported: registered)
 from mmreid_gs.registry import DATASETS
-from mmreid_gs.utils import register_all_modules
 from mmreid_gs.utils.errors import ConfigError, ReIDUserTypeError
 
 #: What ``Config.fromfile`` raises on a config a user can fix (checked
@@ -196,7 +196,6 @@ def check_dataset_configs(cfg: Config) -> None:
     Raises:
         ReIDUserTypeError: naming the key path and the accepted arguments.
     """
-    register_all_modules(init_default_scope=False)
     for path, dataset in _dataset_configs(cfg):
         _check_dataset_config(path, dataset)
 

@@ -6,19 +6,9 @@ import math
 import numpy as np
 import pytest
 
+from helpers import LabelDataset
+
 from mmreid_gs.datasets.samplers import GraphSampler
-
-
-class LabelDataset:
-
-    def __init__(self, labels):
-        self.labels = np.asarray(labels, dtype=np.int64)
-
-    def __len__(self):
-        return len(self.labels)
-
-    def get_gt_labels(self):
-        return self.labels
 
 
 C, B, K = 23, 16, 4  # P = 4 classes a batch

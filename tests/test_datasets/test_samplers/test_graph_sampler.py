@@ -6,20 +6,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import LabelDataset
+
 from mmreid_gs.datasets.samplers import GraphSampler
-
-
-class LabelDataset:
-    """Minimal dataset: only labels."""
-
-    def __init__(self, labels):
-        self.labels = np.asarray(labels, dtype=np.int64)
-
-    def __len__(self):
-        return len(self.labels)
-
-    def get_gt_labels(self):
-        return self.labels
 
 
 class InfoDataset:
