@@ -431,6 +431,16 @@ def run_study(config: str,
     return results
 
 
+def finished_run(run_dir: str) -> Optional[Dict]:
+    """The ``done.json`` of a finished run, or None when it has not
+    finished."""
+    done = osp.join(run_dir, 'done.json')
+    if not osp.isfile(done):
+        return None
+    with open(done) as f:
+        return json.load(f)
+
+
 def collect_results(work_dir: str, study: str, runs,
                     families: Optional[np.ndarray] = None) -> Dict:
     """Gather the metrics of finished runs (and GS family shares).
@@ -442,11 +452,9 @@ def collect_results(work_dir: str, study: str, runs,
     rows, info = [], []
     for name, variant, seed in runs:
         run_dir = osp.join(work_dir, name, f'seed{seed}')
-        done = osp.join(run_dir, 'done.json')
-        if not osp.isfile(done):
+        meta = finished_run(run_dir)
+        if meta is None:
             continue
-        with open(done) as f:
-            meta = json.load(f)
         metrics = run_metrics(run_dir)
         logged = {r['epoch'] for r in metrics if r['set'] == 'graph'}
         if families is not None:
@@ -1004,11 +1012,9 @@ def collect_scale_results(work_dir: str, runs: List[Dict],
         run_dir = osp.join(work_dir, run['name'])
         if run['variant'] != 'pretrain':
             run_dir = osp.join(run_dir, f"seed{run['seed']}")
-        done = osp.join(run_dir, 'done.json')
-        if not osp.isfile(done):
+        meta = finished_run(run_dir)
+        if meta is None:
             continue
-        with open(done) as f:
-            meta = json.load(f)
         metrics = run_metrics(run_dir)
         key = dict(variant=run['variant'], start=run['start'],
                    num_ids=run['num_ids'], seed=run['seed'])
@@ -1150,6 +1156,7 @@ def plot_scale_results(results: Dict, path: str,
     cycle = plt.rcParams['axes.prop_cycle'].by_key()['color']
     colors = {v: cycle[i % len(cycle)] for i, v in enumerate(variants)}
     styles = {'scratch': '-', 'pretrained': '--'}
+    markers = {'scratch': 'o', 'pretrained': 's'}
     lines = sorted({(p[1], p[2]) for p in study})
     for ax, key in zip(axes.flat, keys):
         for start, variant in lines:
@@ -1165,7 +1172,11 @@ def plot_scale_results(results: Dict, path: str,
                 n = max(n, len(vals))
             if not xs:
                 continue
-            ax.plot(xs, mean, styles.get(start, ':'), marker='o', ms=3,
+            # the start differs by line and marker (one identity count draws
+            # no line: the marker tells the starts apart)
+            ax.plot(xs, mean, styles.get(start, ':'),
+                    marker=markers.get(start, 'x'), ms=5,
+                    mfc='none' if start == 'pretrained' else colors[variant],
                     color=colors[variant], label=f'{variant}, {start} (n={n})')
             ax.fill_between(xs, lo, hi, alpha=0.15, color=colors[variant])
         if key == ('train', 'batch_lookalike_share'):
