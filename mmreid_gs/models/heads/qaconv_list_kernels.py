@@ -2,12 +2,64 @@
 against its own list of gallery maps (``QAConvHead.match_pairs``).
 
 Kept apart from :mod:`.qaconv_kernels` (the all-pairs kernels of
-``QAConvHead.match``), whose worker-thread helper it shares.
+``QAConvHead.match``), whose worker-thread helper and integer-maxima rule
+it shares.
 """
 
 import torch
 
 from mmreid_gs.utils.thread_state import cpu_workers, run_in_workers
+from .qaconv_kernels import _bits_are_safe, _max_bits_dtype
+
+
+def _list_block_maxima(q_t, g, bits, hw):
+    """Both similarity maxima of one block of query lists.
+
+    The block's similarities are laid out ``[b, hw (query location s),
+    mj * hw (gallery item, gallery location r)]`` (one batched GEMM from
+    the gallery rows as they are gathered): the max over the query
+    locations is then a reduction over the middle dimension along long
+    contiguous rows (fast), and only the max over the gallery locations
+    reduces short innermost runs of ``hw``. Both read the similarities as
+    integers where exact (``bits``, see
+    :func:`~mmreid_gs.models.heads.qaconv_kernels._max_bits_dtype`); a
+    negative integer maximum (an all-negative set) sends the block to the
+    float reductions.
+
+    Args:
+        q_t (Tensor): [b, hw, c] query features (row = query location).
+        g (Tensor): [b, mj * hw, c] gallery rows (item-major, then
+            location).
+        bits (torch.dtype, optional): Integer view of the reductions.
+        hw (int): Locations per map.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``m_g`` [b, mj, hw] (for each gallery
+        location the max over the query locations) and ``m_q`` [b, hw, mj]
+        (for each query location the max over the gallery locations), in
+        the GEMM dtype.
+    """
+    b = q_t.size(0)
+    mj = g.size(1) // hw
+    sim = torch.bmm(q_t, g.transpose(1, 2))  # [b, s, (k, r)]
+    red = sim if bits is None else sim.view(bits)
+    m_g = red.amax(dim=1).view(b, mj, hw)
+    m_q = red.view(b, hw, mj, hw).amax(dim=3)
+    if bits is not None:
+        if min(m_g.min().item(), m_q.min().item()) < 0:
+            m_g = sim.amax(dim=1).view(b, mj, hw)
+            m_q = sim.view(b, hw, mj, hw).amax(dim=3)
+        else:
+            m_g, m_q = m_g.view(sim.dtype), m_q.view(sim.dtype)
+    return m_g, m_q
+
+
+def _memory_order(gal: torch.Tensor) -> torch.Tensor:
+    """``gal`` [n, m, c, h, w] as a view in its memory order when gathered
+    from channels-last maps (so that a reduction over all its elements
+    reads it without a copy), else ``gal``."""
+    view = gal.permute(0, 1, 3, 4, 2)
+    return view if view.is_contiguous() else gal
 
 
 def folded_pair_list_scores(q: torch.Tensor, gal: torch.Tensor,
@@ -18,10 +70,14 @@ def folded_pair_list_scores(q: torch.Tensor, gal: torch.Tensor,
     (the batched second stage of the two-stage class graph), BatchNorm/fc
     folded as in :func:`folded_pair_scores`.
 
-    One batched GEMM ``bmm([b, m_blk * hw, c], [b, c, hw])`` per block of
+    One batched GEMM ``bmm([b, hw, c], [b, c, m_blk * hw])`` per block of
     ``b`` queries x ``m_blk`` list items, the block's similarities taking at
-    most ``block_bytes`` (at least one pair). Gallery maps with
-    channels-last strides (``features.contiguous(memory_format=
+    most ``block_bytes`` (at least one pair), reduced as
+    :func:`_list_block_maxima` (the layout keeps one of the two max
+    reductions on long contiguous rows; the earlier ``[m_blk * hw, hw]``
+    layout reduced short runs both times and cost about 2.4x more per pair,
+    ``tools/analysis_tools/benchmark_graph.py --rolled``). Gallery maps
+    with channels-last strides (``features.contiguous(memory_format=
     torch.channels_last)[index]``) are read without a copy. On the CPU the
     blocks are spread over one worker thread per intra-op thread
     (single-threaded kernels each), as :func:`folded_pair_scores`, also
@@ -52,7 +108,11 @@ def folded_pair_list_scores(q: torch.Tensor, gal: torch.Tensor,
     m_blk = min(m, pairs)
     q_blk = max(1, min(n, pairs // m_blk))
     w32 = w.to(device=q.device, dtype=torch.float32)
-    q_t = q.to(dtype).transpose(1, 2)  # [n, c, hw]
+    q_c = q.to(dtype)
+    bits = _max_bits_dtype(dtype, q.device)
+    if bits is not None and not _bits_are_safe(q_c.reshape(-1, c),
+                                               _memory_order(gal), dtype):
+        bits = None
 
     def score(blocks):
         for i, j in blocks:
@@ -60,10 +120,9 @@ def folded_pair_list_scores(q: torch.Tensor, gal: torch.Tensor,
             g = gal[i:i + b, j:j + m_blk].to(dtype)
             mj = g.size(1)
             g = g.permute(0, 1, 3, 4, 2).reshape(b, mj * hw, c)
-            # sim[p, k, r, s]: gallery location r, query location s
-            sim = torch.bmm(g, q_t[i:i + b]).view(b, mj, hw, hw)
-            s = torch.matmul(sim.amax(dim=2).float(), w32)
-            s += torch.matmul(sim.amax(dim=3).float(), w32)
+            m_g, m_q = _list_block_maxima(q_c[i:i + b], g, bits, hw)
+            s = torch.matmul(m_g.float(), w32)
+            s += torch.matmul(w32, m_q.float())
             out[i:i + b, j:j + mj] = s
 
     # query block by query block, each along its list

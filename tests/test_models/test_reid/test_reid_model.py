@@ -146,6 +146,27 @@ def test_qaconv_match_pairs_equals_match(channels_last):
                           atol=1e-5)
 
 
+def test_qaconv_match_pairs_negative_and_nan_maxima():
+    """The list kernel reads the maxima as integers where exact: sets whose
+    similarities are all negative (query = -gallery) and features holding a
+    NaN must still give the float results of :meth:`match`."""
+    head = _qaconv_head()
+    g = torch.Generator().manual_seed(1)
+    feats = F.normalize(torch.randn(6, 8, 3, 2, generator=g), dim=1)
+    # a constant map against its negation: every similarity is negative
+    const = F.normalize(torch.ones(1, 8, 3, 2), dim=1)
+    query = torch.cat([const, feats[1:3]])
+    gallery = torch.stack([torch.cat([-const, feats[3:5]])] * 3)
+    ref = torch.stack([head.match(query[i:i + 1], gallery[i])[0]
+                       for i in range(3)])
+    assert torch.allclose(head.match_pairs(query, gallery), ref, atol=1e-5)
+    bad = gallery.clone()
+    bad[1, 2, 0, 0, 0] = float('nan')
+    out = head.match_pairs(query, bad)
+    assert torch.isnan(out[1, 2]) and torch.isfinite(out[0]).all()
+    assert torch.allclose(out[0], ref[0], atol=1e-5)
+
+
 def test_qaconv_model_exposes_match_pairs_and_errors():
     model = MODELS.build(dict(
         type='QAConvReID',
