@@ -15,8 +15,8 @@ from mmreid_gs.engine.graph.candidates import (PAIR_OVERHEAD_MACS,
                                                SECOND_STAGE_PENALTY,
                                                _pooled_prepare, _pooled_score,
                                                resolve_pair_matcher,
-                                               union_blocks, union_decision,
-                                               union_pairs)
+                                               takes_index, union_blocks,
+                                               union_decision, union_pairs)
 
 
 def cosine(q, g):
@@ -503,6 +503,36 @@ def test_pair_scorer_found_from_the_documented_call():
     plain = build_class_graph(feats, cosine, 4, num_candidates=12,
                               exact_fallback=False)
     assert torch.equal(nbrs, plain)
+
+
+class _IndexPairCosine:
+    """A pair scorer of the protocol's index form, counting its calls."""
+
+    def __init__(self):
+        self.calls = self.pairs = 0
+
+    def __call__(self, q, g, index=None):
+        self.calls += 1
+        self.pairs += index.numel()
+        return torch.einsum('nd,nmd->nm', F.normalize(q.flatten(1), dim=1),
+                            F.normalize(g[index].flatten(2), dim=2))
+
+
+def test_pair_scorer_index_form():
+    """A pair scorer that takes ``index=`` gets the class features whole
+    and each row's candidates as indices (it gathers them itself); the
+    neighbours equal those of the gathered form."""
+    assert takes_index(_IndexPairCosine())
+    assert not takes_index(PairCosine()) and not takes_index(max)
+    feats = clustered_maps(80, seed=5)
+    pair = _IndexPairCosine()
+    nbrs = build_class_graph(feats, CountingMatcher(), 5, num_candidates=20,
+                             pair_matcher=pair, exact_fallback=False)
+    assert pair.calls == 1 and pair.pairs == 80 * 20  # all rows at once
+    assert torch.equal(
+        nbrs,
+        build_class_graph(feats, cosine, 5, num_candidates=20,
+                          pair_matcher=PairCosine(), exact_fallback=False))
 
 
 def test_union_stage_priced_from_its_blocks(monkeypatch):

@@ -3,6 +3,7 @@
 or a callable), the matcher re-scores only those, and a cost model from the
 feature shape decides whether that is cheaper than the exact graph."""
 import collections
+import inspect
 import math
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -340,6 +341,23 @@ def resolve_pair_matcher(matcher: Matcher,
     return None
 
 
+#: Rows per call of a pair scorer that takes ``index`` (its memory is the
+#: [rows, N] scores and one cache-sized gathered block per worker).
+PAIR_INDEX_ROWS = 4096
+
+
+def takes_index(pair_matcher: Callable) -> bool:
+    """Whether ``pair_matcher`` accepts ``index=`` (the protocol's optional
+    form ``fn(q [n, ...], gallery [G, ...], index=[n, m])``: list i is
+    ``gallery[index[i]]``, gathered by the scorer, e.g.
+    :meth:`QAConvHead.match_pairs`)."""
+    try:
+        params = inspect.signature(pair_matcher).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    return 'index' in params
+
+
 #: The union second stage grows a block of classes while at least this
 #: share of the pairs it scores are candidate pairs (the rest is scored
 #: only because another class of the block needs that column).
@@ -473,6 +491,16 @@ def _rescore_candidates(features: Tensor, rows: Tensor, cands: Tensor,
     num_rows, n = cands.shape
     dev = features.device
     out = torch.empty(num_rows, n, dtype=torch.float32, device=dev)
+    if pair_matcher is not None and takes_index(pair_matcher):
+        # the scorer gathers each row's candidates itself, block by block
+        step = max(1, PAIR_INDEX_ROWS)
+        for i in range(0, num_rows, step):
+            r = rows[i:i + step].to(dev)
+            out[i:i + step] = _check_scores(
+                pair_matcher(features[r], features,
+                             index=cands[i:i + step].to(dev)), r.numel(), n,
+                'pair_matcher')
+        return out
     if pair_matcher is not None:
         item = features[0].numel() * features.element_size()
         step = max(1, min(block_size, PAIR_GATHER_BYTES // max(1, n * item)))

@@ -301,8 +301,10 @@ class QAConvHead(BaseModule):
         return folded_pair_scores(q, gal, w, scale, offset, dtype, q_blk,
                                   g_blk)
 
-    def match_pairs(self, query: torch.Tensor,
-                    gallery: torch.Tensor) -> torch.Tensor:
+    def match_pairs(self,
+                    query: torch.Tensor,
+                    gallery: torch.Tensor,
+                    index: Optional[torch.Tensor] = None) -> torch.Tensor:
         """QAConv logits of each query against its own list of gallery maps.
 
         ``out[i, j]`` is the score of :meth:`match` for the pair
@@ -316,15 +318,33 @@ class QAConvHead(BaseModule):
             query (Tensor): [n, c, h, w] query feature maps.
             gallery (Tensor): [n, m, c, h, w] gallery maps, row i the list
                 of query i (read without a copy when gathered from
-                channels-last maps, as :func:`build_class_graph` does).
+                channels-last maps); with ``index``: [G, c, h, w] maps.
+            index (Tensor, optional): [n, m] int64 indices into ``gallery``:
+                list i is ``gallery[index[i]]``, gathered block by block
+                by the kernel (what :func:`build_class_graph` passes: no
+                [n, m, c, h, w] copy is made).
 
         Returns:
             Tensor: [n, m] float32 logits, higher = more similar.
         """
         self._check_shape(query, 'query')
         expected = (self.num_features, self.height, self.width)
-        if (gallery.dim() != 5 or gallery.size(0) != query.size(0)
-                or tuple(gallery.shape[2:]) != expected):
+        if index is not None:
+            self._check_shape(gallery, 'gallery')
+            if (index.dim() != 2 or index.size(0) != query.size(0)
+                    or index.dtype != torch.long):
+                raise ValueError(
+                    'QAConvHead: match_pairs needs an int64 index of shape '
+                    f'[n, m] with n = {query.size(0)} queries, got '
+                    f'{index.dtype} {tuple(index.shape)}')
+            if index.numel() and not (0 <= int(index.min())
+                                      and int(index.max()) < gallery.size(0)):
+                raise ValueError(
+                    'QAConvHead: match_pairs index out of range for '
+                    f'{gallery.size(0)} gallery maps: [{int(index.min())}, '
+                    f'{int(index.max())}]')
+        elif (gallery.dim() != 5 or gallery.size(0) != query.size(0)
+              or tuple(gallery.shape[2:]) != expected):
             raise ValueError(
                 'QAConvHead: match_pairs needs gallery lists of shape '
                 f'[n, m, {expected[0]}, {expected[1]}, {expected[2]}] with n '
@@ -334,14 +354,15 @@ class QAConvHead(BaseModule):
                              f'gallery on {gallery.device}')
         needs_grad = torch.is_grad_enabled() and (query.requires_grad
                                                   or gallery.requires_grad)
+        m = gallery.size(1) if index is None else index.size(1)
         if self._uses_batch_stats() or needs_grad:
             rows = [
-                self.match(query[i:i + 1], gallery[i])
+                self.match(query[i:i + 1],
+                           gallery[i] if index is None else gallery[index[i]])
                 for i in range(query.size(0))
             ]
             if not rows:
-                return query.new_zeros(0, gallery.size(1),
-                                       dtype=torch.float32)
+                return query.new_zeros(0, m, dtype=torch.float32)
             return torch.cat(rows)
         dtype = self._compute_dtype(query, cpu_autocast=True)
         budget = self.memory_budget_mb * 2**20
@@ -349,9 +370,12 @@ class QAConvHead(BaseModule):
             budget = min(budget, CPU_BLOCK_BYTES_PER_THREAD)
         w, scale, offset = self._folded_affine()
         with torch.no_grad():
+            if index is not None:
+                # [G, hw, c] rows, gathered per block by the kernel
+                gallery = self._flatten(gallery, 'gallery')
             return folded_pair_list_scores(
                 self._flatten(query, 'query'), gallery, w, scale, offset,
-                dtype, budget)
+                dtype, budget, index=index)
 
     def forward(self,
                 query: torch.Tensor,

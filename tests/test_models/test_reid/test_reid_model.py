@@ -138,12 +138,25 @@ def test_qaconv_match_pairs_equals_match(channels_last):
     with torch.inference_mode():
         assert torch.allclose(head.match_pairs(query, source[cands]), ref,
                               atol=1e-5)
+        # the index form: the kernel gathers the lists itself
+        assert torch.allclose(head.match_pairs(query, source, index=cands),
+                              ref, atol=1e-5)
+    tiny = folded_pair_list_scores(head._flatten(query, 'q'),
+                                   head._flatten(source, 'g'), w, scale,
+                                   offset, torch.float32, 1, index=cands)
+    assert torch.allclose(tiny, ref, atol=1e-5)
+    with pytest.raises(ValueError, match='index out of range'):
+        head.match_pairs(query, feats[:5], index=cands)
+    with pytest.raises(ValueError, match='int64 index of shape'):
+        head.match_pairs(query, feats, index=cands[:3])
     # training mode: one match call per query (BatchNorm over its pairs)
     head.train()
     train_ref = torch.cat([head.match(query[i:i + 1], feats[cands[i]])
                            for i in range(7)])
     assert torch.allclose(head.match_pairs(query, feats[cands]), train_ref,
                           atol=1e-5)
+    assert torch.allclose(head.match_pairs(query, feats, index=cands),
+                          train_ref, atol=1e-5)
 
 
 def test_qaconv_match_pairs_negative_and_nan_maxima():
