@@ -1,4 +1,9 @@
 """References for tests and benchmarks (not used by the package itself)."""
 from .public_qaconv import PublicQAConv, random_maps
+from .public_transmatcher import (PublicTransMatcher,
+                                  PublicTransMatcherEncoder)
 
-__all__ = ['PublicQAConv', 'random_maps']
+__all__ = [
+    'PublicQAConv', 'random_maps', 'PublicTransMatcher',
+    'PublicTransMatcherEncoder'
+]

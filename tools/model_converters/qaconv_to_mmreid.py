@@ -34,40 +34,19 @@ meta records the source and the model settings read from the weights (depth,
 IBN type, neck channels, feature-map size ``hw``).
 """
 import argparse
-import os
-import os.path as osp
-import re
 from collections import OrderedDict
-
-import numpy as np
-import torch
 
 from mmreid_gs.engine.checkpoint import \
     load_weights_file as load_checkpoint_file
+from mmreid_gs.engine.public_checkpoint import (infer_backbone_settings,
+                                                is_state_dict,
+                                                merge_public_checkpoint,
+                                                save_converted,
+                                                strip_module_prefix)
 
 MATCHER_MODULES = ('bn.', 'fc.', 'logit_bn.')
 # parts of the public loss modules that are no part of our model
 KNOWN_LOSS_STATE = ('class_memory', 'valid_class')
-# stage block counts (layer1..layer3) -> depth
-DEPTHS = {
-    ('basic', (2, 2, 2)): 18,
-    ('basic', (3, 4, 6)): 34,
-    ('bottleneck', (3, 4, 6)): 50,
-    ('bottleneck', (3, 4, 23)): 101,
-    ('bottleneck', (3, 8, 36)): 152,
-}
-
-
-def _strip_module(key):
-    while key.startswith('module.'):
-        key = key[len('module.'):]
-    return key
-
-
-def _is_state_dict(obj):
-    return isinstance(obj, dict) and len(obj) > 0 and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor)
-        for k, v in obj.items())
 
 
 def merge_qaconv_checkpoint(checkpoint):
@@ -88,39 +67,7 @@ def merge_qaconv_checkpoint(checkpoint):
     Raises:
         ValueError: When no tensors are found.
     """
-    parts = []
-    if 'model' in checkpoint or 'criterion' in checkpoint:
-        for name in ('model', 'criterion', 'matcher'):
-            part = checkpoint.get(name)
-            if isinstance(part, dict) and 'state_dict' in part:
-                part = part['state_dict']
-            if part is not None:
-                parts.append((name, part))
-    elif isinstance(checkpoint.get('state_dict'), dict):
-        parts.append(('model', checkpoint['state_dict']))
-    else:
-        parts.append(('model', checkpoint))
-
-    merged = OrderedDict()
-    for name, part in parts:
-        if not isinstance(part, dict):
-            raise ValueError(f'"{name}" is a {type(part).__name__}, not a '
-                             'state dict')
-        for key, value in part.items():
-            if not isinstance(value, torch.Tensor):
-                continue
-            key = _strip_module(key)
-            if name in ('criterion', 'matcher') and key.startswith(
-                    MATCHER_MODULES):
-                key = 'matcher.' + key
-            if key in merged:
-                raise ValueError(f'key "{key}" appears twice in the '
-                                 'checkpoint')
-            merged[key] = value
-    if not merged:
-        raise ValueError('no tensors found (expected "model"/"criterion" '
-                         'state dicts or a flat state dict)')
-    return merged
+    return merge_public_checkpoint(checkpoint, MATCHER_MODULES)
 
 
 def _convert(state):
@@ -131,7 +78,7 @@ def _convert(state):
     """
     converted, dropped, unmapped = OrderedDict(), [], []
     for key, value in state.items():
-        key = _strip_module(key)
+        key = strip_module_prefix(key)
         if key.startswith('base.'):
             rest = key[len('base.'):]
             if rest.startswith(('layer4.', 'fc.')):
@@ -182,7 +129,7 @@ def convert_qaconv_with_report(state, source='<state dict>', strict=True):
         ``unmapped`` the unknown ones.
     """
     try:
-        if not _is_state_dict(state):
+        if not is_state_dict(state):
             state = merge_qaconv_checkpoint(state)
         converted, dropped, unmapped = _convert(state)
     except ValueError as err:
@@ -210,23 +157,7 @@ def infer_model_settings(converted):
         dict: ``depth`` (int or None), ``ibn`` ('a', 'b' or None),
         ``neck_in_channels``/``neck_out_channels`` and ``hw`` (int or None).
     """
-    blocks, block_type = {}, 'basic'
-    for key in converted:
-        match = re.match(r'backbone\.layer([1-3])\.(\d+)\.(\w+)', key)
-        if match:
-            stage, index = int(match.group(1)), int(match.group(2))
-            blocks[stage] = max(blocks.get(stage, 0), index + 1)
-            if match.group(3) == 'conv3':
-                block_type = 'bottleneck'
-    counts = tuple(blocks.get(i, 0) for i in (1, 2, 3))
-    if ('backbone.bn1.weight' in converted
-            and 'backbone.bn1.running_mean' not in converted):
-        ibn = 'b'
-    elif any(re.search(r'\.bn1\.IN\.weight$', k) for k in converted):
-        ibn = 'a'
-    else:
-        ibn = None
-    settings = dict(depth=DEPTHS.get((block_type, counts)), ibn=ibn)
+    settings = infer_backbone_settings(converted)
     if 'neck.conv.weight' in converted:
         out_ch, in_ch = converted['neck.conv.weight'].shape[:2]
         settings.update(neck_in_channels=int(in_ch),
@@ -270,12 +201,7 @@ def main():
         model_settings=settings,
         dropped_keys=dropped,
         unmapped_keys=unmapped)
-    epoch = checkpoint.get('epoch')
-    if isinstance(epoch, (int, np.integer)):
-        meta['source_epoch'] = int(epoch)
-    out_dir = osp.dirname(osp.abspath(args.dst))
-    os.makedirs(out_dir, exist_ok=True)
-    torch.save(dict(meta=meta, state_dict=converted), args.dst)
+    save_converted(args.dst, converted, meta, checkpoint)
     print(f'Saved {args.dst}')
 
 

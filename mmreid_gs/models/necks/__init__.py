@@ -1,3 +1,4 @@
 from .qaconv_neck import QAConvNeck
+from .transmatcher_neck import TransMatcherNeck
 
-__all__ = ['QAConvNeck']
+__all__ = ['QAConvNeck', 'TransMatcherNeck']

@@ -64,10 +64,11 @@ class QAConvReID(ReIDModel):
             hint = (f'; an input of {in_h * expected[1] // h}x'
                     f'{in_w * expected[2] // w} would give it')
         raise ValueError(
-            f'QAConvReID: the input size {in_h}x{in_w} gives a feature map '
-            f'of {c} channels and size {h}x{w}, but the head expects '
-            f'{expected[0]} channels and size {expected[1]}x{expected[2]} '
-            f'(head num_features/height/width){hint}')
+            f'{type(self).__name__}: the input size {in_h}x{in_w} gives a '
+            f'feature map of {c} channels and size {h}x{w}, but the head '
+            f'expects {expected[0]} channels and size '
+            f'{expected[1]}x{expected[2]} (head num_features/height/width)'
+            f'{hint}')
 
     def backbone_features(self, inputs: torch.Tensor) -> torch.Tensor:
         """Feature maps for matching and for the loss.
