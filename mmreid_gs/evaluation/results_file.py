@@ -10,7 +10,10 @@ One entry ``<set>/<field>`` per array of every named test set, saved with
 - when computed: ``distmat`` [q, g] (``-scores``), ``distmat_rerank``
   [q, g] (``--rerank``), ``scores_tlift`` [q, g] (``--tlift``),
   ``query_times`` [q] / ``gallery_times`` [g], ``scores_qq`` [q, q] /
-  ``scores_gg`` [g, g].
+  ``scores_gg`` [g, g]; ``shortlist`` [q, N] (``--shortlist N``: the
+  gallery indices each query's exact scores were computed for; ``scores``
+  then holds the combined scores of the shortlisted evaluation, exact at
+  those entries, pseudo-scores ranked after them elsewhere).
 
 Readers: ``tools/visualization/vis_rank_list.py``,
 ``tools/analysis_tools/analyze_results.py`` and

@@ -26,7 +26,10 @@ test_dataloader = dict(
     num_workers=4,
     sampler=dict(type='DefaultSampler', shuffle=False))
 test_evaluator = dict(type='ReIDMetric')
-test_cfg = dict(type='ReIDTestLoop', pipeline=_base_.test_pipeline)
+# shortlist=N (tools/test.py --shortlist N): score only each query's N best
+# gallery items by a pooled-map proxy with the exact matcher (None: exact).
+test_cfg = dict(type='ReIDTestLoop', pipeline=_base_.test_pipeline,
+                shortlist=None)
 
 val_dataloader = test_dataloader
 val_evaluator = test_evaluator

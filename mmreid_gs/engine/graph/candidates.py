@@ -3,7 +3,6 @@
 or a callable), the matcher re-scores only those, and a cost model from the
 feature shape decides whether that is cheaper than the exact graph."""
 import collections
-import inspect
 import math
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -12,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmreid_gs.utils.contract import takes_index
 from mmreid_gs.utils.thread_state import cpu_workers, run_in_workers
 from .exact import Matcher, _check_scores, _resolve_rows
 
@@ -344,18 +344,6 @@ def resolve_pair_matcher(matcher: Matcher,
 #: Rows per call of a pair scorer that takes ``index`` (its memory is the
 #: [rows, N] scores and one cache-sized gathered block per worker).
 PAIR_INDEX_ROWS = 4096
-
-
-def takes_index(pair_matcher: Callable) -> bool:
-    """Whether ``pair_matcher`` accepts ``index=`` (the protocol's optional
-    form ``fn(q [n, ...], gallery [G, ...], index=[n, m])``: list i is
-    ``gallery[index[i]]``, gathered by the scorer, e.g.
-    :meth:`QAConvHead.match_pairs`)."""
-    try:
-        params = inspect.signature(pair_matcher).parameters
-    except (TypeError, ValueError):  # builtins without a signature
-        return False
-    return 'index' in params
 
 
 #: The union second stage grows a block of classes while at least this

@@ -11,7 +11,9 @@ is matched against every gallery image with QAConv. The loops here
    distributed testing, gathered back in dataset order);
 3. score the query x gallery pairs with ``model.match`` (query rows split
    across ranks, then gathered), plus the query x query and gallery x gallery
-   blocks when a metric asks for them (k-reciprocal re-ranking);
+   blocks when a metric asks for them (k-reciprocal re-ranking); with
+   ``shortlist=N``, only each query's N best gallery items by a cheap global
+   proxy are scored exactly (see "Shortlisted evaluation" below);
 4. hand one dict per set to ``self.evaluator`` (``process``, then
    ``evaluate``, as MMEngine's loops do) whose metrics (``ReIDMetric``)
    name their numbers ``<set>/Rank-1``, ``<set>/mAP``, ...
@@ -28,7 +30,44 @@ Config example::
                 query=dict(type='CUHK03NP', data_root=..., split='query',
                            pipeline=test_pipeline),
                 gallery=dict(type='CUHK03NP', data_root=..., split='gallery',
-                             pipeline=test_pipeline))))
+                             pipeline=test_pipeline))),
+        shortlist=None)   # or e.g. 100: shortlisted evaluation
+
+Shortlisted evaluation (``shortlist=N``, ``tools/test.py --shortlist N``),
+for pairwise matchers (QAConv, TransMatcher) at MSMT17 size: for every
+query the gallery is ranked by the cosine of spatially average-pooled,
+L2-normalised feature maps (one GEMM per block of query rows, then a
+``topk``), its N best are scored by the exact matcher (``model.match_pairs``
+when the model has one, each query against its own gathered list; else
+``model.match`` on groups of queries against the union of their shortlists),
+and the rest of the gallery is ranked after them by the proxy
+(:mod:`mmreid_gs.evaluation.functional.shortlist`). The ``scores`` handed to
+the metric (and saved by ``--out``) are these combined scores: the exact
+scores at the shortlisted entries, pseudo-scores below them elsewhere; the
+``shortlist`` [q, N] indices are kept with the outputs.
+
+- ``N >=`` the set's gallery size: the set (every block, the re-ranking
+  ones too) takes the exact path below, pair by pair as without a
+  shortlist, so its metrics equal the exact ones to the last digit.
+- Re-ranking: the query x query and gallery x gallery blocks follow the
+  same rule row by row (each row's N best columns by the proxy scored
+  exactly, a block with at most N columns exactly), and k-reciprocal
+  re-ranking runs on these shortlisted matrices, the ``[g, q]`` block being
+  the transpose of the shortlisted ``[q, g]`` one, as in the exact case.
+  Its neighbour sets (``k1 + 1`` items) then lie within the exactly scored
+  entries when ``N > k1``.
+- TLift reweights ``sigmoid`` of the combined scores: pivots come from the
+  shortlists (the pseudo-scores rank last); a non-shortlisted item can be
+  lifted above shortlisted ones only through the temporal prior.
+- Features that are global vectors ``[n, d]`` (a global-embedding model):
+  shortlisting is pointless (the proxy costs as much as the matcher); the
+  loop logs that and evaluates exactly.
+- Distributed: the query rows of every block are split across ranks, each
+  rank computes the gallery proxy and shortlists, scores and combines its
+  rows (rows are independent), and the rows are gathered.
+- ``shortlist_recall=True`` (or a list of k) also computes the exact scores
+  (the full cost) and logs the share of every query's exact top-1 and
+  top-10 (or top-k) that survive the shortlist; off by default.
 """
 import copy
 import time
@@ -43,12 +82,19 @@ from mmengine.runner import BaseLoop, autocast
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader
 
+from mmreid_gs.evaluation.functional.shortlist import (check_shortlist,
+                                                       proxy_features,
+                                                       shortlist_recall,
+                                                       shortlisted_scores)
 from mmreid_gs.registry import LOOPS
 from mmreid_gs.utils.arrays import to_numpy
 from mmreid_gs.utils.contract import check_reid_model
 from mmreid_gs.utils.dist import all_gather_rows
-from mmreid_gs.utils.errors import (ReIDUserError, ReIDUserKeyError,
-                                    ReIDUserTypeError)
+from mmreid_gs.utils.errors import (ConfigError, ReIDUserError,
+                                    ReIDUserKeyError, ReIDUserTypeError)
+
+#: The top-k whose recall ``shortlist_recall=True`` logs.
+RECALL_TOPK = (1, 10)
 
 
 def _end_bar(bar) -> None:
@@ -66,7 +112,9 @@ class _ReIDLoopMixin:
 
     def _init_sets(self, runner, dataloader, evaluator, test_sets,
                    pipeline, fp16: bool, progress: bool,
-                   keep_outputs: bool) -> None:
+                   keep_outputs: bool, shortlist: Optional[int] = None,
+                   shortlist_recall: Union[bool, Sequence[int]] = False
+                   ) -> None:
         if not isinstance(dataloader, dict):
             raise ReIDUserTypeError(
                 f'{type(self).__name__} builds one dataloader per test set '
@@ -106,6 +154,9 @@ class _ReIDLoopMixin:
         self.fp16 = fp16
         self.progress = progress
         self.keep_outputs = keep_outputs
+        self.shortlist = check_shortlist(shortlist,
+                                         f'{self.mode}_cfg.shortlist')
+        self.recall_topk = self._recall_topk(shortlist_recall)
         # Per-set scores, labels, paths and metric arrays of the last run
         # (keep_outputs).
         self.outputs: Dict[str, dict] = {}
@@ -115,6 +166,28 @@ class _ReIDLoopMixin:
             self.evaluator = runner.build_evaluator(evaluator)
         else:
             self.evaluator = evaluator
+
+    def _recall_topk(self, value) -> Tuple[int, ...]:
+        """The ``shortlist_recall`` option as the top-k to log (``()``:
+        off)."""
+        key = f'{self.mode}_cfg.shortlist_recall'
+        if value is None or value is False:
+            return ()
+        if value is True:
+            ks = RECALL_TOPK
+        elif isinstance(value, (int, np.integer)):
+            ks = (value, )
+        elif isinstance(value, (list, tuple)):
+            ks = tuple(value)
+        else:
+            raise ConfigError(f'{key} must be a bool or a list of top-k, got '
+                              f'{value!r}')
+        if not ks or any(
+                isinstance(k, bool) or not isinstance(k, (int, np.integer))
+                or k < 1 for k in ks):
+            raise ConfigError(f'{key} must be a bool or a list of positive '
+                              f'integers (top-k), got {value!r}')
+        return tuple(int(k) for k in ks)
 
     # ------------------------------------------------------------------
     def _model(self):
@@ -191,6 +264,17 @@ class _ReIDLoopMixin:
         out[idx_t] = local
         return dataset, out
 
+    def _rank_rows(self, num: int) -> Tuple[int, int]:
+        """``(start, end)``: this rank's share of ``num`` query rows."""
+        rank, world_size = get_dist_info()
+        per_rank = (num + world_size - 1) // world_size
+        return min(rank * per_rank, num), min((rank + 1) * per_rank, num)
+
+    def _bar(self, steps: int) -> Optional[ProgressBar]:
+        rank, _ = get_dist_info()
+        return ProgressBar(steps) if (self.progress and rank == 0
+                                      and steps > 1) else None
+
     @torch.no_grad()
     def score(self, query: torch.Tensor, gallery: torch.Tensor,
               desc: str) -> torch.Tensor:
@@ -207,17 +291,12 @@ class _ReIDLoopMixin:
         """
         model = self._model()
         check_reid_model(model, type(self).__name__)
-        rank, world_size = get_dist_info()
         device = next(model.parameters()).device
-        num_q = query.shape[0]
-        per_rank = (num_q + world_size - 1) // world_size
-        start, end = min(rank * per_rank, num_q), min((rank + 1) * per_rank,
-                                                      num_q)
+        start, end = self._rank_rows(query.shape[0])
         # Query rows in chunks so that the progress bar moves.
         chunk = max(1, min(256, end - start))
         steps = range(start, end, chunk)
-        bar = ProgressBar(len(steps)) if (self.progress and rank == 0
-                                          and len(steps) > 1) else None
+        bar = self._bar(len(steps))
         gallery_dev = gallery.to(device)
         rows = []
         for i in steps:
@@ -229,6 +308,110 @@ class _ReIDLoopMixin:
         _end_bar(bar)
         local = torch.cat(rows) if rows else torch.zeros(0, gallery.shape[0])
         return all_gather_rows(local)
+
+    @torch.no_grad()
+    def score_shortlisted(self, query: torch.Tensor, gallery: torch.Tensor,
+                          num: int, desc: str
+                          ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Shortlisted scores of every query x gallery pair, rows across
+        ranks (see the module docstring and
+        :func:`~mmreid_gs.evaluation.functional.shortlisted_scores`).
+
+        Every rank pools the gallery proxy; its share of the query rows is
+        shortlisted, scored exactly (``model.match_pairs`` when the model
+        has one, else ``model.match`` on unions of shortlists) and combined
+        in blocks; the rows are gathered.
+
+        Args:
+            query (Tensor): Query features [q, ...].
+            gallery (Tensor): Gallery features [g, ...].
+            num (int): Shortlist size N (clipped to g).
+            desc (str): Name shown in the log.
+
+        Returns:
+            tuple[Tensor, Tensor]: ``(scores, shortlist)`` on the CPU,
+            identical on every rank: [q, g] float32 combined scores and the
+            LongTensor [q, min(N, g)] of each query's shortlisted gallery
+            indices, by decreasing proxy similarity.
+        """
+        model = self._model()
+        check_reid_model(model, type(self).__name__)
+        device = next(model.parameters()).device
+        num = min(int(num), gallery.shape[0])
+        start, end = self._rank_rows(query.shape[0])
+        pair_matcher = getattr(model, 'match_pairs', None)
+        pair_matcher = pair_matcher if callable(pair_matcher) else None
+        gallery_dev = gallery.to(device)
+        gallery_proxy = proxy_features(gallery_dev)
+        chunk = max(1, min(256, end - start))
+        steps = range(start, end, chunk)
+        bar = self._bar(len(steps))
+        local = torch.empty(end - start, gallery.shape[0])
+        local_idx = torch.empty(end - start, num, dtype=torch.long)
+        on_cpu = gallery_dev.device.type == 'cpu'
+        for i in steps:
+            rows = slice(i - start, min(i + chunk, end) - start)
+            with autocast(enabled=self.fp16):
+                # on the CPU the rows are written in place (no second block)
+                s, idx = shortlisted_scores(
+                    query[i:min(i + chunk, end)].to(device), gallery_dev, num,
+                    model.match, pair_matcher, gallery_proxy=gallery_proxy,
+                    out=local[rows] if on_cpu else None)
+            if not on_cpu:
+                local[rows] = s.cpu()
+            local_idx[rows] = idx
+            if bar is not None:
+                bar.update()
+        _end_bar(bar)
+        return all_gather_rows(local), all_gather_rows(local_idx)
+
+    def set_shortlist(self, name: str, query: torch.Tensor,
+                      gallery: torch.Tensor) -> Optional[int]:
+        """The shortlist size a named set is evaluated with (``None``:
+        exact), logged when it differs from :attr:`shortlist`.
+
+        Args:
+            name (str): The set.
+            query (Tensor): Its query features [q, ...].
+            gallery (Tensor): Its gallery features [g, ...].
+
+        Returns:
+            int | None: :attr:`shortlist`, or None for features that are
+            global vectors (nothing to gain) and for ``N >= g`` (the exact
+            path, the exact metrics to the last digit).
+        """
+        num = self.shortlist
+        if num is None:
+            return None
+        logger = self.runner.logger
+        if query.dim() == 2:
+            logger.info(
+                f'{name}: the features are global vectors '
+                f'{list(query.shape[1:])} ({self.mode}_cfg.shortlist={num}): '
+                'their matcher costs '
+                'as much as the pooled-map proxy of a shortlist, so the set '
+                'is evaluated exactly.')
+            return None
+        if num >= gallery.shape[0]:
+            logger.info(
+                f'{name}: {self.mode}_cfg.shortlist={num} >= the gallery '
+                f'size {gallery.shape[0]}: every pair is scored exactly (the '
+                'exact metrics).')
+            return None
+        return num
+
+    def score_block(self, query: torch.Tensor, gallery: torch.Tensor,
+                    num: Optional[int], desc: str
+                    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """One score block of a set: :meth:`score` without a shortlist (or
+        with ``N >=`` the block's columns), else :meth:`score_shortlisted`.
+
+        Returns:
+            tuple: ``(scores [q, g], shortlist [q, N] or None)``.
+        """
+        if num is None or num >= gallery.shape[0]:
+            return self.score(query, gallery, desc), None
+        return self.score_shortlisted(query, gallery, num, desc)
 
     def _needs_self_scores(self) -> bool:
         return any(
@@ -280,9 +463,12 @@ class _ReIDLoopMixin:
             q_ds, q_feats = self.extract(item['query'], f'{name}/query')
             g_ds, g_feats = self.extract(item['gallery'], f'{name}/gallery')
             tic_score = time.time()
+            num = self.set_shortlist(name, q_feats, g_feats)
+            scores, shortlist = self.score_block(q_feats, g_feats, num,
+                                                 f'{name} q x g')
             sample = dict(
                 name=name,
-                scores=self.score(q_feats, g_feats, f'{name} q x g'),
+                scores=scores,
                 query_pids=np.asarray(q_ds.get_gt_labels()),
                 gallery_pids=np.asarray(g_ds.get_gt_labels()),
                 query_camids=np.asarray(q_ds.get_cam_ids()),
@@ -298,11 +484,17 @@ class _ReIDLoopMixin:
             if q_times is not None and g_times is not None:
                 sample['query_times'] = q_times
                 sample['gallery_times'] = g_times
+            if shortlist is not None:
+                sample['shortlist'] = shortlist
+            if shortlist is not None and self.recall_topk:
+                self._log_recall(name, num, shortlist,
+                                 self.score(q_feats, g_feats,
+                                            f'{name} q x g exact'))
             if self._needs_self_scores():
-                sample['scores_qq'] = self.score(q_feats, q_feats,
-                                                 f'{name} q x q')
-                sample['scores_gg'] = self.score(g_feats, g_feats,
-                                                 f'{name} g x g')
+                sample['scores_qq'] = self.score_block(
+                    q_feats, q_feats, num, f'{name} q x q')[0]
+                sample['scores_gg'] = self.score_block(
+                    g_feats, g_feats, num, f'{name} g x g')[0]
             del q_feats, g_feats
             tic_eval = time.time()
             set_metrics, arrays = self._evaluate(sample)
@@ -313,15 +505,29 @@ class _ReIDLoopMixin:
                 sample['distmat'] = -to_numpy(sample['scores'], np.float32)
                 sample.update(arrays)
                 self.outputs[name] = sample
+            how = '' if num is None else (
+                f' (shortlist: {num} per query by the pooled-map proxy, '
+                'scored exactly)')
             logger.info(
                 f'{name}: {len(q_ds)} queries x {len(g_ds)} gallery; '
-                f'features {tic_score - tic:.1f}s, matching '
+                f'features {tic_score - tic:.1f}s, matching{how} '
                 f'{tic_eval - tic_score:.1f}s, metrics '
                 f'{time.time() - tic_eval:.1f}s; ' + ', '.join(
                     f'{k.split("/", 1)[-1]}: {v:.4f}'
                     for k, v in set_metrics.items()
                     if isinstance(v, (float, int))))
         return metrics
+
+    def _log_recall(self, name: str, num: int, shortlist: torch.Tensor,
+                    exact: torch.Tensor) -> None:
+        """Log the recall of the exact top-k by the shortlist."""
+        recalls = ', '.join(
+            f'top-{k} {shortlist_recall(exact, shortlist, k):.4f}'
+            for k in self.recall_topk)
+        self.runner.logger.info(
+            f'{name}: shortlist of {num}: recall of the exact {recalls} '
+            '(share of each query\'s exact top-k in its shortlist, mean over '
+            'the queries)')
 
 
 @LOOPS.register_module()
@@ -342,10 +548,22 @@ class ReIDTestLoop(_ReIDLoopMixin, BaseLoop):
         progress (bool): Show progress bars. Defaults to True.
         keep_outputs (bool): Keep, in ``self.outputs[<set>]``, the dict
             of every set handed to the evaluator (scores, self-scores, ids,
-            cameras, timestamps, paths), its ranked distances ``distmat``
+            cameras, timestamps, paths; with a shortlist its indices
+            ``shortlist`` [q, N]), its ranked distances ``distmat``
             (``-scores``) and the arrays the metrics returned for it
             (``distmat_rerank``, ``scores_tlift``), for ``tools/test.py
             --out`` and ``ReIDVisualizationHook``. Defaults to False.
+        shortlist (int, optional): Shortlisted evaluation: score only each
+            query's ``shortlist`` best gallery items by the pooled-map
+            proxy exactly, rank the rest after them by the proxy (module
+            docstring; re-ranking and TLift then run on the shortlisted
+            matrices). ``N >=`` a set's gallery size evaluates that set
+            exactly (the exact metrics). Defaults to None: exact
+            evaluation.
+        shortlist_recall (bool | Sequence[int]): With a shortlist, also
+            compute the exact scores and log the recall of each query's
+            exact top-k by its shortlist (True: top-1 and top-10).
+            Defaults to False.
     """
     mode = 'test'
 
@@ -357,10 +575,14 @@ class ReIDTestLoop(_ReIDLoopMixin, BaseLoop):
                  pipeline: Optional[List[dict]] = None,
                  fp16: bool = False,
                  progress: bool = True,
-                 keep_outputs: bool = False) -> None:
+                 keep_outputs: bool = False,
+                 shortlist: Optional[int] = None,
+                 shortlist_recall: Union[bool, Sequence[int]] = False
+                 ) -> None:
         # BaseLoop.__init__ would build `dataloader`; ours is a template.
         self._init_sets(runner, dataloader, evaluator, test_sets, pipeline,
-                        fp16, progress, keep_outputs)
+                        fp16, progress, keep_outputs, shortlist,
+                        shortlist_recall)
 
     def run(self) -> dict:
         """Evaluate every named set and return the metrics."""
@@ -371,6 +593,17 @@ class ReIDTestLoop(_ReIDLoopMixin, BaseLoop):
         self.runner.call_hook(f'after_{mode}_epoch', metrics=metrics)
         self.runner.call_hook(f'after_{mode}')
         return metrics
+
+    def _log_recall(self, name: str, num: int, shortlist: torch.Tensor,
+                    exact: torch.Tensor) -> None:
+        """Log the recall of the exact top-k by the shortlist."""
+        recalls = ', '.join(
+            f'top-{k} {shortlist_recall(exact, shortlist, k):.4f}'
+            for k in self.recall_topk)
+        self.runner.logger.info(
+            f'{name}: shortlist of {num}: recall of the exact {recalls} '
+            '(share of each query\'s exact top-k in its shortlist, mean over '
+            'the queries)')
 
 
 @LOOPS.register_module()

@@ -1,9 +1,13 @@
 from .distance import sigmoid_distance
 from .graph_quality import (batch_lookalike_share, batch_lookalike_shares,
-                            graph_family_share, neighbor_family_share,
+                            graph_cross_group_share, graph_family_share,
+                            neighbor_family_share,
                             random_batch_lookalike_share, random_family_share)
 from .rank import average_precisions, evaluate_rank
 from .rerank import re_ranking
+from .shortlist import (check_shortlist, combine_scores, proxy_features,
+                        score_shortlist, shortlist_indices, shortlist_recall,
+                        shortlisted_scores)
 from .tlift import tlift
 from .verification import (format_fpr, pair_scores_and_labels,
                            verification_rates)
@@ -11,7 +15,10 @@ from .verification import (format_fpr, pair_scores_and_labels,
 __all__ = [
     'evaluate_rank', 'average_precisions', 're_ranking', 'tlift',
     'verification_rates', 'pair_scores_and_labels', 'format_fpr',
-    'sigmoid_distance', 'graph_family_share', 'neighbor_family_share',
+    'sigmoid_distance', 'graph_family_share', 'graph_cross_group_share',
+    'neighbor_family_share',
     'random_family_share', 'batch_lookalike_share', 'batch_lookalike_shares',
-    'random_batch_lookalike_share'
+    'random_batch_lookalike_share', 'check_shortlist', 'proxy_features',
+    'shortlist_indices', 'score_shortlist', 'combine_scores',
+    'shortlisted_scores', 'shortlist_recall'
 ]

@@ -65,6 +65,20 @@ class ReIDMetric(BaseMetric):
     similarities are ranked by their negative. It is independent of
     re-ranking.
 
+    Shortlisted scores (``test_cfg.shortlist=N``, see
+    :mod:`mmreid_gs.evaluation.functional.shortlist`): the loop hands in
+    combined matrices, each row the exact scores of its N shortlisted items
+    and, elsewhere, pseudo-scores below them in the order of a pooled-map
+    proxy; the metric ranks them as any scores. So re-ranking runs on the
+    shortlisted ``scores``, ``scores_qq`` and ``scores_gg`` (each block
+    shortlisted row by row, a block of at most N columns exact; its
+    neighbour sets stay within the exact entries when ``N > k1``), TLift
+    lifts ``sigmoid`` of the combined scores (pivots come from the
+    shortlists), and verification rates count the pseudo-scores of the
+    non-shortlisted pairs, which are comparable within a row only:
+    approximate with a shortlist. ``N >=`` the gallery size hands in the
+    exact scores (the exact metrics).
+
     The loops (:class:`ReIDTestLoop`) reach it through their
     ``Evaluator``: ``process`` with one set, then ``evaluate(1)``. Besides
     the numbers, :meth:`compute_metrics` returns the arrays it ranked beyond

@@ -1,0 +1,446 @@
+"""Shortlisted evaluation: a cheap global proxy ranks the gallery of every
+query, the exact pairwise matcher scores only the proxy's ``N`` best.
+
+A pairwise matcher (QAConv, TransMatcher: any model whose ``match``
+compares feature maps location by location) costs ``c (hw)^2``
+multiply-adds a pair; at MSMT17 size (11,659 queries x 82,161 gallery maps
+of 64x24x8, 958 M pairs) that is hours on a CPU (about 4.6 h on 2 cores at
+the rate of docs/benchmarks.md). Shortlisting keeps it usable:
+
+1. **Proxy** (:func:`proxy_features`): every map is average-pooled over its
+   locations and L2-normalised, ``[n, c, h, w] -> [n, c]``; the proxy
+   similarity of a pair is the cosine of the pooled vectors (one GEMM,
+   ``c`` multiply-adds a pair), computed in blocks of query rows, each
+   followed by a ``topk`` (:func:`shortlist_indices`): memory is one
+   ``[rows, g]`` block.
+2. **Exact scores of the shortlist** (:func:`score_shortlist`): with a pair
+   scorer (``model.match_pairs``: each query against its own gathered
+   gallery list) in batched calls; otherwise ``matcher`` (``model.match``)
+   scores groups of queries against the union of their shortlists
+   (:func:`union_groups`) and each query's columns are picked. Never a
+   ``q x g x hw x hw`` tensor: the gathered maps of one call take at most
+   :data:`GATHER_BYTES`.
+3. **Combined scores** (:func:`combine_scores`): row ``i`` holds the exact
+   scores at its shortlisted columns; every other column gets a pseudo-score
+   ``low_i - d_i * (2 - p_ij)`` with ``low_i`` the row's lowest exact score,
+   ``d_i = max(1, |low_i|)`` and ``p_ij`` the proxy cosine: strictly below
+   every shortlisted score of the row, ordered by the proxy (resolution about
+   ``5e-7`` in cosine units, whatever the scores' magnitude). The distance
+   ``-scores`` therefore ranks the shortlist first, by the exact matcher,
+   then the rest of the gallery by the proxy.
+
+``N >= g`` scores every pair with ``matcher`` (:func:`shortlisted_scores`);
+:class:`~mmreid_gs.engine.runners.ReIDTestLoop` then takes its exact path
+itself, so the metrics equal those of the exact evaluation to the last
+digit. Features that are global vectors ``[n, d]`` (a global-embedding
+model) gain nothing: the proxy would cost as much as the matcher; the loop
+logs that and evaluates exactly.
+
+:func:`shortlist_recall` measures the shortlist against the exact scores:
+the share of each query's true top-k (by the exact matcher) that survive.
+
+Ties: the proxy's ``topk`` keeps an arbitrary one of several gallery items
+tied at the N-th proxy value; everything else is deterministic.
+"""
+import math
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmreid_gs.utils.arrays import to_numpy
+from mmreid_gs.utils.contract import takes_index
+from mmreid_gs.utils.errors import ConfigError
+from .rerank import _stable_topk
+
+Matcher = Callable[[Tensor, Tensor], Tensor]
+
+#: Bytes of the gallery features gathered for one exact call (a pair
+#: scorer's ``[n, N, ...]`` lists, or the union of a group's shortlists).
+GATHER_BYTES = 64 * 2**20
+#: Bytes of one ``[rows, g]`` float32 block of proxy similarities.
+PROXY_BLOCK_BYTES = 64 * 2**20
+#: A query joins a union group while its shortlist pairs are at least this
+#: share of the pairs the group's ``match`` call scores.
+MIN_UNION_EFFICIENCY = 0.5
+#: Queries per union group at most.
+MAX_UNION_ROWS = 64
+
+
+def check_shortlist(value, name: str = 'test_cfg.shortlist') -> Optional[int]:
+    """The shortlist size of a config, checked.
+
+    Args:
+        value: ``None`` (exact evaluation) or a positive int.
+        name (str): The config key, for the message.
+
+    Returns:
+        int | None: The value.
+
+    Raises:
+        ConfigError: naming ``name`` and the value, for anything else.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, np.integer)) or value < 1:
+        raise ConfigError(
+            f'{name} must be None (exact evaluation) or a positive integer '
+            '(the gallery items per query that the exact matcher scores), '
+            f'got {value!r}')
+    return int(value)
+
+
+def proxy_features(feats: Tensor) -> Tensor:
+    """The global proxy of feature maps: average over the locations, then
+    L2 normalisation.
+
+    Args:
+        feats (Tensor): [n, c, h, w] maps (any [n, c, *locations]), or
+            [n, d] vectors (only normalised).
+
+    Returns:
+        Tensor: [n, c] float32 unit vectors on the features' device; the
+        proxy similarity of two items is their dot product (a cosine).
+    """
+    if feats.dim() < 2:
+        raise ValueError('proxy_features needs features [n, c, ...], got '
+                         f'shape {list(feats.shape)}')
+    with torch.autocast(feats.device.type, enabled=False):
+        pooled = feats.flatten(2).float().mean(dim=2) if feats.dim() > 2 \
+            else feats.float()
+        return F.normalize(pooled, dim=1)
+
+
+def proxy_similarity(query_proxy: Tensor, gallery_proxy: Tensor,
+                     out: Optional[Tensor] = None) -> Tensor:
+    """Proxy cosines ``[b, g]`` of a block of queries (float32, autocast
+    off), written into ``out`` when given."""
+    with torch.autocast(query_proxy.device.type, enabled=False):
+        return torch.matmul(query_proxy.float(), gallery_proxy.float().t(),
+                            out=out)
+
+
+def _proxy_rows(num_gallery: int) -> int:
+    """Query rows of one proxy block."""
+    return max(1, min(1024, PROXY_BLOCK_BYTES // (4 * max(1, num_gallery))))
+
+
+def _check_num(num: int, num_gallery: int) -> int:
+    num = check_shortlist(num, 'num')
+    if num is None:
+        raise ValueError('num must be a positive integer, got None')
+    return min(num, num_gallery)
+
+
+def shortlist_indices(query_proxy: Tensor,
+                      gallery_proxy: Tensor,
+                      num: int,
+                      block_rows: Optional[int] = None) -> Tensor:
+    """Every query's ``num`` best gallery items by the proxy.
+
+    Args:
+        query_proxy (Tensor): [q, d] from :func:`proxy_features`.
+        gallery_proxy (Tensor): [g, d] from :func:`proxy_features`.
+        num (int): Shortlist size N (clipped to g).
+        block_rows (int, optional): Query rows per proxy GEMM. Defaults to
+            a :data:`PROXY_BLOCK_BYTES` block.
+
+    Returns:
+        Tensor: LongTensor [q, min(N, g)], each row by decreasing proxy
+        similarity, on the proxies' device.
+    """
+    num = _check_num(num, gallery_proxy.shape[0])
+    step = int(block_rows or _proxy_rows(gallery_proxy.shape[0]))
+    out = []
+    for i in range(0, query_proxy.shape[0], step):
+        sim = proxy_similarity(query_proxy[i:i + step], gallery_proxy)
+        out.append(sim.topk(num, dim=1).indices)
+    if not out:
+        return torch.empty(0, num, dtype=torch.long,
+                           device=query_proxy.device)
+    return torch.cat(out)
+
+
+def union_groups(shortlist: Tensor,
+                 num_gallery: int,
+                 max_union: Optional[int] = None,
+                 max_rows: int = MAX_UNION_ROWS,
+                 min_efficiency: float = MIN_UNION_EFFICIENCY
+                 ) -> List[Tuple[Tensor, Tensor]]:
+    """Groups of queries to score with one ``matcher`` call each, against
+    the union of their shortlists (when the model has no pair scorer).
+
+    The queries are visited ordered by their proxy-best gallery item (so
+    that queries of one identity, whose shortlists overlap, come together);
+    a query joins the current group while the union stays at most
+    ``N / min_efficiency`` items (at least that share of the scored pairs
+    are shortlist pairs), at most ``max_union`` items and the group at most
+    ``max_rows`` queries.
+
+    Args:
+        shortlist (Tensor): [b, N] gallery indices of each query.
+        num_gallery (int): g.
+        max_union (int, optional): Items of a union at most (at least N).
+        max_rows (int): Queries of a group at most.
+        min_efficiency (float): See above, in (0, 1].
+
+    Returns:
+        list[tuple[Tensor, Tensor]]: ``(rows [r], union [u])`` LongTensors
+        on the CPU, every query in exactly one group, unions sorted.
+    """
+    num_rows, n = shortlist.shape
+    if num_rows == 0:
+        return []
+    cap = int(n / min_efficiency)
+    if max_union is not None:
+        cap = min(cap, int(max_union))
+    cap = max(cap, n)
+    sl = shortlist.cpu().numpy()
+    order = np.argsort(sl[:, 0], kind='stable')
+    in_union = np.zeros(num_gallery, dtype=bool)
+    groups, rows, members = [], [], []
+
+    def close():
+        union = np.concatenate(members)
+        union = np.unique(union)
+        in_union[union] = False
+        groups.append((torch.from_numpy(np.asarray(rows, dtype=np.int64)),
+                       torch.from_numpy(union.astype(np.int64))))
+
+    size = 0
+    for r in order:
+        items = sl[r]
+        new = int(np.count_nonzero(~in_union[items]))
+        if rows and (len(rows) >= max_rows or size + new > cap):
+            close()
+            rows, members, size = [], [], 0
+            new = n
+        rows.append(int(r))
+        members.append(items[~in_union[items]])
+        in_union[items] = True
+        size += new
+    close()
+    return groups
+
+
+def _check_block(scores: Tensor, rows: int, cols: int, who: str) -> Tensor:
+    if not isinstance(scores, Tensor) or tuple(scores.shape) != (rows, cols):
+        shape = tuple(scores.shape) if isinstance(scores, Tensor) else \
+            type(scores).__name__
+        raise ValueError(f'{who} returned {shape}, expected scores of shape '
+                         f'({rows}, {cols})')
+    return scores.float()
+
+
+def score_shortlist(query: Tensor,
+                    gallery: Tensor,
+                    shortlist: Tensor,
+                    matcher: Matcher,
+                    pair_matcher: Optional[Callable] = None,
+                    gather_bytes: int = GATHER_BYTES) -> Tensor:
+    """Exact scores of every query's shortlisted gallery items.
+
+    Args:
+        query (Tensor): [b, ...] query features.
+        gallery (Tensor): [g, ...] gallery features (same device).
+        shortlist (Tensor): [b, N] gallery indices of each query.
+        matcher (callable): ``matcher(q [m, ...], g [k, ...]) -> [m, k]``
+            (``model.match``).
+        pair_matcher (callable, optional): ``pair_matcher(q [m, ...],
+            g [m, N, ...]) -> [m, N]``, each query against its own list
+            (``model.match_pairs``); used when given: in its index form
+            (:func:`~mmreid_gs.utils.contract.takes_index`) with the
+            gallery whole, else on the gathered lists
+            ``gallery[shortlist]``.
+        gather_bytes (int): Bytes of the gallery features gathered for one
+            call (at least one query's list).
+
+    Returns:
+        Tensor: [b, N] float32 scores, ``out[i, j]`` the score of
+        ``(query[i], gallery[shortlist[i, j]])``.
+    """
+    num_rows, n = shortlist.shape
+    dev = gallery.device
+    out = torch.empty(num_rows, n, dtype=torch.float32, device=dev)
+    if num_rows == 0 or n == 0:
+        return out
+    item = gallery[0].numel() * gallery.element_size()
+    shortlist = shortlist.to(dev)
+    if pair_matcher is not None and takes_index(pair_matcher):
+        # the scorer gathers the lists itself, block by block
+        out[:] = _check_block(
+            pair_matcher(query, gallery, index=shortlist), num_rows, n,
+            'pair_matcher (match_pairs)')
+        return out
+    if pair_matcher is not None:
+        step = max(1, int(gather_bytes) // max(1, n * item))
+        for i in range(0, num_rows, step):
+            idx = shortlist[i:i + step]
+            out[i:i + step] = _check_block(
+                pair_matcher(query[i:i + step], gallery[idx]), idx.shape[0],
+                n, 'pair_matcher (match_pairs)')
+        return out
+    max_union = max(n, int(gather_bytes) // max(1, item))
+    col = torch.full((gallery.shape[0], ), -1, dtype=torch.long, device=dev)
+    for rows, union in union_groups(shortlist, gallery.shape[0], max_union):
+        rows, union = rows.to(dev), union.to(dev)
+        s = _check_block(matcher(query[rows], gallery[union]), rows.numel(),
+                         union.numel(), 'matcher (match)')
+        col[union] = torch.arange(union.numel(), device=dev)
+        out[rows] = s.gather(1, col[shortlist[rows]])
+    return out
+
+
+def combine_scores(proxy_sim: Tensor, shortlist: Tensor,
+                   exact: Tensor) -> Tensor:
+    """Shortlisted exact scores, and the proxy's order below them.
+
+    Row ``i`` of the result holds ``exact[i]`` at the columns
+    ``shortlist[i]`` and ``low_i - d_i * (2 - p_ij)`` elsewhere, with
+    ``low_i = min(exact[i])``, ``d_i = max(1, |low_i|)`` and ``p_ij`` the
+    proxy cosine clipped to [-1, 1]: every other column ranks after every
+    shortlisted one of its row, in proxy order.
+
+    Args:
+        proxy_sim (Tensor): [b, g] proxy cosines; overwritten with the
+            result (no second [b, g] block).
+        shortlist (Tensor): [b, N] gallery indices.
+        exact (Tensor): [b, N] exact scores of those pairs.
+
+    Returns:
+        Tensor: ``proxy_sim``, now [b, g] float32 combined scores.
+    """
+    if shortlist.shape != exact.shape or shortlist.shape[0] != \
+            proxy_sim.shape[0]:
+        raise ValueError(
+            f'combine_scores: shortlist {tuple(shortlist.shape)}, exact '
+            f'{tuple(exact.shape)} and proxy {tuple(proxy_sim.shape)} do not '
+            'agree')
+    if proxy_sim.shape[0] == 0 or shortlist.shape[1] == 0:
+        return proxy_sim
+    exact = exact.to(device=proxy_sim.device, dtype=proxy_sim.dtype)
+    low = exact.min(dim=1, keepdim=True).values
+    scale = low.abs().clamp_min(1.)
+    proxy_sim.clamp_(-1., 1.).neg_().add_(2.).mul_(scale).neg_().add_(low)
+    proxy_sim.scatter_(1, shortlist.to(proxy_sim.device), exact)
+    return proxy_sim
+
+
+def shortlisted_scores(query: Tensor,
+                       gallery: Tensor,
+                       num: int,
+                       matcher: Matcher,
+                       pair_matcher: Optional[Callable] = None,
+                       gallery_proxy: Optional[Tensor] = None,
+                       block_rows: Optional[int] = None,
+                       out: Optional[Tensor] = None
+                       ) -> Tuple[Tensor, Tensor]:
+    """Shortlisted scores of every query x gallery pair (module docstring).
+
+    Queries are processed in blocks of ``block_rows``: the proxy cosines of
+    the block ``[b, g]``, its ``topk`` (the shortlist), the exact scores of
+    the shortlist (:func:`score_shortlist`), then the combined rows
+    (:func:`combine_scores`, in place of the proxy block).
+
+    Args:
+        query (Tensor): [q, ...] query features.
+        gallery (Tensor): [g, ...] gallery features, same device.
+        num (int): Shortlist size N. ``N >= g`` scores every pair with
+            ``matcher`` (the shortlist is then every item).
+        matcher (callable): ``model.match``.
+        pair_matcher (callable, optional): ``model.match_pairs``.
+        gallery_proxy (Tensor, optional): [g, d] :func:`proxy_features` of
+            the gallery (computed when omitted).
+        block_rows (int, optional): Queries per block. Defaults to a
+            :data:`PROXY_BLOCK_BYTES` proxy block.
+        out (Tensor, optional): [q, g] float32 tensor to write the scores
+            into (any device).
+
+    Returns:
+        tuple[Tensor, Tensor]: ``(scores, shortlist)``: [q, g] float32
+        combined scores (in ``out`` when given, else on the features'
+        device) and the LongTensor [q, min(N, g)] of the shortlisted gallery
+        indices, each row by decreasing proxy similarity, on the CPU.
+    """
+    nq, ng = query.shape[0], gallery.shape[0]
+    num = _check_num(num, ng)
+    dev = gallery.device
+    if out is None:
+        out = torch.empty(nq, ng, dtype=torch.float32, device=dev)
+    elif tuple(out.shape) != (nq, ng):
+        raise ValueError(f'out has shape {tuple(out.shape)}, expected '
+                         f'({nq}, {ng})')
+    step = int(block_rows or _proxy_rows(ng))
+    if num >= ng:
+        for i in range(0, nq, step):
+            q = query[i:i + step]
+            out[i:i + step] = _check_block(matcher(q, gallery), q.shape[0],
+                                           ng, 'matcher (match)')
+        return out, torch.arange(ng).repeat(nq, 1)
+    if gallery_proxy is None:
+        gallery_proxy = proxy_features(gallery)
+    shortlists = torch.empty(nq, num, dtype=torch.long)
+    for i in range(0, nq, step):
+        q = query[i:i + step]
+        sim = proxy_similarity(proxy_features(q), gallery_proxy)
+        idx = sim.topk(num, dim=1).indices
+        exact = score_shortlist(q, gallery, idx, matcher, pair_matcher)
+        out[i:i + q.shape[0]] = combine_scores(sim, idx, exact)
+        shortlists[i:i + q.shape[0]] = idx.cpu()
+    return out, shortlists
+
+
+def shortlist_recall(exact_scores,
+                     shortlist_idx,
+                     k: int,
+                     per_query: bool = False):
+    """Share of each query's true top-k that the shortlist kept.
+
+    The true top-k of a query are its ``k`` gallery items of highest exact
+    score (ties to the smaller gallery index, as :func:`evaluate_rank`
+    ranks them); the recall of a query is how many of them are in its
+    shortlist, over ``min(k, g)``.
+
+    Args:
+        exact_scores (np.ndarray | Tensor): [q, g] exact scores, higher =
+            more similar.
+        shortlist_idx (np.ndarray | Tensor): [q, N] gallery indices of
+            every query's shortlist.
+        k (int): The top-k, >= 1.
+        per_query (bool): Return every query's recall instead of the mean.
+            Defaults to False.
+
+    Returns:
+        float | np.ndarray: The mean recall over the queries (``nan``
+        without queries), or [q] float64 per-query recalls.
+    """
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise ValueError(f'k must be a positive integer, got {k!r}')
+    scores = to_numpy(exact_scores, np.float32, 'exact_scores')
+    shortlist = to_numpy(shortlist_idx, np.int64, 'shortlist_idx')
+    if scores.ndim != 2 or shortlist.ndim != 2 or \
+            shortlist.shape[0] != scores.shape[0]:
+        raise ValueError(f'exact_scores [q, g] and shortlist_idx [q, N] '
+                         f'must have the same rows, got {scores.shape} and '
+                         f'{shortlist.shape}')
+    nq, ng = scores.shape
+    k = min(int(k), ng)
+    recall = np.zeros(nq, dtype=np.float64)
+    if k == 0 or shortlist.shape[1] == 0:
+        return recall if per_query else (0. if nq else math.nan)
+    step = max(1, (16 << 20) // max(1, 4 * ng))
+    for s in range(0, nq, step):
+        e = min(nq, s + step)
+        top = _stable_topk(-scores[s:e], k)  # [b, k]
+        rows = np.arange(e - s, dtype=np.int64)[:, None]
+        keys = np.sort((rows * ng + shortlist[s:e]).reshape(-1))
+        want = (rows * ng + top).reshape(-1)
+        pos = np.minimum(np.searchsorted(keys, want), keys.shape[0] - 1)
+        hit = (keys[pos] == want).reshape(e - s, k)
+        recall[s:e] = hit.sum(axis=1) / k
+    if per_query:
+        return recall
+    return float(recall.mean()) if nq else math.nan
