@@ -371,8 +371,9 @@ class QAConvHead(BaseModule):
         w, scale, offset = self._folded_affine()
         with torch.no_grad():
             if index is not None:
-                # [G, hw, c] rows, gathered per block by the kernel
-                gallery = self._flatten(gallery, 'gallery')
+                # [G, hw, c] rows (a view: a gallery of any size is not
+                # copied), gathered block by block by the kernel
+                gallery = gallery.flatten(2).transpose(1, 2)
             return folded_pair_list_scores(
                 self._flatten(query, 'query'), gallery, w, scale, offset,
                 dtype, budget, index=index)

@@ -57,11 +57,20 @@ def _list_block_maxima(q_t, g, bits, hw):
 
 
 def _memory_order(gal: torch.Tensor) -> torch.Tensor:
-    """``gal`` [n, m, c, h, w] as a view in its memory order when gathered
-    from channels-last maps (so that a reduction over all its elements
-    reads it without a copy), else ``gal``."""
-    view = gal.permute(0, 1, 3, 4, 2)
-    return view if view.is_contiguous() else gal
+    """``gal`` as a view in its memory order where it is a known
+    permutation of a dense tensor (lists [n, m, c, h, w] gathered from
+    channels-last maps; [G, hw, c] rows viewed from [G, c, hw] maps), so
+    that a reduction over all its elements reads it without a copy; else
+    ``gal``."""
+    if gal.is_contiguous():
+        return gal
+    views = [gal.transpose(-1, -2)]
+    if gal.dim() == 5:
+        views.append(gal.permute(0, 1, 3, 4, 2))
+    for view in views:
+        if view.is_contiguous():
+            return view
+    return gal
 
 
 def folded_pair_list_scores(q: torch.Tensor,
@@ -101,7 +110,8 @@ def folded_pair_list_scores(q: torch.Tensor,
         q (Tensor): [n, hw, c] query features.
         gal (Tensor): [n, m, c, h, w] gallery maps, row i the list of
             query i; with ``index``: [G, hw, c] gallery features (row =
-            location, channels last).
+            location; a transposed view of [G, c, hw] maps is read as it
+            is, only the gathered blocks are copied).
         w (Tensor): [hw] ``fc`` weights.
         scale (float): Folded scale of ``bn`` and ``logit_bn``.
         offset (float): Folded offset.
@@ -124,11 +134,8 @@ def folded_pair_list_scores(q: torch.Tensor,
     w32 = w.to(device=q.device, dtype=torch.float32)
     q_c = q.to(dtype)
     bits = _max_bits_dtype(dtype, q.device)
-    if index is not None:
-        gal = gal.to(dtype)
-    if bits is not None and not _bits_are_safe(
-            q_c.reshape(-1, c), gal if index is not None else
-            _memory_order(gal), dtype):
+    if bits is not None and not _bits_are_safe(q_c.reshape(-1, c),
+                                               _memory_order(gal), dtype):
         bits = None
 
     def score(blocks):
@@ -141,7 +148,9 @@ def folded_pair_list_scores(q: torch.Tensor,
             else:
                 ids = index[i:i + b, j:j + m_blk]
                 mj = ids.size(1)
-                g = gal.index_select(0, ids.reshape(-1)).view(b, mj * hw, c)
+                # a dense [b * mj, hw, c] copy of the block's lists
+                g = gal.index_select(0, ids.reshape(-1)).to(dtype).view(
+                    b, mj * hw, c)
             m_g, m_q = _list_block_maxima(q_c[i:i + b], g, bits, hw)
             s = torch.matmul(m_g.float(), w32)
             s += torch.matmul(w32, m_q.float())
