@@ -3,7 +3,8 @@
     python tools/analysis_tools/readme_figures.py            # measure + check
     python tools/analysis_tools/readme_figures.py --write    # measure + update
     python tools/analysis_tools/readme_figures.py --quick    # seed 0 only
-    python tools/analysis_tools/readme_figures.py --skip-global  # QAConv only
+    python tools/analysis_tools/readme_figures.py --skip-global  # no global
+    python tools/analysis_tools/readme_figures.py --skip-transmatcher
 
 Run it before every release-like change (anything that may move a number:
 models, data, augmentation, schedules, kernels, versions). It trains and tests
@@ -16,14 +17,18 @@ subprocesses, each in its own work dir under ``--work-dir``):
   with ``--tlift``,
 - the global-embedding demo (``configs/gs_r18_global_demo.py`` /
   ``configs/pk_r18_global_demo.py``) and its untrained network, seed 0,
+- the TransMatcher demo (``configs/transmatcher_gs_demo.py``) and its
+  untrained network, seed 0,
 
 and times the seed-0 GS run from an empty ``data/`` to its test metrics. The
 README's figures live between the markers ``<!-- readme_figures:begin -->``
 and ``<!-- readme_figures:end -->``; this script writes that block (from
 ``docs/readme_figures.json``, which records the figures, the times, the
-versions and the commit), and checks a fresh measurement against it: exit
-status 1 and a diff when any figure, as printed, differs. Finished runs are
-kept and reused (``--fresh`` redoes them).
+versions and the commit of every run), and checks a fresh measurement
+against it: exit status 1 and a diff when any figure, as printed, differs.
+Finished runs are kept and reused (``--fresh`` redoes them); each records
+the commit it ran at, and the block names every commit its figures come
+from.
 """
 import argparse
 import difflib
@@ -52,6 +57,7 @@ SETS = ('synthetic_A', 'synthetic_B_unseen')
 GS, PK = 'configs/qaconv_gs_demo.py', 'configs/qaconv_pk_demo.py'
 GLOBAL_GS, GLOBAL_PK = ('configs/gs_r18_global_demo.py',
                         'configs/pk_r18_global_demo.py')
+TRANSMATCHER = 'configs/transmatcher_gs_demo.py'
 
 
 def parse_args(argv=None):
@@ -63,6 +69,9 @@ def parse_args(argv=None):
     parser.add_argument('--skip-global', action='store_true',
                         help='no global-embedding runs (their rows leave '
                         'the block)')
+    parser.add_argument('--skip-transmatcher', action='store_true',
+                        help='no TransMatcher runs (their rows leave the '
+                        'block)')
     parser.add_argument('--write', action='store_true',
                         help='write the measured figures into the README '
                         'and docs/readme_figures.json')
@@ -99,6 +108,15 @@ def _last_metrics(work_dir: str) -> dict:
     raise RuntimeError(f'no test metrics logged under {work_dir}')
 
 
+def _recorded_commit() -> str:
+    """The commit of docs/readme_figures.json ('unknown' without one)."""
+    try:
+        with open(RECORD) as f:
+            return json.load(f)['versions']['commit']
+    except (OSError, ValueError, KeyError):
+        return 'unknown'
+
+
 def run_tool(name: str, tool: str, args, work_dir: str, fresh: bool,
              note: Optional[dict] = None) -> dict:
     """Run ``tools/<tool>.py`` once (reused when done), return its metrics
@@ -106,7 +124,11 @@ def run_tool(name: str, tool: str, args, work_dir: str, fresh: bool,
     done = osp.join(work_dir, 'figures.json')
     if osp.isfile(done) and not fresh:
         with open(done) as f:
-            return json.load(f)
+            out = json.load(f)
+        # runs finished before runs recorded their commit: the commit of
+        # the record they were written into
+        out.setdefault('commit', _recorded_commit())
+        return out
     if osp.isdir(work_dir):
         shutil.rmtree(work_dir)
     os.makedirs(work_dir)
@@ -122,7 +144,8 @@ def run_tool(name: str, tool: str, args, work_dir: str, fresh: bool,
         raise RuntimeError(f'{name} failed (exit {proc.returncode}); see '
                            f'{osp.join(work_dir, "console.log")}')
     metrics = _last_metrics(work_dir)
-    out = dict(note or {}, wall_s=wall, metrics={
+    out = dict(note or {}, wall_s=wall, commit=versions()['commit'],
+               metrics={
         k: v for k, v in metrics.items() if '/' in k
         and isinstance(v, (int, float))
     })
@@ -164,6 +187,14 @@ def measure(args) -> dict:
         runs['global_untrained'] = run_tool(
             'global_untrained', 'test', [GLOBAL_GS],
             osp.join(root, 'global_untrained'), args.fresh)
+    if not (args.quick or args.skip_transmatcher):
+        runs['tm_gs'] = run_tool('tm_gs', 'train',
+                                 [TRANSMATCHER, '--seed', '0'],
+                                 osp.join(root, 'tm_gs'), args.fresh)
+        runs['tm_untrained'] = run_tool('tm_untrained', 'test',
+                                        [TRANSMATCHER],
+                                        osp.join(root, 'tm_untrained'),
+                                        args.fresh)
     return dict(seeds=seeds, runs=runs, versions=versions(),
                 date=time.strftime('%Y-%m-%d'))
 
@@ -207,6 +238,13 @@ def render(record: dict) -> str:
             ('global embedding, PK (`configs/pk_r18_global_demo.py`)',
              m['global_pk'], ''),
         ]
+    if 'tm_gs' in m:
+        rows += [
+            ('TransMatcher, untrained (`python tools/test.py '
+             'configs/transmatcher_gs_demo.py`)', m['tm_untrained'], ''),
+            ('TransMatcher trained with GS '
+             '(`configs/transmatcher_gs_demo.py`)', m['tm_gs'], ''),
+        ]
     lines = [
         BEGIN,
         '| network (seed 0) | synthetic A (seen style) Rank-1 / mAP | '
@@ -229,7 +267,7 @@ def render(record: dict) -> str:
     gs0 = runs['gs_seed0']['wall_s']
     lines += [
         '', f'Measured by `python tools/analysis_tools/readme_figures.py` on '
-        f'{record["date"]} at commit {ver["commit"]}: torch {ver["torch"]}, '
+        f'{record["date"]} {commits_note(record)}: torch {ver["torch"]}, '
         f'mmengine {ver["mmengine"]}, mmcv {ver["mmcv"]}, mmpretrain '
         f'{ver["mmpretrain"]}, numpy {ver["numpy"]}, Python {ver["python"]}, '
         f'{ver["cpus"]} CPU cores, no GPU. The seed-0 GS demo (`python '
@@ -238,6 +276,21 @@ def render(record: dict) -> str:
         f'{timing_note(runs["gs_seed0"])}.', END
     ]
     return '\n'.join(lines)
+
+
+def commits_note(record: dict) -> str:
+    """``at commit X``, or which rows came from which commit when finished
+    runs of earlier commits were reused (runs of older records carry no
+    commit: they are the record's own)."""
+    by_commit = {}
+    for name, run in record['runs'].items():
+        by_commit.setdefault(run.get('commit', record['versions']['commit']),
+                             []).append(name)
+    if len(by_commit) == 1:
+        return f'at commit {next(iter(by_commit))}'
+    parts = [f'{commit} ({", ".join(sorted(names))})'
+             for commit, names in sorted(by_commit.items())]
+    return 'from runs at commits ' + '; '.join(parts)
 
 
 def timing_note(run: dict) -> str:
