@@ -1,6 +1,6 @@
 """What the test folders share: the repository path, a loader for the
-scripts under ``tools/``, the tiny generated-benchmark runner config and a
-reader of the training scalars.
+scripts under ``tools/``, the tiny generated-benchmark runner config, tiny
+trees of the real datasets' layouts and a reader of the training scalars.
 
 Importable as ``helpers`` from every test module: ``tests/conftest.py``
 puts this folder on ``sys.path`` (pytest's ``prepend`` import mode, the
@@ -13,6 +13,7 @@ import os
 import os.path as osp
 from typing import Dict, Mapping, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -291,3 +292,120 @@ def write_tiny_config(folder, name: str = 'tiny.py', **options) -> str:
     with open(path, 'w') as f:
         f.write(tiny_config_text(osp.join(str(folder), 'data'), **options))
     return path
+
+
+# ---------------------------------------------------------------------------
+# Tiny trees in the layouts of the real datasets (8x4 images, a few ids)
+
+#: Market-1501: 3 train ids; test ids 3 and 4, a distractor (0000) and junk
+#: (-1) in the gallery.
+TINY_MARKET = {
+    'bounding_box_train': [
+        '0002_c1s1_000100_01.jpg', '0002_c2s1_000150_01.jpg',
+        '0007_c1s1_000300_01.jpg', '0007_c3s1_000310_01.jpg',
+        '0012_c2s2_000020_01.jpg', '0012_c3s2_000040_01.jpg'
+    ],
+    'query': ['0003_c1s1_000400_00.jpg', '0004_c2s1_000900_00.jpg'],
+    'bounding_box_test': ['0003_c2s2_000070_01.jpg',
+                          '0004_c3s1_000905_01.jpg',
+                          '0000_c2s2_000030_02.jpg',
+                          '-1_c1s1_000999_02.jpg'],
+}
+#: CUHK03-NP (both versions): 3 train ids, test ids 10..12.
+TINY_CUHK03 = {
+    'bounding_box_train': ['0001_c1_1.png', '0001_c2_2.png', '0002_c1_1.png',
+                           '0002_c2_1.png', '0003_c1_1.png', '0003_c2_2.png'],
+    'query': ['0010_c1_1.png', '0011_c2_1.png'],
+    'bounding_box_test': ['0010_c2_2.png', '0011_c1_2.png', '0012_c1_1.png'],
+}
+#: MSMT17: train/val ids 0..3, test ids restarting at 0.
+TINY_MSMT17 = {
+    'list_train.txt': [('0000/0000_000_01_0303morning_0015_0.jpg', 0),
+                       ('0000/0000_001_03_0303morning_0036_1.jpg', 0),
+                       ('0002/0002_000_15_0303noon_0100_0.jpg', 2),
+                       ('0002/0002_001_14_0303noon_0101_0.jpg', 2)],
+    'list_val.txt': [('0001/0001_000_02_0303noon_0007_0.jpg', 1),
+                     ('0003/0003_000_04_0303noon_0008_0.jpg', 3)],
+    'list_query.txt': [('0000/0000_000_05_0303morning_0008_0.jpg', 0),
+                       ('0001/0001_000_06_0303morning_0009_0.jpg', 1)],
+    'list_gallery.txt': [('0000/0000_001_07_0303noon_0010_0.jpg', 0),
+                         ('0001/0001_002_06_0303noon_0011_0.jpg', 1),
+                         ('0002/0002_000_09_0303noon_0012_0.jpg', 2)],
+}
+#: CUHK-SYSU crops: ids 1, 5, 7, 9.
+TINY_CUHK_SYSU = ['p1_s1.jpg', 'p1_s2.jpg', 'p5_s3.jpg', 'p5_s9.jpg',
+                  'p7_s4.jpg', 'p7_s5.jpg', 'p9_s6.jpg', 'p9_s7.jpg']
+
+
+def write_image(path: str, value: int = 128, size=(8, 4)) -> str:
+    """Write a small solid image (one red pixel) to ``path``."""
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    img = np.full((size[0], size[1], 3), value, np.uint8)
+    img[0, 0] = (0, 0, 255)
+    assert cv2.imwrite(path, img), path
+    return path
+
+
+def make_image_tree(root: str, files: Mapping[str, Sequence[str]]) -> str:
+    """Write ``folder -> file names`` (relative to ``root``) as images."""
+    for folder, names in files.items():
+        os.makedirs(osp.join(root, folder), exist_ok=True)
+        for i, name in enumerate(names):
+            write_image(osp.join(root, folder, name), 40 + 10 * i)
+    return root
+
+
+def make_tiny_reid_trees(root: str) -> Dict[str, str]:
+    """Tiny Market-1501, CUHK03-NP (detected and labeled), MSMT17 (V1
+    layout) and CUHK-SYSU trees under ``root``.
+
+    Returns:
+        dict: dataset type (``'Market1501'``, ``'CUHK03NP'``, ``'MSMT17'``,
+        ``'CUHKSYSU'``) -> its ``data_root``.
+    """
+    roots = dict(Market1501=osp.join(str(root), 'market1501'),
+                 CUHK03NP=osp.join(str(root), 'cuhk03_np'),
+                 MSMT17=osp.join(str(root), 'msmt17'),
+                 CUHKSYSU=osp.join(str(root), 'cuhk_sysu'))
+    make_image_tree(roots['Market1501'], TINY_MARKET)
+    for mode in ('detected', 'labeled'):
+        make_image_tree(roots['CUHK03NP'],
+                        {f'{mode}/{k}': v for k, v in TINY_CUHK03.items()})
+    for list_name, lines in TINY_MSMT17.items():
+        img_dir = 'train' if list_name in ('list_train.txt',
+                                           'list_val.txt') else 'test'
+        for rel, _ in lines:
+            write_image(osp.join(roots['MSMT17'], img_dir, rel))
+        with open(osp.join(roots['MSMT17'], list_name), 'w') as f:
+            f.write(''.join(f'{rel} {pid}\n' for rel, pid in lines))
+    make_image_tree(roots['CUHKSYSU'], {'cropped_images': TINY_CUHK_SYSU})
+    return roots
+
+
+def point_datasets_at(node, roots: Mapping[str, str], **fields):
+    """Set the ``data_root`` of every dataset config inside a config node
+    (dicts and lists, recursively) whose ``type`` is in ``roots``, and the
+    ``fields`` of every dataset config of those types; in place.
+
+    Args:
+        node (dict | list): A config or a part of it.
+        roots (Mapping): dataset type -> ``data_root``, or a function of the
+            dataset config giving it (e.g. by ``domain``).
+        **fields: Other arguments to set.
+
+    Returns:
+        int: The number of dataset configs changed.
+    """
+    count = 0
+    if isinstance(node, Mapping):
+        if node.get('type') in roots:
+            root = roots[node['type']]
+            node['data_root'] = root(node) if callable(root) else root
+            node.update(fields)
+            count += 1
+        for value in node.values():
+            count += point_datasets_at(value, roots, **fields)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += point_datasets_at(value, roots, **fields)
+    return count

@@ -3,8 +3,10 @@ from .bad_images import BadImageError
 from .base_reid_dataset import BaseReIDDataset
 from .clonedperson import ClonedPerson
 from .cuhk03_np import CUHK03NP
+from .cuhk_sysu import CUHKSYSU
 from .market1501 import Market1501
 from .msmt17 import MSMT17
+from .pooled_reid_dataset import PooledReIDDataset
 from .randperson import RandPerson
 from .samplers import GraphSampler
 from .synthetic import SyntheticReID
@@ -12,6 +14,7 @@ from .transforms import PackReIDInputs, RandomOcclusion, ReIDColorJitter
 
 __all__ = [
     'BadImageError', 'BaseReIDDataset', 'Market1501', 'CUHK03NP', 'MSMT17',
-    'RandPerson', 'ClonedPerson', 'SyntheticReID', 'GraphSampler',
+    'CUHKSYSU', 'RandPerson', 'ClonedPerson', 'SyntheticReID',
+    'PooledReIDDataset', 'GraphSampler',
     'PackReIDInputs', 'RandomOcclusion', 'ReIDColorJitter'
 ]

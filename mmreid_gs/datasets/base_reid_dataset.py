@@ -91,6 +91,9 @@ class BaseReIDDataset(BadImageHandlingMixin, BaseDataset):
     EXPECTED_TREE: str = ''
     #: frames per second of the timestamps, put in ``metainfo['fps']``.
     FPS: Optional[float] = None
+    #: whether ``data_root`` must be given (False for datasets made of
+    #: other datasets, e.g. :class:`PooledReIDDataset`).
+    REQUIRES_DATA_ROOT: bool = True
 
     def __init__(self,
                  data_root: str,
@@ -112,7 +115,7 @@ class BaseReIDDataset(BadImageHandlingMixin, BaseDataset):
         if on_bad_image not in ('skip', 'error'):
             raise ReIDUserError("on_bad_image must be 'skip' or 'error', but "
                                 f'got {on_bad_image!r}.')
-        if not data_root:
+        if self.REQUIRES_DATA_ROOT and not data_root:
             raise ReIDUserError(
                 f'{type(self).__name__}: data_root must be given.\n'
                 f'Expected tree:\n{self.EXPECTED_TREE}')

@@ -12,6 +12,7 @@ from mmengine.logging import MMLogger
 from mmreid_gs.datasets.base_reid_dataset import BaseReIDDataset
 from mmreid_gs.datasets.clonedperson import ClonedPerson
 from mmreid_gs.datasets.cuhk03_np import CUHK03NP
+from mmreid_gs.datasets.cuhk_sysu import CUHKSYSU
 from mmreid_gs.datasets.market1501 import Market1501
 from mmreid_gs.datasets.msmt17 import MSMT17
 from mmreid_gs.datasets.randperson import RandPerson
@@ -447,3 +448,49 @@ def test_clonedperson(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         ClonedPerson(data_root=str(tmp_path), split='query')
     assert osp.join('test', 'query') in str(err.value)
+
+
+# --------------------------------------------------------------------------
+# CUHK-SYSU
+# --------------------------------------------------------------------------
+def test_cuhk_sysu_crops(tmp_path):
+    root = str(tmp_path / 'cuhk_sysu')
+    _make_tree(root, {'cropped_images': [
+        'p11001_s15535.jpg', 'p11001_s15536.jpg', 'p5_s3.jpg', 'p5_s4.png',
+        'p-1_s7.jpg',  # junk: dropped
+        'person_3.jpg',  # does not parse: skipped
+    ]})
+    ds = CUHKSYSU(data_root=root)
+    assert len(ds) == 4 and ds.num_classes == 2
+    # sorted names: p11001_s15535, p11001_s15536, p5_s3, p5_s4
+    np.testing.assert_array_equal(ds.get_pids(), [11001, 11001, 5, 5])
+    np.testing.assert_array_equal(ds.get_gt_labels(), [1, 1, 0, 0])
+    np.testing.assert_array_equal(ds.get_cam_ids(), [0, 0, 0, 0])
+    assert [ds.get_data_info(i)['scene'] for i in range(4)] == [
+        15535, 15536, 3, 4]
+    assert ds.metainfo['num_cameras'] == 1 and ds.get_timestamps() is None
+    assert CUHKSYSU.parse_name('p11001_s15535.jpg') == (11001, 15535)
+    assert CUHKSYSU.parse_name('s15535_p1.jpg') is None
+    # 'all' is the train split; there is no test split
+    every = DATASETS.build(dict(type='CUHKSYSU', data_root=root,
+                                split='all'))
+    assert every.split == 'train'
+    np.testing.assert_array_equal(every.get_gt_labels(), ds.get_gt_labels())
+    with pytest.raises(ValueError, match='split'):
+        CUHKSYSU(data_root=root, split='query')
+    with pytest.raises(ValueError) as err:
+        CUHKSYSU(data_root=root, on_bad_name='error')
+    assert 'person_3.jpg' in str(err.value)
+
+
+def test_cuhk_sysu_missing_folder_names_the_path(tmp_path):
+    root = str(tmp_path / 'cuhk_sysu')
+    _make_tree(root, {'images': ['p1_s1.jpg']})
+    with pytest.raises(FileNotFoundError) as err:
+        CUHKSYSU(data_root=root)
+    assert osp.abspath(osp.join(root, 'cropped_images')) in str(err.value)
+    assert 'p<pid>_s<scene image>' in str(err.value)  # the expected tree
+    ds = CUHKSYSU(data_root=root, img_dir='images')
+    assert len(ds) == 1
+    with pytest.raises(ValueError, match='no usable image'):
+        CUHKSYSU(data_root=str(tmp_path), img_dir='.')

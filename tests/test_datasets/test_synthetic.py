@@ -76,8 +76,8 @@ def test_tree_names_and_meta(tree_a):
             # PPPP_cCsS_FFFFFF_NN.jpg
             assert len(name) == len('0001_c1s1_000123_00.jpg'), name
             pid, cam, session, frame = Market1501.parse_name(name)
-            # domain A: train ids 4n + 1, test ids 4n + 2 (n < 8)
-            assert pid % 4 == (1 if d == DIRS[0] else 2) and pid <= 30
+            # domain A: train ids 6n + 1, test ids 6n + 2 (n < 8)
+            assert pid % 6 == (1 if d == DIRS[0] else 2) and pid <= 44
             assert 1 <= cam <= 3 and session == 1
             img = cv2.imread(osp.join(root, d, name))
             assert img.shape == (64, 32, 3)
@@ -167,7 +167,7 @@ def test_regenerates_only_when_parameters_change(tree_a, tmp_path):
 
 def test_invalid_parameters(tmp_path):
     with pytest.raises(ValueError, match='domain'):
-        generate_synthetic_reid(str(tmp_path / 'x'), domain='C')
+        generate_synthetic_reid(str(tmp_path / 'x'), domain='D')
     with pytest.raises(ValueError, match='min_cams'):
         generate_synthetic_reid(str(tmp_path / 'x'), num_cams=3, min_cams=1)
     with pytest.raises(ValueError, match='num_test_ids'):
@@ -237,10 +237,50 @@ def test_domains_differ(tree_a, tmp_path):
     with open(osp.join(root_b, 'identities.json')) as f:
         ids_b = json.load(f)
     assert not set(ids_a) & set(ids_b)
-    assert {int(p) % 4 for p in ids_b} == {3, 0}  # B: 4n + 3, 4n + 4
+    assert {int(p) % 6 for p in ids_b} == {3, 4}  # B: 6n + 3, 6n + 4
     looks_a = {json.dumps([a['upper'], a['lower']]) for a in ids_a.values()}
     looks_b = {json.dumps([a['upper'], a['lower']]) for a in ids_b.values()}
     assert not looks_a & looks_b
+
+
+def test_domain_c_differs_from_a_and_b(tree_a, tmp_path):
+    """Domain C: night and overcast scenes, strong blue or green casts,
+    high contrast, noise and smaller persons than A and B."""
+    meta_a = tree_a[1]
+    meta_b = generate_synthetic_reid(str(tmp_path / 'B'), domain='B', **SMALL)
+    root_c = str(tmp_path / 'C')
+    meta_c = generate_synthetic_reid(root_c, domain='C', **SMALL)
+
+    def values(meta, key):
+        return [cam.get(key) for cam in meta['cameras']]
+
+    # cameras further away: smaller persons than in any A or B camera
+    assert max(values(meta_c, 'scale')) < min(
+        values(meta_a, 'scale') + values(meta_b, 'scale'))
+    assert min(values(meta_c, 'contrast')) > 1.3
+    assert values(meta_a, 'contrast') == [None] * 3  # A, B: no contrast
+    for cam in meta_c['cameras']:  # blue (R < B) or green (G boosted)
+        assert cam['temperature'] <= -.2 or cam['tint'] >= .14
+    assert min(values(meta_c, 'noise')) >= 5
+    # different people again: ids 6n + 5 (train) and 6n + 6 (test)
+    with open(osp.join(root_c, 'identities.json')) as f:
+        ids_c = json.load(f)
+    assert {int(p) % 6 for p in ids_c} == {5, 0}
+    for root in (tree_a[0], str(tmp_path / 'B')):
+        with open(osp.join(root, 'identities.json')) as f:
+            assert not set(json.load(f)) & set(ids_c)
+    imgs = np.stack([
+        cv2.imread(osp.join(root_c, 'bounding_box_test', n))
+        for n in sorted(os.listdir(osp.join(root_c, 'bounding_box_test')))
+    ]).astype(np.float64)
+    mean_bgr = imgs.mean((0, 1, 2))
+    assert mean_bgr[2] < max(mean_bgr[0], mean_bgr[1])  # red is the least
+    # dim light: darker than domain A
+    imgs_a = np.stack([
+        cv2.imread(osp.join(tree_a[0], 'bounding_box_test', n))
+        for n in sorted(os.listdir(osp.join(tree_a[0], 'bounding_box_test')))
+    ]).astype(np.float64)
+    assert imgs.mean() < imgs_a.mean()
 
 
 def test_build_from_registry(tmp_path):

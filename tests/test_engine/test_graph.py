@@ -555,3 +555,124 @@ def test_union_stage_priced_from_its_blocks(monkeypatch):
                                   return_candidates=True)
     assert got is None and matcher.pairs == 200 * 200
     assert torch.equal(nbrs, build_class_graph(feats, cosine, 4))
+
+
+# ------------------------------------------------- graphs within groups
+def brute_force_within(features, k, groups):
+    """Reference: full score matrix, the other groups' classes at -inf, self
+    masked, python sort with ties to the smaller index."""
+    s = cosine(features, features).tolist()
+    out = []
+    for i, row in enumerate(s):
+        cand = sorted((j for j in range(len(row))
+                       if j != i and groups[j] == groups[i]),
+                      key=lambda j: (-row[j], j))
+        out.append(cand[:k])
+    return torch.tensor(out, dtype=torch.long)
+
+
+#: three sources of 9, 14 and 11 classes, interleaved
+GROUPS = torch.tensor([0] * 9 + [1] * 14 + [2] * 11)[torch.randperm(
+    34, generator=torch.Generator().manual_seed(0))]
+
+
+@pytest.mark.parametrize('block_size', [1, 4, 256])
+def test_exact_within_groups_never_leaves_the_group(block_size):
+    feats = clustered_maps(34, seed=7, groups=5)
+    matcher = CountingMatcher()
+    nbrs = build_class_graph(feats, matcher, 5, block_size=block_size,
+                             groups=GROUPS)
+    assert torch.equal(nbrs, brute_force_within(feats, 5, GROUPS.tolist()))
+    assert (GROUPS[nbrs] == GROUPS[:, None]).all()
+    # only the within-group pairs are scored
+    counts = torch.bincount(GROUPS)
+    assert matcher.pairs == int((counts**2).sum())
+    # without groups the graph crosses them (the classes are clustered
+    # across the groups)
+    assert (GROUPS[build_class_graph(feats, cosine, 5)] !=
+            GROUPS[:, None]).any()
+    # the same as masking the full score matrix before the top-k
+    assert torch.equal(
+        class_graph_from_scores(cosine(feats, feats), 5, groups=GROUPS),
+        nbrs)
+    # groups given as a list or a numpy array
+    assert torch.equal(build_class_graph(feats, cosine, 5,
+                                         groups=GROUPS.tolist()), nbrs)
+
+
+def test_rows_split_over_ranks_and_gathered_give_the_whole_graph():
+    """What GraphSamplerHook does under DDP: each rank computes a share of
+    the rows (the last one padded with class 0), the shares gathered in rank
+    order equal the single-process graph, within groups too, exact and
+    two-stage."""
+    feats = clustered_maps(34, seed=8, groups=5)
+    for opts in (dict(), dict(num_candidates=6, exact_fallback=False),
+                 dict(num_candidates=6, exact_fallback=False,
+                      pair_matcher=PairCosine())):
+        whole = build_class_graph(feats, cosine, 5, groups=GROUPS, **opts)
+        assert (GROUPS[whole] == GROUPS[:, None]).all()
+        for world in (2, 3):
+            chunk = -(-34 // world)
+            parts = []
+            for rank in range(world):
+                mine = list(range(rank * chunk, min(34, (rank + 1) * chunk)))
+                padded = mine + [0] * (chunk - len(mine))
+                part = build_class_graph(feats, cosine, 5, rows=padded,
+                                         block_size=3, groups=GROUPS,
+                                         **opts)
+                parts.append(part[:len(mine)])
+            assert torch.equal(torch.cat(parts), whole), (opts, world)
+
+
+def test_two_stage_within_groups():
+    feats = clustered_maps(34, seed=9, groups=5)
+    nbrs, cands = build_class_graph(feats, cosine, 4, num_candidates=6,
+                                    return_candidates=True,
+                                    exact_fallback=False, groups=GROUPS)
+    assert cands.shape == (34, 6)
+    # candidates and neighbours stay in the group; the neighbours are the
+    # best re-scored candidates
+    assert (GROUPS[cands] == GROUPS[:, None]).all()
+    full = cosine(feats, feats)
+    for i in range(34):
+        assert i not in cands[i].tolist()
+        cand = sorted(cands[i].tolist(), key=lambda j: (-full[i, j], j))
+        assert nbrs[i].tolist() == cand[:4]
+    # a fraction of C is taken of each group's classes (ceil(0.5 * n_g))
+    _, cands = build_class_graph(feats, cosine, 3, num_candidates=0.5,
+                                 return_candidates=True,
+                                 exact_fallback=False, groups=GROUPS)
+    assert cands is None  # 5, 7 and 6 candidates: no common width
+    # with the exact fallback (tiny maps), the exact graph within groups
+    nbrs, cands = build_class_graph(feats, cosine, 4, num_candidates=6,
+                                    return_candidates=True, groups=GROUPS)
+    assert cands is None
+    assert torch.equal(nbrs, brute_force_within(feats, 4, GROUPS.tolist()))
+
+
+def test_groups_errors_and_rerank():
+    feats = clustered_maps(34, seed=10, groups=5)
+    # group 0 has 9 classes: at most 8 neighbours within it
+    assert build_class_graph(feats, cosine, 8, groups=GROUPS).shape == (34,
+                                                                        8)
+    with pytest.raises(ValueError, match=r'group 0 has 9 class\(es\).* 10'):
+        build_class_graph(feats, cosine, 9, groups=GROUPS)
+    with pytest.raises(ValueError, match='one per class'):
+        build_class_graph(feats, cosine, 3, groups=GROUPS[:-1])
+    with pytest.raises(ValueError, match='integers'):
+        build_class_graph(feats, cosine, 3, groups=GROUPS.float())
+    with pytest.raises(ValueError, match=r'group 1 has 1 class'):
+        class_graph_from_scores(torch.rand(3, 3), 0, groups=[0, 1, 0])
+    # no neighbours: nothing to check but the shapes
+    assert build_class_graph(feats, cosine, 0, groups=GROUPS).shape == (34,
+                                                                        0)
+    # the re-ranked graph: re-ranked over all classes, neighbours within
+    # the group, ranked by the re-ranked distance
+    from mmreid_gs.engine.graph import reranked_class_graph
+    scores = cosine(feats, feats) * 5
+    nbrs = reranked_class_graph(scores, 4, k1=6, k2=3, groups=GROUPS)
+    assert (GROUPS[nbrs] == GROUPS[:, None]).all()
+    free = reranked_class_graph(scores, 33, k1=6, k2=3)
+    for i in range(34):
+        same = [j for j in free[i].tolist() if GROUPS[j] == GROUPS[i]]
+        assert nbrs[i].tolist() == same[:4]

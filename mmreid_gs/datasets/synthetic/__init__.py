@@ -9,9 +9,11 @@ pose (stride, arm swing, position, scale, shear, mirror), view (front/back,
 depending on the walking direction and the camera), and is sometimes
 partially occluded. Each camera has its own scene and style (background,
 colour temperature, gain, gamma, saturation, resolution, blur, noise, JPEG
-quality). Domain ``'A'`` uses indoor scenes and mild styles, domain ``'B'``
-outdoor scenes, strong colour casts, low saturation, low resolution and blur.
-The identity distribution is shared; the people of the two domains differ.
+quality, contrast). Domain ``'A'`` uses indoor scenes and mild styles,
+domain ``'B'`` outdoor daylight scenes, strong colour casts, low saturation,
+low resolution and blur, domain ``'C'`` outdoor night and overcast scenes,
+strong blue or green casts, high contrast, noise and smaller persons. The
+identity distribution is shared; the people of the domains differ.
 
 Modules, in the order the data flows:
 

@@ -147,11 +147,14 @@ def _mutate(attrs: Dict, what: str, rng) -> None:
 #: Where the identities of each (domain, split) sit among the person ids:
 #: identity number ``n`` (0-based, in the split's shuffled id order) of
 #: ``(domain, split)`` has the person id ``NUM_PID_SLOTS * n + slot``. The
-#: four residues modulo ``NUM_PID_SLOTS`` never meet, so the ids of the two
+#: six residues modulo ``NUM_PID_SLOTS`` never meet, so the ids of the three
 #: domains and of the train and test splits are disjoint at any number of
-#: identities (and 0, Market-1501's distractor id, is never used).
+#: identities (and 0, Market-1501's distractor id, is never used: slot 6 is
+#: residue 0 from 6 on). Generator 1.4 added domain C and went from 4 to 6
+#: slots: the ids (file names) of A and B changed, their images and the
+#: order of their labels did not (labels follow the shuffled order ``n``).
 PID_SLOTS = {('A', 'train'): 1, ('A', 'test'): 2, ('B', 'train'): 3,
-             ('B', 'test'): 4}
+             ('B', 'test'): 4, ('C', 'train'): 5, ('C', 'test'): 6}
 NUM_PID_SLOTS = len(PID_SLOTS)
 
 
@@ -162,7 +165,7 @@ def person_ids(seed: int, domain: str, split: str,
 
     Args:
         seed (int): Generation seed.
-        domain (str): ``'A'`` or ``'B'``.
+        domain (str): ``'A'``, ``'B'`` or ``'C'``.
         split (str): ``'train'`` or ``'test'``.
         num_ids (int): Identities of the split.
 
@@ -194,7 +197,7 @@ def make_identity(seed: int, domain: str, split: str, index: int,
 
     Args:
         seed (int): Generation seed.
-        domain (str): ``'A'`` or ``'B'``.
+        domain (str): ``'A'``, ``'B'`` or ``'C'``.
         split (str): ``'train'`` or ``'test'``.
         index (int): Index of the identity in the split (0-based).
         family_size (int): Identities per family of look-alikes.

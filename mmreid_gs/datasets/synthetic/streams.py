@@ -21,8 +21,8 @@ bump ``GENERATOR_VERSION`` (``writer.py``) when you do.
 """
 import numpy as np
 
-DOMAINS = ('A', 'B')
-DOMAIN_CODE = {'A': 1, 'B': 2}
+DOMAINS = ('A', 'B', 'C')
+DOMAIN_CODE = {'A': 1, 'B': 2, 'C': 3}
 SPLIT_CODE = {'train': 1, 'test': 2}
 
 

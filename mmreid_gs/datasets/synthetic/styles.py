@@ -1,10 +1,13 @@
-"""Scenes and camera styles of the two domains.
+"""Scenes and camera styles of the three domains.
 
 Each camera has its own scene (a background panorama) and style (colour
 temperature, tint, gain, gamma, saturation, resolution, blur, noise, JPEG
-quality, person scale). Domain ``'A'`` uses indoor scenes and mild styles,
-domain ``'B'`` outdoor scenes, strong colour casts, low saturation, low
-resolution and blur.
+quality, person scale; domain C also contrast). Domain ``'A'`` uses indoor
+scenes and mild styles, domain ``'B'`` outdoor daylight scenes, strong warm
+or cold casts, low saturation, low resolution and blur, domain ``'C'``
+outdoor night and overcast scenes, strong blue or green casts, high
+contrast, dim light with sensor noise and smaller persons (cameras further
+away).
 """
 from typing import Dict, Sequence
 
@@ -154,9 +157,95 @@ def _scene_street(rng, h, w):
     return img
 
 
+def _scene_night(rng, h, w):
+    """A street at night: dark facades with lit windows, pools of lamp
+    light on the road."""
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = _rand_col(rng, .02, .06)  # sky
+    x = 0
+    while x < w:  # dark facades, some windows lit
+        fw = int(rng.integers(w // 7, w // 3))
+        top = int(h * rng.uniform(.05, .3))
+        img[top:, x:x + fw] = _rand_col(rng, .04, .12)
+        if rng.random() < .6:  # warm light
+            lit = _rand_col(rng, .55, 1.) * np.array([1., .9, .6], np.float32)
+        else:
+            lit = _rand_col(rng, .5, .9)
+        step = int(rng.integers(7, 12))
+        for wy in range(top + 3, int(h * .6), step):
+            for wx in range(x + 3, x + fw - 5, step):
+                if rng.random() < .35:
+                    img[wy:wy + step // 2, wx:wx + step // 2] = lit
+        x += fw
+    road = int(h * rng.uniform(.62, .75))
+    img[road:] = .05 * (1 + .4 * _noise(rng, h - road, w, [3, 1], [.6, .5])
+                        )[..., None]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for _ in range(int(rng.integers(2, 5))):  # street lamps
+        lx = float(rng.uniform(0, w))
+        col = np.array([1., .85, .55], np.float32) * rng.uniform(.5, .9)
+        pool = np.exp(-(((xx - lx) / (.12 * w))**2 +
+                        ((yy - h) / (.35 * h))**2))
+        img += pool[..., None] * col
+        img[int(h * .2):road, int(lx):int(lx) + 2] = .15  # the pole
+        cv2.circle(img, (int(lx), int(h * .2)), max(2, h // 40),
+                   tuple(col.tolist()), -1)
+    return img
+
+
+def _scene_overcast(rng, h, w):
+    """A plaza under an overcast sky: flat grey light, pale concrete,
+    dark hedges, paving slabs."""
+    sky = rng.uniform(.6, .8)
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = sky
+    img *= (1 + .04 * _noise(rng, h, w, [h // 3], [1.]))[..., None]
+    x = 0
+    while x < w:  # low concrete blocks with dark openings
+        bw = int(rng.integers(w // 8, w // 3))
+        top = int(h * rng.uniform(.15, .45))
+        img[top:, x:x + bw] = rng.uniform(.45, .65) * np.array(
+            [1., 1., 1.02], np.float32)
+        for _ in range(int(rng.integers(0, 3))):
+            ox = x + int(rng.integers(0, max(1, bw - 6)))
+            img[top + 4:int(h * .6), ox:ox + int(rng.integers(3, 8))] = .12
+        x += bw
+    hedge = int(h * rng.uniform(.52, .6))
+    ground = int(h * rng.uniform(.66, .74))
+    img[hedge:ground] = np.array([.08, .16, .09], np.float32) * (
+        1 + .5 * _noise(rng, ground - hedge, w, [4, 2], [.6, .4]))[..., None]
+    img[ground:] = rng.uniform(.45, .6) * (
+        1 + .12 * _noise(rng, h - ground, w, [3], [1.]))[..., None]
+    slab = int(rng.integers(6, 12))
+    img[ground::slab] *= .7
+    img[ground:, ::slab * 2] *= .7
+    return img
+
+
+def _scene_underpass(rng, h, w):
+    """An underpass at night under fluorescent tubes: tiled walls, a dark
+    ceiling, bright strips of light."""
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = _rand_col(rng, .25, .45) * np.array([.9, 1., .95], np.float32)
+    tile = int(rng.integers(4, 8))
+    img[::tile] *= .8
+    img[:, ::tile] *= .8
+    ceiling = int(h * rng.uniform(.12, .22))
+    img[:ceiling] = .04
+    for x in range(int(rng.integers(0, w // 6)), w, int(w // 5)):
+        img[ceiling - 3:ceiling, x:x + w // 10] = np.array(
+            [.85, 1., .9], np.float32)
+    floor = int(h * rng.uniform(.65, .75))
+    img[floor:] = .18 * (1 + .3 * _noise(rng, h - floor, w, [2, 1],
+                                         [.6, .4]))[..., None]
+    light = np.linspace(1.2, .6, h, dtype=np.float32)[:, None, None]
+    return img * light
+
+
 _SCENES = {
     'A': (_scene_indoor, _scene_corridor, _scene_mall),
     'B': (_scene_foliage, _scene_brick, _scene_street),
+    'C': (_scene_night, _scene_overcast, _scene_underpass),
 }
 
 
@@ -173,6 +262,23 @@ def camera_style(seed: int, domain: str, cam: int) -> Dict:
                      jpeg=int(rng.integers(70, 96)),
                      lowres=rng.uniform(.75, 1.) if rng.random() < .5 else 1.,
                      scale=rng.uniform(.86, 1.05))
+    elif domain == 'C':
+        # night / overcast: a strong blue or green cast, high contrast, dim
+        # light with sensor noise, cameras further away (smaller persons)
+        if rng.random() < .5:  # blue (moonlight, an overcast sky)
+            temp = -rng.uniform(.2, .3)
+            tint = rng.uniform(-.02, .04)
+        else:  # green (fluorescent, mercury-vapour lamps)
+            temp = -rng.uniform(.02, .08)
+            tint = rng.uniform(.14, .22)
+        style = dict(tint=tint, gain=rng.uniform(.7, .95),
+                     gamma=rng.uniform(1.05, 1.25),
+                     saturation=rng.uniform(.75, .95),
+                     contrast=rng.uniform(1.35, 1.7),
+                     blur=rng.uniform(.35, .6), noise=rng.uniform(5., 8.),
+                     jpeg=int(rng.integers(45, 71)),
+                     lowres=rng.uniform(.7, .85),
+                     scale=rng.uniform(.68, .8))
     else:
         # strong colour casts, low saturation, low resolution, blur
         temp = rng.uniform(.15, .22) * rng.choice([-1, 1])
@@ -198,7 +304,7 @@ def camera_scene(seed: int, domain: str, cam: int, style: Dict,
 
     Args:
         seed (int): Generation seed.
-        domain (str): ``'A'`` or ``'B'``.
+        domain (str): ``'A'``, ``'B'`` or ``'C'``.
         cam (int): 0-based camera index.
         style (dict): The camera's style (see :func:`camera_style`).
         height (int): Stored image height; the panorama is 1.25 times as
@@ -222,6 +328,10 @@ def apply_style(img: np.ndarray, style: Dict, rng) -> np.ndarray:
     grey = img.mean(-1, keepdims=True)
     img = grey + style['saturation'] * (img - grey)
     img = np.clip(img, 0, 1) ** style['gamma']
+    contrast = style.get('contrast')  # domain C only (A, B: no draw, no op)
+    if contrast is not None:
+        mean = img.mean(axis=(0, 1), keepdims=True)
+        img = np.clip(mean + contrast * (img - mean), 0, 1)
     if style['lowres'] < 1:
         small = (max(4, int(w * style['lowres'])),
                  max(8, int(h * style['lowres'])))

@@ -38,7 +38,7 @@ class SyntheticReID(Market1501):
     Scale: any number of identities (e.g. 8,000 training identities, as
     RandPerson), generated one identity at a time (memory flat in their
     number, about 300 images/s on 2 CPU cores). Person ids never collide
-    between the two domains and the train/test splits, at any size (see
+    between the three domains and the train/test splits, at any size (see
     :data:`~mmreid_gs.datasets.synthetic.identities.PID_SLOTS`), and
     identity ``i`` of a split is the same person whatever the number of
     identities: trees with more training identities hold the same test
@@ -47,9 +47,11 @@ class SyntheticReID(Market1501):
     Args:
         data_root (str): Folder of the benchmark (created if needed).
         split (str): ``'train'``, ``'query'`` or ``'gallery'``.
-        domain (str): ``'A'`` (indoor scenes, mild camera styles) or ``'B'``
-            (outdoor scenes, strong colour casts, low saturation, low
-            resolution, blur). Same identity distribution, different people.
+        domain (str): ``'A'`` (indoor scenes, mild camera styles), ``'B'``
+            (outdoor daylight scenes, strong colour casts, low saturation,
+            low resolution, blur) or ``'C'`` (outdoor night and overcast
+            scenes, strong blue or green casts, high contrast, noise,
+            smaller persons). Same identity distribution, different people.
         num_train_ids (int): Identities of the train split (any number).
             Defaults to 200.
         num_test_ids (int): Identities of query/gallery. Defaults to 100.

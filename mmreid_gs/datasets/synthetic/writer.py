@@ -46,8 +46,10 @@ GENERATOR_NAME = 'mmreid_gs.SyntheticReID'
 # then regenerated. The demo results of the README were measured with 1.2;
 # 1.3 renames the person ids (identities.PID_SLOTS: disjoint across domains
 # and splits at any size) and keeps the images, frames and label order of
-# 1.2, so the same training runs give the same numbers.
-GENERATOR_VERSION = '1.3'
+# 1.2, so the same training runs give the same numbers. 1.4 adds domain C
+# and two id slots (6 instead of 4): the ids and file names of A and B
+# change again, their images, frames and label order do not.
+GENERATOR_VERSION = '1.4'
 _SPLIT_DIRS = ('bounding_box_train', 'query', 'bounding_box_test')
 #: Splits with at least this many images show a progress bar.
 _BAR_MIN = 500
@@ -289,10 +291,12 @@ def generate_synthetic_reid(root: str,
         root (str): Folder of the benchmark. An existing folder is replaced
             only when it is a SyntheticReID folder (has its ``meta.json``) or
             empty.
-        domain (str): Camera-style domain, ``'A'`` (indoor, mild styles) or
-            ``'B'`` (outdoor, strong colour casts, low saturation, blur).
-            The person ids of the two domains and of the train and test
-            splits never meet (:data:`~.identities.PID_SLOTS`).
+        domain (str): Camera-style domain, ``'A'`` (indoor, mild styles),
+            ``'B'`` (outdoor daylight, strong colour casts, low saturation,
+            blur) or ``'C'`` (outdoor night and overcast, strong blue or
+            green casts, high contrast, noise, smaller persons). The person
+            ids of the three domains and of the train and test splits never
+            meet (:data:`~.identities.PID_SLOTS`).
         num_train_ids (int): Identities in ``bounding_box_train`` (may be 0).
         num_test_ids (int): Identities in ``query``/``bounding_box_test``.
         num_cams (int): Cameras of the domain (2-9).

@@ -13,7 +13,7 @@ from .candidates import (_check_candidate_fn, _rescore_candidates,
                          candidates_decision, resolve_pair_matcher,
                          union_blocks, union_decision)
 from .exact import (SCORE_BLOCK_BYTES, Matcher, _check_num_neighbors,
-                    _exact_rows, _resolve_rows)
+                    _exact_rows, _resolve_rows, resolve_groups)
 
 #: Reasons for computing the exact graph already logged (once each).
 _LOGGED_FALLBACKS = set()
@@ -29,7 +29,8 @@ def build_class_graph(features: Tensor,
                       return_candidates: bool = False,
                       pair_matcher: Optional[Callable] = None,
                       col_block_size: Optional[int] = None,
-                      exact_fallback: bool = True
+                      exact_fallback: bool = True,
+                      groups=None
                       ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Each class's ``num_neighbors`` most similar other classes.
 
@@ -54,6 +55,15 @@ def build_class_graph(features: Tensor,
     predicted cost of ``C^2`` proxy pairs plus ``C * N`` re-scored pairs
     must be at most 1/1.5 of ``C^2`` matcher pairs). The result is then the
     exact graph, bit for bit.
+
+    Groups (``groups``, e.g. the source dataset of every class of a pooled
+    multi-source dataset): each class's neighbours are taken from its own
+    group only, as if the scores of the other groups' classes were -inf
+    before the top-k. Computed group by group: the graph (exact or
+    two-stage, with the cost decision made for the group's size) of the
+    group's classes alone, mapped back to class indices; so only the
+    within-group pairs are scored, and a row's result does not depend on
+    which other rows are computed with it (ranks may split the rows).
 
     Args:
         features (Tensor): [C, c, h, w] one feature map per class, or [C, d]
@@ -89,11 +99,16 @@ def build_class_graph(features: Tensor,
             graph is not predicted clearly cheaper. False: always the
             two-stage graph when ``num_candidates`` is given (tests,
             benchmarks). Defaults to True.
+        groups (array-like, optional): int [C] group of every class; each
+            group needs at least ``num_neighbors + 1`` classes. None: one
+            graph over all classes. Defaults to None.
 
     Returns:
         Tensor | tuple: LongTensor [R, num_neighbors] on the CPU (R = C
         unless ``rows``), best first; with ``return_candidates`` a tuple
-        (neighbours, candidates or None).
+        (neighbours, candidates or None; with ``groups``, None unless every
+        group computed the two-stage graph with the same number of
+        candidates).
     """
     if not isinstance(features, Tensor) or features.dim() < 2:
         raise ValueError('features must be a Tensor [C, ...] with one '
@@ -110,6 +125,14 @@ def build_class_graph(features: Tensor,
                          f'{num_classes}.')
     k = _check_num_neighbors(num_neighbors, num_classes)
     rows = _resolve_rows(rows, num_classes)
+    if groups is not None:
+        return _grouped_class_graph(
+            features, matcher, k, resolve_groups(groups, num_classes, k),
+            rows, return_candidates,
+            dict(num_candidates=num_candidates, block_size=block_size,
+                 candidate_fn=candidate_fn, pair_matcher=pair_matcher,
+                 col_block_size=col_block_size,
+                 exact_fallback=exact_fallback))
     block_size = max(1, int(block_size))
     if col_block_size is None:
         col_block_size = SCORE_BLOCK_BYTES // (4 * block_size)
@@ -155,3 +178,46 @@ def build_class_graph(features: Tensor,
     best = torch.sort(scores, dim=1, descending=True, stable=True).indices
     nbrs = cands.gather(1, best[:, :k].to(cands.device)).cpu()
     return (nbrs, cands.cpu()) if return_candidates else nbrs
+
+
+def _grouped_class_graph(features: Tensor, matcher: Matcher, k: int,
+                         groups: Tensor, rows: Tensor,
+                         return_candidates: bool, options: dict
+                         ) -> Union[Tensor, Tuple[Tensor, Optional[Tensor]]]:
+    """:func:`build_class_graph` within groups: the graph of each group's
+    classes alone (rows of that group only), mapped back to class indices.
+
+    Args:
+        features (Tensor): [C, ...] one feature (map) per class.
+        matcher (callable): The all-pairs matcher.
+        k (int): Neighbours per class.
+        groups (Tensor): LongTensor [C], checked by :func:`resolve_groups`.
+        rows (Tensor): LongTensor [R] the classes to compute.
+        return_candidates (bool): Also return the candidates.
+        options (dict): The other arguments of :func:`build_class_graph`.
+
+    Returns:
+        Tensor | tuple: as :func:`build_class_graph`.
+    """
+    nbrs = torch.empty(rows.numel(), k, dtype=torch.long)
+    row_groups = groups[rows]
+    local = torch.full_like(groups, -1)
+    parts = []
+    for value in torch.unique(row_groups).tolist():
+        members = (groups == value).nonzero()[:, 0]  # increasing: ties
+        local[members] = torch.arange(members.numel())  # keep their order
+        pos = (row_groups == value).nonzero()[:, 0]
+        out, cands = build_class_graph(
+            features[members.to(features.device)], matcher, k,
+            rows=local[rows[pos]], return_candidates=True, **options)
+        nbrs[pos] = members[out]
+        parts.append((pos, None if cands is None else members[cands.cpu()]))
+    if not return_candidates:
+        return nbrs
+    widths = {None if c is None else c.shape[1] for _, c in parts}
+    if None in widths or len(widths) != 1:
+        return nbrs, None
+    cands = torch.empty(rows.numel(), widths.pop(), dtype=torch.long)
+    for pos, c in parts:
+        cands[pos] = c
+    return nbrs, cands

@@ -6,7 +6,8 @@ writer and the one reader of the format.
 Fields: ``class_ids`` [C] (0..C-1), ``neighbors`` [C, P-1] (row i the
 nearest classes of class ``class_ids[i]``, best first), ``sample_indices``
 [C] (the dataset index of the image of every class), ``img_paths`` [C] and,
-when the dataset knows them, ``label_families`` [C].
+when the dataset knows them, ``label_families`` [C] and ``label_sources``
+[C] (the source dataset of every class of a pooled multi-source dataset).
 """
 import glob
 import os
@@ -31,7 +32,8 @@ def save_graph_dump(path: str,
                     neighbors: np.ndarray,
                     sample_indices: Sequence[int],
                     img_paths: Sequence[str],
-                    label_families: Optional[np.ndarray] = None) -> str:
+                    label_families: Optional[np.ndarray] = None,
+                    label_sources: Optional[np.ndarray] = None) -> str:
     """Write one class graph.
 
     Args:
@@ -41,14 +43,19 @@ def save_graph_dump(path: str,
             every class.
         img_paths (Sequence[str]): [C] those images' paths.
         label_families (np.ndarray, optional): [C] family of every class.
+        label_sources (np.ndarray, optional): [C] source index of every
+            class (``PooledReIDDataset.class_source``).
 
     Returns:
         str: ``path``.
     """
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     neighbors = np.asarray(neighbors)
-    extra = {} if label_families is None else dict(
-        label_families=np.asarray(label_families))
+    extra = {}
+    if label_families is not None:
+        extra['label_families'] = np.asarray(label_families)
+    if label_sources is not None:
+        extra['label_sources'] = np.asarray(label_sources)
     np.savez_compressed(
         path,
         class_ids=np.arange(len(neighbors)),

@@ -5,6 +5,7 @@ built), and the checks the other graph modules share."""
 import math
 from typing import Callable, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,11 +45,50 @@ def _check_num_neighbors(num_neighbors: int, num_classes: int) -> int:
     return int(num_neighbors)
 
 
+def resolve_groups(groups, num_classes: int, num_neighbors: int) -> Tensor:
+    """Check a group (e.g. source dataset) id per class.
+
+    Args:
+        groups (array-like): int [C] group of every class.
+        num_classes (int): C.
+        num_neighbors (int): Neighbours per class k; every group needs at
+            least ``k + 1`` classes (and 2) so that each class has ``k``
+            neighbours within its group.
+
+    Returns:
+        Tensor: LongTensor [C] on the CPU.
+
+    Raises:
+        ValueError: A shape that is not [C], or a group that is too small
+            (named with its size).
+    """
+    if isinstance(groups, Tensor):
+        groups = groups.detach().cpu()
+    groups = torch.as_tensor(np.asarray(groups)).reshape(-1)
+    if groups.numel() != num_classes or (
+            groups.numel() and groups.dtype.is_floating_point):
+        raise ValueError(f'groups must be integers, one per class [C] = '
+                         f'[{num_classes}]; got {groups.numel()} values of '
+                         f'dtype {groups.dtype}.')
+    groups = groups.long()
+    values, counts = torch.unique(groups, return_counts=True)
+    need = max(2, int(num_neighbors) + 1)
+    small = (counts < need).nonzero()[:, 0]
+    if small.numel():
+        g = int(small[0])
+        raise ValueError(
+            f'groups: group {int(values[g])} has {int(counts[g])} '
+            f'class(es); a graph within groups needs at least '
+            f'num_neighbors + 1 = {need} classes in every group.')
+    return groups
+
+
 def class_graph_from_scores(scores: Tensor,
                             num_neighbors: int,
                             largest: bool = True,
                             rows: Optional[Union[Sequence[int],
-                                                 Tensor]] = None) -> Tensor:
+                                                 Tensor]] = None,
+                            groups=None) -> Tensor:
     """Nearest classes from a class-by-class score (or distance) matrix.
 
     The class itself is excluded; NaN counts as the worst value; ties go to
@@ -62,6 +102,11 @@ def class_graph_from_scores(scores: Tensor,
             False for distances. Defaults to True.
         rows (Sequence[int] | Tensor, optional): The class of every row of
             ``scores``; None means ``range(C)``. Defaults to None.
+        groups (array-like, optional): int [C] group of every class (e.g.
+            its source dataset): a class's neighbours are then taken from
+            its own group only (the other classes are ranked after all of
+            its group, whatever their scores); see :func:`resolve_groups`.
+            Defaults to None.
 
     Returns:
         Tensor: LongTensor [R, num_neighbors] on the CPU, best first.
@@ -92,6 +137,12 @@ def class_graph_from_scores(scores: Tensor,
     # the masked self may tie with other worst values: drop it explicitly
     keep = order != rows.to(order.device)[:, None]
     order = order[keep].view(rows.numel(), num_classes - 1)
+    if groups is not None:
+        grp = resolve_groups(groups, num_classes, k).to(order.device)
+        other = grp[order] != grp[rows.to(order.device)][:, None]
+        # the row's own group first, in score order (a stable sort)
+        first = torch.sort(other.to(torch.int8), dim=1, stable=True).indices
+        order = order.gather(1, first)
     return order[:, :k].cpu()
 
 

@@ -14,12 +14,15 @@ def reranked_class_graph(scores: Tensor,
                          num_neighbors: int,
                          k1: int = 20,
                          k2: int = 6,
-                         lambda_value: float = 0.3) -> Tensor:
+                         lambda_value: float = 0.3,
+                         groups=None) -> Tensor:
     """Nearest classes after k-reciprocal re-ranking of the class scores.
 
     The classes are both the probes and the gallery: the distance matrix
     given to :func:`~mmreid_gs.evaluation.functional.re_ranking` is the
-    [2C, 2C] block matrix of the C x C distances.
+    [2C, 2C] block matrix of the C x C distances. With ``groups`` the
+    re-ranking runs over all classes and the neighbours are then taken
+    within each class's group (see :func:`class_graph_from_scores`).
 
     Args:
         scores (Tensor): [C, C] similarity logits (higher = more similar).
@@ -28,6 +31,9 @@ def reranked_class_graph(scores: Tensor,
         k2 (int): Local query expansion. Defaults to 6.
         lambda_value (float): Weight of the original distance. Defaults to
             0.3.
+        groups (array-like, optional): int [C] group of every class (e.g.
+            its source dataset); None: neighbours from all classes.
+            Defaults to None.
 
     Returns:
         Tensor: LongTensor [C, num_neighbors] on the CPU, best first.
@@ -43,4 +49,5 @@ def reranked_class_graph(scores: Tensor,
                          f'{list(reranked.shape)}; expected '
                          f'[{num_classes}, {num_classes}].')
     return class_graph_from_scores(
-        torch.from_numpy(reranked), num_neighbors, largest=False)
+        torch.from_numpy(reranked), num_neighbors, largest=False,
+        groups=groups)

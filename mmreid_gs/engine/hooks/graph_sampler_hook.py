@@ -20,16 +20,19 @@ from mmreid_gs.datasets.samplers.graph_sampler import \
 from mmreid_gs.engine.graph import (build_class_graph, compute_class_scores,
                                     graph_dump_path, reranked_class_graph,
                                     save_graph_dump)
-from mmreid_gs.evaluation.functional import graph_family_share
+from mmreid_gs.evaluation.functional import (graph_cross_group_share,
+                                             graph_family_share)
 from mmreid_gs.registry import HOOKS
 from mmreid_gs.utils.contract import check_reid_model
 from mmreid_gs.utils.dist import all_gather_rows
-from mmreid_gs.utils.errors import ReIDUserError, ReIDUserTypeError
+from mmreid_gs.utils.errors import (ConfigError, ReIDUserError,
+                                    ReIDUserTypeError)
 from mmreid_gs.visualization import (ReIDVisualizer, class_graph_epoch,
                                      spread_indices)
 from .class_images import (choose_class_images, extract_class_features,
                            image_paths)
-from .train_data import read_label_families, train_dataloader
+from .train_data import (read_class_sources, read_label_families,
+                         train_dataloader)
 
 
 @HOOKS.register_module()
@@ -67,7 +70,12 @@ class GraphSamplerHook(Hook):
        share of each class's neighbours that belong to its family, next to
        the share random neighbours would give (the visualizer's scalars
        ``graph/family_share`` and ``graph/family_share_random``, step = the
-       1-based epoch); other datasets are skipped silently;
+       1-based epoch); other datasets are skipped silently; when the train
+       dataset pools several sources (``class_source``, e.g.
+       :class:`PooledReIDDataset`), logs the share of the neighbours that
+       come from another source than their class, next to the share random
+       neighbours would give (``graph/cross_source_share`` and
+       ``graph/cross_source_share_random``);
     6. with ``visualize=True``, draws the neighbour grid of a fixed set of
        classes (their images used for the graph, then their neighbours')
        into the visualizer's backends as ``graph_neighbors`` (rank 0).
@@ -76,6 +84,14 @@ class GraphSamplerHook(Hook):
     of the classes and scores a share of the rows; the shares are gathered
     so that all ranks set the same graph (with re-ranking, rank 0's graph is
     broadcast).
+
+    Pooled multi-source training (:class:`PooledReIDDataset`): the graph
+    spans the classes of all sources by default, so a batch may bring
+    together look-alikes of different sources. ``within_source=True`` keeps
+    each class's neighbours within its own source (the graph of every
+    source's classes alone: ``build_class_graph(..., groups=class_source)``;
+    with ``rerank``, the re-ranked distances of the other sources' classes
+    are put last); every source then needs at least ``P`` classes.
 
     Re-ranking: :func:`mmreid_gs.evaluation.functional.re_ranking` takes
     queries then gallery. The C class images are both, so the hook passes
@@ -129,6 +145,9 @@ class GraphSamplerHook(Hook):
             False.
         vis_classes (int | Sequence[int]): Classes drawn: a number spread
             evenly over the labels, or explicit labels. Defaults to 8.
+        within_source (bool): Take each class's neighbours from its own
+            source only (a train dataset with ``class_source``, e.g.
+            :class:`PooledReIDDataset`). Defaults to False.
 
     Example:
         >>> custom_hooks = [
@@ -160,7 +179,8 @@ class GraphSamplerHook(Hook):
                  block_size: int = 256,
                  fp16: bool = False,
                  visualize: bool = False,
-                 vis_classes: Union[int, Sequence[int]] = 8) -> None:
+                 vis_classes: Union[int, Sequence[int]] = 8,
+                 within_source: bool = False) -> None:
         if not isinstance(pipeline, (list, tuple)) or not pipeline:
             raise ReIDUserError(
                 'GraphSamplerHook: pipeline must be a non-empty '
@@ -185,6 +205,7 @@ class GraphSamplerHook(Hook):
         self.fp16 = bool(fp16)
         self.visualize = bool(visualize)
         self.vis_classes = vis_classes
+        self.within_source = bool(within_source)
         self._families = None  # (dataset id, label families or None)
         self._pipeline: Optional[Compose] = None
         self._pending_state = None  # (checkpoint epoch, sampler state)
@@ -228,6 +249,37 @@ class GraphSamplerHook(Hook):
     def _unwrap(model):
         return model.module if is_model_wrapper(model) else model
 
+    def _source_groups(self, dataset,
+                       sampler: GraphSampler) -> Optional[torch.Tensor]:
+        """The source of every class when ``within_source`` (else None),
+        checked: the dataset has sources, one per class of the sampler, and
+        each has more classes than the neighbours a class needs."""
+        if not self.within_source:
+            return None
+        found = read_class_sources(dataset)
+        if found is None:
+            raise ConfigError(
+                'GraphSamplerHook(within_source=True) needs a train dataset '
+                'that knows the source of every class (`class_source`, e.g. '
+                f"type='PooledReIDDataset'); got {type(dataset).__name__}.")
+        sources, names = found
+        if sources.size != sampler.num_classes:
+            raise ConfigError(
+                f'GraphSamplerHook(within_source=True): the train dataset '
+                f'gives the source of {sources.size} classes, the sampler has '
+                f'{sampler.num_classes}.')
+        counts = np.bincount(sources, minlength=len(names))
+        need = sampler.num_neighbors + 1
+        for i, count in enumerate(counts):
+            if 0 < count < need:
+                raise ConfigError(
+                    f'GraphSamplerHook(within_source=True): source '
+                    f'{names[i]!r} has {count} classes, fewer than the '
+                    f'{need} of a batch (a class and its '
+                    f'{sampler.num_neighbors} neighbours from its source); '
+                    'use within_source=False or fewer classes per batch.')
+        return torch.from_numpy(sources)
+
     # -------------------------------------------------------------- graph
     def choose_images(self, sampler: GraphSampler, epoch: int) -> np.ndarray:
         """One random dataset index per class for ``epoch``.
@@ -269,6 +321,7 @@ class GraphSamplerHook(Hook):
         epoch = runner.epoch
         num_classes, k = sampler.num_classes, sampler.num_neighbors
         rank, world_size = get_dist_info()
+        groups = self._source_groups(dataset, sampler)
         chosen = self.choose_images(sampler, epoch)
 
         # this rank's share of classes, padded to the same size everywhere
@@ -289,7 +342,7 @@ class GraphSamplerHook(Hook):
                                             self.block_size)
                 scores = all_gather_rows(part[:len(mine)])
                 nbrs = reranked_class_graph(scores, k, self.k1, self.k2,
-                                            self.lambda_value)
+                                            self.lambda_value, groups=groups)
                 if world_size > 1:
                     nbrs = nbrs.to(feats.device)
                     broadcast(nbrs, 0)
@@ -298,7 +351,8 @@ class GraphSamplerHook(Hook):
                 part = build_class_graph(
                     feats, matcher, k, self.num_candidates, self.block_size,
                     self.candidate_fn, rows=padded,
-                    pair_matcher=getattr(model, 'match_pairs', None))
+                    pair_matcher=getattr(model, 'match_pairs', None),
+                    groups=groups)
                 nbrs = all_gather_rows(part[:len(mine)].to(
                     feats.device)).cpu()
         t_score = time.perf_counter() - start - t_feat
@@ -310,6 +364,8 @@ class GraphSamplerHook(Hook):
             f'candidates={self.num_candidates}')
         if self.fp16:
             mode += ', autocast'
+        if groups is not None:
+            mode += ', within source'
         runner.logger.info(
             f'GraphSamplerHook: epoch {epoch + 1}: graph of {num_classes} '
             f'classes x {k} neighbours ({mode}); features {t_feat:.2f}s, '
@@ -329,8 +385,12 @@ class GraphSamplerHook(Hook):
         families = self._label_families(runner, dataset)
         if families is not None:
             self._log_family_share(runner, nbrs, families, epoch)
+        sources = read_class_sources(dataset)
+        if sources is not None:
+            self._log_source_share(runner, nbrs, sources, epoch)
         if self.save_graph and rank == 0:
-            self._save(runner, dataset, chosen, nbrs, epoch, families)
+            self._save(runner, dataset, chosen, nbrs, epoch, families,
+                       None if sources is None else sources[0])
         if self.visualize and rank == 0:
             self._draw(runner, dataset, chosen, nbrs, epoch, families)
         return nbrs
@@ -365,6 +425,32 @@ class GraphSamplerHook(Hook):
             },
             step=epoch + 1)
 
+    def _log_source_share(self, runner, nbrs, sources, epoch) -> None:
+        """Log the share of neighbours from another source (pooled
+        multi-source datasets with more than one source)."""
+        class_source, names = sources
+        if class_source.size != nbrs.shape[0] or len(
+                np.unique(class_source)) < 2:
+            return
+        quality = graph_cross_group_share(nbrs.numpy(), class_source)
+        if np.isnan(quality['share']):
+            return
+        self.last_info.update(cross_source_share=quality['share'],
+                              cross_source_share_random=quality['random'])
+        runner.logger.info(
+            f'GraphSamplerHook: epoch {epoch + 1}: '
+            f'{quality["share"]:.1%} of the neighbours come from another '
+            f'source than their class ({len(names)} sources), random '
+            f'neighbours: {quality["random"]:.1%}')
+        visualizer = getattr(runner, 'visualizer', None)
+        if visualizer is not None:
+            visualizer.add_scalars(
+                {
+                    'graph/cross_source_share': quality['share'],
+                    'graph/cross_source_share_random': quality['random']
+                },
+                step=epoch + 1)
+
     def _draw(self, runner, dataset, chosen, nbrs, epoch, families) -> None:
         if isinstance(self.vis_classes, int):
             classes = spread_indices(len(chosen), self.vis_classes)
@@ -378,17 +464,20 @@ class GraphSamplerHook(Hook):
         runner.visualizer.add_image('graph_neighbors', image, step=epoch + 1)
 
     @staticmethod
-    def _save(runner, dataset, chosen, nbrs, epoch, families=None) -> None:
+    def _save(runner, dataset, chosen, nbrs, epoch, families=None,
+              sources=None) -> None:
         path = save_graph_dump(
             graph_dump_path(runner.work_dir, epoch + 1), nbrs.numpy(), chosen,
-            image_paths(dataset, chosen), families)
+            image_paths(dataset, chosen), families, sources)
         runner.logger.info(f'GraphSamplerHook: graph saved to {path}')
 
     # --------------------------------------------------------------- hooks
     def before_train(self, runner) -> None:
-        """Check the sampler and the batch sizes before training starts."""
+        """Check the sampler, the batch sizes and (``within_source``) the
+        sources before training starts."""
         sampler = self._get_sampler(runner)
         self._check_batch_size(runner, sampler)
+        self._source_groups(train_dataloader(runner).dataset, sampler)
 
     def before_train_epoch(self, runner) -> None:
         """Restore a resumed sampler state; from ``pk_epochs`` on, set a new

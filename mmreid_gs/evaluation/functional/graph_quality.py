@@ -1,7 +1,8 @@
 """How often the Graph Sampler's neighbours are look-alikes: the share of
 each class's graph neighbours that belong to its family, and what random
-neighbours would give; and how hard the batches of any sampler are: the
-share of a batch's classes that meet a look-alike in the batch."""
+neighbours would give; how often they come from another source dataset
+(pooled multi-source training); and how hard the batches of any sampler
+are: the share of a batch's classes that meet a look-alike in the batch."""
 from typing import Dict, Iterable
 
 import numpy as np
@@ -94,6 +95,39 @@ def graph_family_share(neighbors, families) -> Dict[str, float]:
                 random=float(rand[known].mean()),
                 best=float(np.mean(np.minimum(others[known], k) / k)),
                 num_classes=int(known.sum()))
+
+
+def graph_cross_group_share(neighbors, groups) -> Dict[str, float]:
+    """Share of the graph's neighbours that lie in another group than their
+    class (e.g. another source dataset), and its random baseline.
+
+    Args:
+        neighbors (array-like): int [C, k] neighbour classes.
+        groups (array-like): int [C] group of every class.
+
+    Returns:
+        dict: ``share`` (mean over the classes of the share of their
+        neighbours from another group), ``random`` (the same for neighbours
+        drawn uniformly from the other C - 1 classes: ``(C - n_g) / (C - 1)``
+        for a class of a group of ``n_g`` classes, averaged) and
+        ``num_classes``; the means are NaN without neighbours.
+
+    Example:
+        >>> # groups 0 0 1 1; class 0's neighbour is 1 (same group), ...
+        >>> graph_cross_group_share([[1], [2], [3], [0]], [0, 0, 1, 1])
+        {'share': 0.5, 'random': 0.6666666666666666, 'num_classes': 4}
+    """
+    nbrs, grp = _check(neighbors, groups)
+    num = int(grp.size)
+    if nbrs.shape[1] == 0 or num < 2:
+        return dict(share=float('nan'), random=float('nan'),
+                    num_classes=num)
+    share = (grp[nbrs] != grp[:, None]).mean(axis=1)
+    _, inverse, counts = np.unique(grp, return_inverse=True,
+                                   return_counts=True)
+    rand = (num - counts[inverse]) / (num - 1)
+    return dict(share=float(share.mean()), random=float(rand.mean()),
+                num_classes=num)
 
 
 def _families_1d(families) -> np.ndarray:

@@ -346,3 +346,129 @@ def test_distributed_ranks_build_the_same_graph(data, tmp_path):
         for rank in range(world_size):
             graph = np.load(osp.join(tmp_path, f'graph_{rerank}_{rank}.npy'))
             assert np.array_equal(graph, expected), (rerank, rank)
+
+
+# ---------------------------------------------- pooled multi-source data
+SOURCES = np.array([0, 1, 0, 1, 1, 0, 1, 0, 1, 0])  # 5 classes each
+
+
+class SourceImageDataset(ImageDataset):
+    """The tiny split with a source per class, as PooledReIDDataset gives
+    it (``class_source``, ``source_names``)."""
+
+    def __init__(self, root, colours, counts=COUNTS, sources=SOURCES):
+        super().__init__(root, colours, counts)
+        self.class_source = np.asarray(sources[:len(counts)])
+        self.source_names = ('a', 'b')
+
+
+class ScalarLog:
+    """Stand-in visualizer: the scalars added."""
+
+    def __init__(self):
+        self.scalars = {}
+
+    def add_scalars(self, scalars, step=None):
+        self.scalars.update(scalars)
+
+
+def test_within_source_keeps_neighbours_in_their_source(data, tmp_path):
+    _, colours = data
+    dataset = SourceImageDataset(osp.dirname(data[0].data_list[0]['img_path']),
+                                 colours)
+    runner = FakeRunner(tmp_path, dataset, epoch=1)
+    runner.visualizer = ScalarLog()
+    sampler = runner.train_dataloader.sampler
+    # by default the graph spans the sources; the log says how often a
+    # neighbour comes from the other source
+    hook = GraphSamplerHook(PIPELINE, batch_size=4)
+    hook.before_train_epoch(runner)
+    spanning = expected_graph(colours).numpy()
+    assert np.array_equal(sampler.graph, spanning)
+    cross = (SOURCES[spanning] != SOURCES[:, None]).mean()
+    assert cross > 0
+    assert hook.last_info['cross_source_share'] == pytest.approx(cross)
+    assert runner.visualizer.scalars['graph/cross_source_share'] == \
+        pytest.approx(cross)
+    # 5 of the other source among 9 others
+    assert runner.visualizer.scalars[
+        'graph/cross_source_share_random'] == pytest.approx(5 / 9)
+
+    hook = GraphSamplerHook(PIPELINE, batch_size=4, within_source=True,
+                            save_graph=True)
+    hook.before_train(runner)
+    hook.before_train_epoch(runner)
+    col = torch.tensor(colours, dtype=torch.float64) / 255
+    within = class_graph_from_scores(-torch.cdist(col, col), 3,
+                                     groups=SOURCES).numpy()
+    assert np.array_equal(sampler.graph, within)
+    assert (SOURCES[sampler.graph] == SOURCES[:, None]).all()
+    assert hook.last_info['cross_source_share'] == 0
+    saved = load_graph_dump(graph_dump_path(str(tmp_path), 2),
+                            fields=('label_sources', ))
+    assert np.array_equal(saved['label_sources'], SOURCES)
+    # the re-ranked graph stays within the sources too
+    sampler.set_graph(None)
+    GraphSamplerHook(PIPELINE, rerank=True, k1=4, k2=2,
+                     within_source=True).before_train_epoch(runner)
+    assert (SOURCES[sampler.graph] == SOURCES[:, None]).all()
+
+
+def test_within_source_errors(data, tmp_path):
+    dataset, colours = data
+    runner = FakeRunner(tmp_path, dataset, epoch=1)
+    hook = GraphSamplerHook(PIPELINE, within_source=True)
+    with pytest.raises(ValueError, match='within_source=True.*class_source'):
+        hook.before_train(runner)
+    # 3 classes in source 'b', a batch has P = 4 (a class and 3 neighbours)
+    small = SourceImageDataset(
+        osp.dirname(dataset.data_list[0]['img_path']), colours,
+        sources=np.array([0, 0, 0, 1, 0, 1, 0, 1, 0, 0]))
+    runner = FakeRunner(tmp_path, small, epoch=1)
+    with pytest.raises(ValueError, match="source 'b' has 3 classes, fewer "
+                       'than the 4'):
+        hook.before_train_epoch(runner)
+
+
+def _ddp_sources_worker(rank, world_size, port, root, out_dir, num_classes):
+    import torch.distributed as dist
+
+    from mmreid_gs.engine.runners import shutdown_dist
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=rank, world_size=world_size)
+    try:
+        torch.set_num_threads(1)
+        dataset = SourceImageDataset(root, make_colours(),
+                                     COUNTS[:num_classes])
+        runner = FakeRunner(out_dir, dataset, epoch=1)
+        sampler = runner.train_dataloader.sampler
+        for cands in (None, 5):
+            sampler.set_graph(None)
+            GraphSamplerHook(PIPELINE, batch_size=2, within_source=True,
+                             num_candidates=cands).before_train_epoch(runner)
+            np.save(osp.join(out_dir, f'graph_{cands}_{rank}.npy'),
+                    sampler.graph)
+    finally:
+        shutdown_dist()
+
+
+def test_distributed_ranks_build_the_same_graph_within_sources(
+        data, tmp_path):
+    """Two gloo processes, 9 classes in 2 sources (5 + 4): every rank sets
+    the single-process graph within the sources (exact, and with
+    candidates: the exact fallback of tiny features)."""
+    import torch.multiprocessing as mp
+    dataset, colours = data
+    root = osp.dirname(dataset.data_list[0]['img_path'])
+    world_size, num_classes = 2, 9
+    mp.spawn(_ddp_sources_worker,
+             args=(world_size, _free_port(), root, str(tmp_path),
+                   num_classes),
+             nprocs=world_size)
+    col = torch.tensor(colours[:num_classes], dtype=torch.float64) / 255
+    expected = class_graph_from_scores(-torch.cdist(col, col), 3,
+                                       groups=SOURCES[:num_classes]).numpy()
+    for cands in (None, 5):
+        for rank in range(world_size):
+            graph = np.load(osp.join(tmp_path, f'graph_{cands}_{rank}.npy'))
+            assert np.array_equal(graph, expected), (cands, rank)

@@ -4,7 +4,8 @@ import itertools
 import numpy as np
 import pytest
 
-from mmreid_gs.evaluation.functional import (graph_family_share,
+from mmreid_gs.evaluation.functional import (graph_cross_group_share,
+                                             graph_family_share,
                                              neighbor_family_share,
                                              random_family_share)
 
@@ -51,3 +52,29 @@ def test_perfect_graph_and_errors():
         neighbor_family_share(nbrs, fams[:10])
     unknown = graph_family_share(nbrs, np.full(20, -1))
     assert unknown['num_classes'] == 0 and np.isnan(unknown['share'])
+
+
+def test_cross_group_share_by_hand_and_random_expectation():
+    # groups (sources) 0 0 0 1 1: class 0 -> 1 (same), 3 (other): 1/2 ...
+    groups = [0, 0, 0, 1, 1]
+    nbrs = [[1, 3], [2, 0], [3, 4], [4, 0], [0, 1]]
+    out = graph_cross_group_share(nbrs, groups)
+    assert out['num_classes'] == 5
+    assert out['share'] == pytest.approx((.5 + 0 + 1 + .5 + 1) / 5)
+    # random neighbours: (C - n_g) / (C - 1) = 2/4 for group 0, 3/4 for 1
+    assert out['random'] == pytest.approx((3 * 2 / 4 + 2 * 3 / 4) / 5)
+    # ... the exact expectation over every choice of k distinct neighbours
+    grp = np.array(groups)
+    expected = np.mean([
+        np.mean([np.mean(grp[list(s)] != grp[c])
+                 for s in itertools.combinations(
+                     [o for o in range(5) if o != c], 2)])
+        for c in range(5)
+    ])
+    assert out['random'] == pytest.approx(expected)
+    # one group: never another source; no neighbours: NaN
+    assert graph_cross_group_share(nbrs, [0] * 5)['share'] == 0
+    assert np.isnan(graph_cross_group_share(np.zeros((5, 0), int),
+                                            groups)['share'])
+    with pytest.raises(ValueError, match='entries'):
+        graph_cross_group_share(nbrs, groups[:3])
