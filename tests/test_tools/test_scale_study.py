@@ -171,3 +171,30 @@ def test_tiny_scale_study_writes_results_and_skips_finished_runs(tmp_path):
     again = study.run_scale_study(config, out, **kwargs)
     assert again['rows'] == results['rows']
     assert osp.getmtime(done) == stamp
+
+
+def test_summary_share_over_the_gs_epochs():
+    """The table's batch_lookalike_share: mean over the epochs after the PK
+    warm-up (the same epochs for PK runs), the all-epoch mean in brackets,
+    the random-PK expectation after it; metrics of the last epoch."""
+    rows = []
+    for seed, gs_share in ((0, (0.1, 0.5, 0.7)), (1, (0.1, 0.3, 0.5))):
+        for epoch, share in enumerate(gs_share, 1):
+            key = dict(variant='gs', start='scratch', num_ids=200, seed=seed,
+                       epoch=epoch)
+            rows += [dict(key, set='train', metric='batch_lookalike_share',
+                          value=share),
+                     dict(key, set='train',
+                          metric='batch_lookalike_share_random', value=0.1)]
+        rows += [dict(variant='gs', start='scratch', num_ids=200, seed=seed,
+                      epoch=3, set='synthetic_A', metric=m, value=v)
+                 for m, v in (('Rank-1', 0.5 + 0.1 * seed), ('mAP', 0.4))]
+    results = dict(rows=rows, runs=[
+        dict(variant='gs', start='scratch', num_ids=200, seed=s, seconds=60.)
+        for s in (0, 1)])
+    table = study.scale_summary_table(results)
+    line = [r for r in table.splitlines() if r.startswith('| 200 |')][0]
+    # GS epochs: seed 0 mean 0.6, seed 1 mean 0.4 -> 0.500 ± 0.100; all
+    # epochs: (0.433 + 0.3) / 2 = 0.367
+    assert '| 0.500 ± 0.100 (0.367); random 0.100 |' in line
+    assert '| 55.0 ± 5.0 / 40.0 ± 0.0 | 2 | 1.0 |' in line

@@ -1091,6 +1091,7 @@ def _scale_points(results: Dict):
         last[k] = max(last.get(k, 0), int(r['epoch']))
     per_epoch = defaultdict(list)
     out = defaultdict(lambda: defaultdict(dict))
+    warmup = _scale_warmup()
     for r in results['rows']:
         k = (r['num_ids'], r['start'], r['variant'], r['seed'])
         point = k[:3]
@@ -1104,9 +1105,21 @@ def _scale_points(results: Dict):
                 ('graph', 'build_seconds'), ('graph', 'family_share')):
             per_epoch[(point, r['set'], r['metric'], r['seed'])].append(
                 r['value'])
+            if r['metric'] == 'batch_lookalike_share' and \
+                    point[1] != 'pretrain' and int(r['epoch']) > warmup:
+                # the GS epochs (PK: the same epochs)
+                per_epoch[(point, 'train', 'batch_lookalike_share_gs',
+                           r['seed'])].append(r['value'])
     for (point, s, m, seed), values in per_epoch.items():
         out[point][(s, m)][seed] = float(np.mean(values))
     return out
+
+
+def _scale_warmup() -> int:
+    """PK warm-up epochs of the scale study's GS variant (its PK runs'
+    share is averaged over the same epochs)."""
+    return max(int(v.get('pk_epochs', 1)) for v in SCALE['variants'].values()
+               if v.get('sampler') == 'gs')
 
 
 def _mean_spread(values, scale=100., digits=1) -> str:
@@ -1122,7 +1135,8 @@ def scale_summary_table(results: Dict) -> str:
     over seeds, %) | seeds | train time (min per run) | graph build (s)."""
     points = _scale_points(results)
     sets = _test_sets(results)
-    head = (['identities', 'start', 'sampler', 'batch_lookalike_share']
+    head = (['identities', 'start', 'sampler',
+             'batch_lookalike_share GS epochs (all epochs)']
             + [f'{s} Rank-1 / mAP' for s in sets]
             + ['seeds', 'train min/run', 'graph s/build'])
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
@@ -1138,10 +1152,15 @@ def scale_summary_table(results: Dict) -> str:
                                                samplers.get(p[2], 9), p[2])):
         vals = points[point]
         share = vals.get(('train', 'batch_lookalike_share'), {})
+        share_gs = vals.get(('train', 'batch_lookalike_share_gs'), {})
         rand = vals.get(('train', 'batch_lookalike_share_random'), {})
-        cell = _mean_spread(share.values(), 1., 3)
+        if share_gs:
+            cell = (_mean_spread(share_gs.values(), 1., 3) +
+                    f' ({np.mean(list(share.values())):.3f})')
+        else:
+            cell = _mean_spread(share.values(), 1., 3)
         if rand:
-            cell += f' (random {np.mean(list(rand.values())):.3f})'
+            cell += f'; random {np.mean(list(rand.values())):.3f}'
         if point[1] == 'pretrain':  # the network of the pretrained start
             seed = results.get('preset', {}).get('pretrain', {}).get('seed')
             cells = [str(point[0]), f'pretraining (seed {seed}: other '
