@@ -1185,8 +1185,8 @@ def plot_scale_results(results: Dict, path: str,
                        caption: Optional[str] = None) -> None:
     """Rank-1 and mAP of every test set against the number of training
     identities (one line per sampler and start: mean over seeds, band =
-    min-max), and a panel of ``batch_lookalike_share`` (with the random PK
-    expectation, dotted).
+    min-max), and a panel of ``batch_lookalike_share`` over the GS epochs
+    (PK runs: the same epochs; the random PK expectation dotted).
 
     Args:
         results (dict): From :func:`collect_scale_results`.
@@ -1200,7 +1200,7 @@ def plot_scale_results(results: Dict, path: str,
         raise ValueError('sampler study scale: no finished run to plot')
     sets = _test_sets(results)
     keys = [(s, m) for s in sets for m in ('Rank-1', 'mAP')]
-    keys.append(('train', 'batch_lookalike_share'))
+    keys.append(('train', 'batch_lookalike_share_gs'))
     cols = 2
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.6 * rows),
@@ -1232,7 +1232,7 @@ def plot_scale_results(results: Dict, path: str,
                     mfc='none' if start == 'pretrained' else colors[variant],
                     color=colors[variant], label=f'{variant}, {start} (n={n})')
             ax.fill_between(xs, lo, hi, alpha=0.15, color=colors[variant])
-        if key == ('train', 'batch_lookalike_share'):
+        if key == ('train', 'batch_lookalike_share_gs'):
             rand = defaultdict(list)
             for p, v in study.items():
                 rand[p[0]] += list(v.get(('train',
@@ -1242,7 +1242,8 @@ def plot_scale_results(results: Dict, path: str,
             if xs:
                 ax.plot(xs, [np.mean(rand[x]) for x in xs], ':', marker='x',
                         ms=4, color='grey', label='random PK (expected)')
-            ax.set_title('batch_lookalike_share (mean over the epochs)')
+            ax.set_title('batch_lookalike_share (mean over the GS epochs; '
+                         'PK: the same epochs)')
         else:
             ax.set_title(f'{key[0]} {key[1]} (last epoch)')
         ax.set_xscale('log')
