@@ -2,13 +2,7 @@
 # (ResNet-50-IBN-b, 384x128, the paper's schedule) trained on Market-1501 +
 # MSMT17 + CUHK-SYSU, all splits pooled (about 17,500 identities), tested on
 # CUHK03-NP (detected), never seen. See configs/qaconv_gs_loo_market.py.
-_base_ = [
-    './_base_/models/qaconv_r50_ibn.py',
-    './_base_/datasets/reid_data.py',
-    './_base_/datasets/multisource_loo.py',
-    './_base_/schedules/qaconv_gs_15e.py',
-    './_base_/default_runtime.py',
-]
+_base_ = ['./_base_/qaconv_gs_loo.py']
 
 train_dataloader = dict(
     dataset=dict(

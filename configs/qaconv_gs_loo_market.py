@@ -5,13 +5,7 @@
 # graph spans the pooled classes; add `within_source=True` to the
 # GraphSamplerHook to keep every class's neighbours within its source.
 # The other held-out targets: qaconv_gs_loo_cuhk03.py, qaconv_gs_loo_msmt17.py.
-_base_ = [
-    './_base_/models/qaconv_r50_ibn.py',
-    './_base_/datasets/reid_data.py',
-    './_base_/datasets/multisource_loo.py',
-    './_base_/schedules/qaconv_gs_15e.py',
-    './_base_/default_runtime.py',
-]
+_base_ = ['./_base_/qaconv_gs_loo.py']
 
 train_dataloader = dict(
     dataset=dict(

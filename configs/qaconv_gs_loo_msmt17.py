@@ -2,13 +2,7 @@
 # (ResNet-50-IBN-b, 384x128, the paper's schedule) trained on Market-1501 +
 # CUHK03-NP + CUHK-SYSU, all splits pooled (about 14,900 identities), tested
 # on MSMT17, never seen. See configs/qaconv_gs_loo_market.py.
-_base_ = [
-    './_base_/models/qaconv_r50_ibn.py',
-    './_base_/datasets/reid_data.py',
-    './_base_/datasets/multisource_loo.py',
-    './_base_/schedules/qaconv_gs_15e.py',
-    './_base_/default_runtime.py',
-]
+_base_ = ['./_base_/qaconv_gs_loo.py']
 
 train_dataloader = dict(
     dataset=dict(
