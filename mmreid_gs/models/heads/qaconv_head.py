@@ -8,13 +8,14 @@ from mmengine.model import BaseModule
 
 from mmreid_gs.registry import MODELS
 from mmreid_gs.utils.errors import ReIDUserError
+from .pair_head import PairLossMixin, pair_compute_dtype
 from .qaconv_kernels import (CPU_BLOCK_BYTES_PER_THREAD, PairMaxima,
                              folded_pair_scores, pair_maxima_blocks)
 from .qaconv_list_kernels import folded_pair_list_scores
 
 
 @MODELS.register_module()
-class QAConvHead(BaseModule):
+class QAConvHead(PairLossMixin, BaseModule):
     """Query-adaptive convolution (QAConv) matching head.
 
     Scores a pair of L2-normalised feature maps Q, G (c x hw each) as the
@@ -131,19 +132,8 @@ class QAConvHead(BaseModule):
         self._check_shape(feats, name)
         return feats.flatten(2).transpose(1, 2).contiguous()
 
-    @staticmethod
-    def _compute_dtype(feats: torch.Tensor,
-                       cpu_autocast: bool = False) -> torch.dtype:
-        """dtype of the similarity GEMM: the autocast dtype on CUDA (and on
-        the CPU with ``cpu_autocast``), else the features' 16/64-bit dtype,
-        else float32."""
-        device = feats.device.type
-        if (device == 'cuda' or (device == 'cpu' and cpu_autocast)) and \
-                torch.is_autocast_enabled(device):
-            return torch.get_autocast_dtype(device)
-        if feats.dtype in (torch.float16, torch.bfloat16, torch.float64):
-            return feats.dtype
-        return torch.float32
+    #: dtype of the similarity GEMM (:func:`pair_compute_dtype`)
+    _compute_dtype = staticmethod(pair_compute_dtype)
 
     def block_sizes(self,
                     num_query: int,
@@ -393,45 +383,15 @@ class QAConvHead(BaseModule):
         """
         return self.match(query, query if gallery is None else gallery)
 
-    def loss(self, feats: torch.Tensor,
-             labels: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Pair loss on the B x B logits of a mini-batch.
-
-        All pairs are scored at once with the public layer stack (BatchNorm
-        over all B x B pairs in training mode, diagonal included as in the
-        public code); the loss module decides which pairs count and returns
-        ``(loss, acc)``, the rule of every loss module
-        (docs/architecture.md, "Plugging in a new head").
-
-        A loss module with ``needs_matcher = True`` (e.g.
-        :class:`ClassMemoryLoss`) is called instead as
-        ``loss(feats, labels, self.match)``; its accuracy (of the class
-        memory, not of pairs) is logged as ``acc``.
-
-        Args:
-            feats (Tensor): [B, c, h, w] feature maps.
-            labels (Tensor): [B] identity labels.
-
-        Returns:
-            dict[str, Tensor]: ``loss`` (summed by MMEngine) and
-            ``pair_acc`` (``acc`` for a loss that needs the matcher),
-            logged.
-        """
-        if getattr(self.loss_module, 'needs_matcher', False):
-            # e.g. ClassMemoryLoss: scores the batch against its class
-            # memory with this head's differentiable matcher
-            self._check_shape(feats, 'training')
-            loss, acc = self.loss_module(feats, labels, self.match)
-            acc_name = 'acc'
-        else:
-            x = self._flatten(feats, 'training')
-            dtype = self._compute_dtype(x)
-            n = x.size(0)
-            q_blk, g_blk = self.block_sizes(n, n, dtype, x.device)
-            scores = self._exact_scores(x, x, dtype, q_blk, g_blk)
-            loss, acc = self.loss_module(scores, labels)
-            acc_name = 'pair_acc'
-        return {'loss': loss, acc_name: acc}
+    def _batch_pair_scores(self, feats: torch.Tensor) -> torch.Tensor:
+        """[B, B] logits of all pairs of a training batch (for
+        :meth:`PairLossMixin.loss`): the public layer stack, BatchNorm over
+        all pairs in training mode, CPU autocast ignored."""
+        x = self._flatten(feats, 'training')
+        dtype = self._compute_dtype(x)
+        n = x.size(0)
+        q_blk, g_blk = self.block_sizes(n, n, dtype, x.device)
+        return self._exact_scores(x, x, dtype, q_blk, g_blk)
 
     @torch.no_grad()
     def pair_correspondence(self, query: torch.Tensor,

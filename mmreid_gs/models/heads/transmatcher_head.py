@@ -1,6 +1,6 @@
 """TransMatcher matching head: Transformer-based image matching scores of
 image pairs (Liao & Shao, NeurIPS 2021)."""
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,6 +10,7 @@ from torch.nn.init import xavier_uniform_
 
 from mmreid_gs.registry import MODELS
 from mmreid_gs.utils.errors import ReIDUserError
+from .pair_head import PairLossMixin, pair_compute_dtype
 from .transmatcher_kernels import (CPU_MLP_BYTES, CPU_ROWS_BYTES, FoldedLayer,
                                    WeightedPairMaxima, block_sizes,
                                    folded_pair_scores,
@@ -217,7 +218,7 @@ class TransMatcherExportMatcher(nn.Module):
 
 
 @MODELS.register_module()
-class TransMatcherHead(BaseModule):
+class TransMatcherHead(PairLossMixin, BaseModule):
     """TransMatcher matching head (Liao & Shao, "Transformer-Based Deep
     Image Matching for Generalizable Person Re-identification", NeurIPS
     2021).
@@ -360,19 +361,9 @@ class TransMatcherHead(BaseModule):
                 f'head\'s height x width, channels first), got '
                 f'{tuple(feats.shape)}')
 
-    @staticmethod
-    def _compute_dtype(feats: torch.Tensor,
-                       cpu_autocast: bool = False) -> torch.dtype:
-        """dtype of ``fc1`` and the similarity GEMM: the autocast dtype on
-        CUDA (and on the CPU with ``cpu_autocast``), else the features'
-        16/64-bit dtype, else float32."""
-        device = feats.device.type
-        if (device == 'cuda' or (device == 'cpu' and cpu_autocast)) and \
-                torch.is_autocast_enabled(device):
-            return torch.get_autocast_dtype(device)
-        if feats.dtype in (torch.float16, torch.bfloat16, torch.float64):
-            return feats.dtype
-        return torch.float32
+    #: dtype of ``fc1`` and the similarity GEMM
+    #: (:func:`~mmreid_gs.models.heads.pair_head.pair_compute_dtype`)
+    _compute_dtype = staticmethod(pair_compute_dtype)
 
     @property
     def _param_dtype(self) -> torch.dtype:
@@ -551,38 +542,11 @@ class TransMatcherHead(BaseModule):
         """
         return self.match(query, query if gallery is None else gallery)
 
-    def loss(self, feats: torch.Tensor,
-             labels: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Pair loss on the B x B logits of a mini-batch.
-
-        All pairs are scored at once with the public layer stack (BatchNorm
-        over all B x B pairs in training mode, diagonal included as in the
-        public code); the loss module decides which pairs count and returns
-        ``(loss, acc)`` (docs/architecture.md, "Plugging in a new head").
-        A loss module with ``needs_matcher = True`` (e.g.
-        :class:`ClassMemoryLoss`) is called instead as
-        ``loss(feats, labels, self.match)``; its accuracy is logged as
-        ``acc``.
-
-        Args:
-            feats (Tensor): [B, L*d, h, w] feature maps.
-            labels (Tensor): [B] identity labels.
-
-        Returns:
-            dict[str, Tensor]: ``loss`` (summed by MMEngine) and
-            ``pair_acc`` (``acc`` for a loss that needs the matcher),
-            logged.
-        """
-        self._check_shape(feats, 'training')
-        if getattr(self.loss_module, 'needs_matcher', False):
-            loss, acc = self.loss_module(feats, labels, self.match)
-            acc_name = 'acc'
-        else:
-            dtype = self._compute_dtype(feats)
-            n = feats.size(0)
-            q_blk, g_blk = self.block_sizes(n, n, dtype, feats.device)
-            scores = self._exact_scores(feats, feats, dtype, q_blk, g_blk)
-            loss, acc = self.loss_module(scores, labels)
-            acc_name = 'pair_acc'
-        return {'loss': loss, acc_name: acc}
-
+    def _batch_pair_scores(self, feats: torch.Tensor) -> torch.Tensor:
+        """[B, B] logits of all pairs of a training batch (for
+        :meth:`PairLossMixin.loss`): the public layer stack, BatchNorm over
+        all pairs in training mode, CPU autocast ignored."""
+        dtype = self._compute_dtype(feats)
+        n = feats.size(0)
+        q_blk, g_blk = self.block_sizes(n, n, dtype, feats.device)
+        return self._exact_scores(feats, feats, dtype, q_blk, g_blk)
