@@ -1732,8 +1732,10 @@ def plot_multisource_results(results: Dict, path: str) -> None:
                 ax.bar(pos, mean, width, color=cycle[j % len(cycle)],
                        alpha=0.75, label=None if labelled else label)
                 labelled = True
-                ax.errorbar(pos, mean, yerr=[[mean - vals.min()],
-                                             [vals.max() - mean]],
+                # (clipped: equal values can leave -1e-17 by rounding)
+                ax.errorbar(pos, mean,
+                            yerr=[[max(0., mean - vals.min())],
+                                  [max(0., vals.max() - mean)]],
                             color='k', capsize=3, lw=1)
                 ax.scatter([pos] * vals.size, vals, s=9, color='k',
                            zorder=3)
