@@ -32,10 +32,17 @@ def test_transmatcher_rows_and_commits_of_reused_runs():
     block = tool.render(record)
     rows = [r for r in block.splitlines() if r.startswith('| TransMatcher')]
     assert len(rows) == 2 and '| 50.0 / ' in rows[1]
-    # runs without a commit are the record's own; the others are named
+    # every commit is named with its runs; a run without one is the
+    # record's own
     own = record['versions']['commit']
-    assert (f'from runs at commits {own} (' in block
-            or f'abc1234 (tm_gs, tm_untrained); {own} (' in block)
+    for name in ('gs_seed0', 'gs_tlift'):
+        record['runs'][name].pop('commit', None)
+    block = tool.render(record)
+    assert 'from runs at commits ' in block
     assert 'abc1234 (tm_gs, tm_untrained)' in block
+    assert f'{own} (gs_seed0, gs_tlift)' in block
+    # one commit for every run: "at commit X"
     del record['runs']['tm_gs'], record['runs']['tm_untrained']
-    assert f'at commit {own}:' in tool.render(record)
+    for run in record['runs'].values():
+        run['commit'] = 'def5678'
+    assert 'at commit def5678:' in tool.render(record)
