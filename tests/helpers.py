@@ -409,3 +409,33 @@ def point_datasets_at(node, roots: Mapping[str, str], **fields):
         for value in node:
             count += point_datasets_at(value, roots, **fields)
     return count
+
+
+#: The tiny test-loop setting of the loop tests (test_reid_test_loop.py,
+#: test_shortlist_loop.py): 32x16 inputs, 2x1 maps, both kinds of model.
+LOOP_PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(16, 32), keep_ratio=False,
+         interpolation='bicubic'),
+    dict(type='PackReIDInputs'),
+]
+_LOOP_BACKBONE = dict(type='ResNetIBN', depth=18, base_channels=8,
+                      num_stages=3, out_indices=(2, ), norm_eval=False)
+LOOP_MODELS = dict(
+    qaconv=dict(
+        type='QAConvReID', backbone=_LOOP_BACKBONE,
+        neck=dict(type='QAConvNeck', in_channels=32, out_channels=16),
+        head=dict(type='QAConvHead', num_features=16, height=2, width=1)),
+    global_embedding=dict(
+        type='ReIDModel', backbone=_LOOP_BACKBONE,
+        head=dict(type='GlobalEmbeddingHead', in_channels=32)))
+
+
+def loop_test_sets(data_root: str) -> dict:
+    """One tiny SyntheticReID test set (5 identities, 2 cameras) under
+    ``data_root``, as the loop tests' ``test_sets``."""
+    split = dict(type='SyntheticReID', data_root=data_root, domain='A',
+                 num_train_ids=0, num_test_ids=5, num_cams=2,
+                 imgs_per_cam=2, img_size=(32, 16), serialize_data=False)
+    return dict(synthetic=dict(query=dict(split, split='query'),
+                               gallery=dict(split, split='gallery')))

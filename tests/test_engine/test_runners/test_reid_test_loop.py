@@ -5,6 +5,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from helpers import LOOP_MODELS, LOOP_PIPELINE, loop_test_sets
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.evaluator import Evaluator
 from mmengine.logging import MMLogger
@@ -35,22 +36,8 @@ class CountingReIDMetric(ReIDMetric):
         self.calls.append(('compute_metrics', [r['name'] for r in results]))
         return super().compute_metrics(results)
 
-PIPELINE = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(16, 32), keep_ratio=False,
-         interpolation='bicubic'),
-    dict(type='PackReIDInputs'),
-]
-BACKBONE = dict(type='ResNetIBN', depth=18, base_channels=8, num_stages=3,
-                out_indices=(2, ), norm_eval=False)
-MODELS = dict(
-    qaconv=dict(
-        type='QAConvReID', backbone=BACKBONE,
-        neck=dict(type='QAConvNeck', in_channels=32, out_channels=16),
-        head=dict(type='QAConvHead', num_features=16, height=2, width=1)),
-    global_embedding=dict(
-        type='ReIDModel', backbone=BACKBONE,
-        head=dict(type='GlobalEmbeddingHead', in_channels=32)))
+PIPELINE = LOOP_PIPELINE
+MODELS = LOOP_MODELS
 
 
 @pytest.fixture(scope='module')
@@ -58,12 +45,7 @@ def data_root(tmp_path_factory):
     return str(tmp_path_factory.mktemp('loop') / 'A')
 
 
-def _sets(data_root):
-    split = dict(type='SyntheticReID', data_root=data_root, domain='A',
-                 num_train_ids=0, num_test_ids=5, num_cams=2,
-                 imgs_per_cam=2, img_size=(32, 16), serialize_data=False)
-    return dict(synthetic=dict(query=dict(split, split='query'),
-                               gallery=dict(split, split='gallery')))
+_sets = loop_test_sets
 
 
 @pytest.fixture(scope='module', params=sorted(MODELS))

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
-from helpers import feature_maps
+from helpers import LOOP_MODELS, LOOP_PIPELINE, feature_maps, loop_test_sets
 from mmengine.runner import Runner
 
 from mmreid_gs.engine.runners import ReIDTestLoop, ReIDValLoop
@@ -21,22 +21,8 @@ from mmreid_gs.utils.errors import ConfigError
 
 register_all_modules()
 
-PIPELINE = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(16, 32), keep_ratio=False,
-         interpolation='bicubic'),
-    dict(type='PackReIDInputs'),
-]
-BACKBONE = dict(type='ResNetIBN', depth=18, base_channels=8, num_stages=3,
-                out_indices=(2, ), norm_eval=False)
-MODELS = dict(
-    qaconv=dict(
-        type='QAConvReID', backbone=BACKBONE,
-        neck=dict(type='QAConvNeck', in_channels=32, out_channels=16),
-        head=dict(type='QAConvHead', num_features=16, height=2, width=1)),
-    global_embedding=dict(
-        type='ReIDModel', backbone=BACKBONE,
-        head=dict(type='GlobalEmbeddingHead', in_channels=32)))
+PIPELINE = LOOP_PIPELINE
+MODELS = LOOP_MODELS
 RERANK = dict(type='ReIDMetric', rerank=dict(k1=3, k2=2))
 LOADER = dict(batch_size=4, num_workers=0)
 
@@ -46,12 +32,7 @@ def data_root(tmp_path_factory):
     return str(tmp_path_factory.mktemp('shortlist') / 'A')
 
 
-def _sets(data_root):
-    split = dict(type='SyntheticReID', data_root=data_root, domain='A',
-                 num_train_ids=0, num_test_ids=5, num_cams=2,
-                 imgs_per_cam=2, img_size=(32, 16), serialize_data=False)
-    return dict(synthetic=dict(query=dict(split, split='query'),
-                               gallery=dict(split, split='gallery')))
+_sets = loop_test_sets
 
 
 def _runner(kind, data_root, work_dir):
