@@ -56,23 +56,6 @@ def _list_block_maxima(q_t, g, bits, hw):
     return m_g, m_q
 
 
-def _memory_order(gal: torch.Tensor) -> torch.Tensor:
-    """``gal`` as a view in its memory order where it is a known
-    permutation of a dense tensor (lists [n, m, c, h, w] gathered from
-    channels-last maps; [G, hw, c] rows viewed from [G, c, hw] maps), so
-    that a reduction over all its elements reads it without a copy; else
-    ``gal``."""
-    if gal.is_contiguous():
-        return gal
-    views = [gal.transpose(-1, -2)]
-    if gal.dim() == 5:
-        views.append(gal.permute(0, 1, 3, 4, 2))
-    for view in views:
-        if view.is_contiguous():
-            return view
-    return gal
-
-
 def folded_pair_list_scores(q: torch.Tensor,
                             gal: torch.Tensor,
                             w: torch.Tensor,
@@ -134,9 +117,6 @@ def folded_pair_list_scores(q: torch.Tensor,
     w32 = w.to(device=q.device, dtype=torch.float32)
     q_c = q.to(dtype)
     bits = _max_bits_dtype(dtype, q.device)
-    if bits is not None and not _bits_are_safe(q_c.reshape(-1, c),
-                                               _memory_order(gal), dtype):
-        bits = None
 
     def score(blocks):
         for i, j in blocks:
@@ -151,7 +131,13 @@ def folded_pair_list_scores(q: torch.Tensor,
                 # a dense [b * mj, hw, c] copy of the block's lists
                 g = gal.index_select(0, ids.reshape(-1)).to(dtype).view(
                     b, mj * hw, c)
-            m_g, m_q = _list_block_maxima(q_c[i:i + b], g, bits, hw)
+            # integer maxima where no NaN can arise, decided per block on
+            # the block's own features (a test gallery is not scanned
+            # whole on every call)
+            q_blk_c = q_c[i:i + b]
+            blk_bits = bits if bits is not None and _bits_are_safe(
+                q_blk_c.reshape(-1, c), g, dtype) else None
+            m_g, m_q = _list_block_maxima(q_blk_c, g, blk_bits, hw)
             s = torch.matmul(m_g.float(), w32)
             s += torch.matmul(w32, m_q.float())
             out[i:i + b, j:j + mj] = s
