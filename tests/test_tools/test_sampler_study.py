@@ -12,6 +12,7 @@ _study = load_tool('tools/analysis_tools/sampler_study.py', 'sampler_study')
 apply_variant, converged = _study.apply_variant, _study.converged
 family_share, plan_runs, run_study = (_study.family_share, _study.plan_runs,
                                       _study.run_study)
+STUDIES_SPEC = _study.STUDIES
 
 
 def test_study_writes_results_and_skips_finished_runs(make_tiny_config,
@@ -120,3 +121,24 @@ def test_converged_from_validation_not_from_the_gs_loss():
     assert not converged([])
     # without validation: the loss must fall below 0.9x its first value
     assert converged(_rows([5.0, 4.4])) and not converged(_rows([5.0, 4.6]))
+
+
+def test_transmatcher_study_plans_its_own_config():
+    """The transmatcher study runs PK vs GS on the TransMatcher demo by
+    default; an explicit --config still wins."""
+    from mmengine.config import Config
+    study_config = _study.study_config
+    assert study_config('transmatcher') == 'configs/transmatcher_gs_demo.py'
+    assert study_config('efficiency') == _study.DEFAULT_CONFIG
+    assert study_config('transmatcher', 'my.py') == 'my.py'
+    runs, preset = plan_runs('transmatcher', quick=False)
+    assert sorted({name for name, _, _ in runs}) == ['gs', 'pk']
+    assert len(runs) == 2 * len(preset['seeds']) and preset['epochs'] == 8
+    cfg = Config.fromfile(osp.join(CONFIGS, 'transmatcher_gs_demo.py'))
+    apply_variant(cfg, STUDIES_SPEC['transmatcher']['variants']['gs'], 200)
+    assert cfg.model.head.type == 'TransMatcherHead'
+    hook, = [h for h in cfg.custom_hooks if h.type == 'GraphSamplerHook']
+    assert hook.pk_epochs == 1
+    apply_variant(cfg, STUDIES_SPEC['transmatcher']['variants']['pk'], 200)
+    assert not [h for h in cfg.custom_hooks
+                if h.type == 'GraphSamplerHook']

@@ -3,11 +3,13 @@
     python tools/analysis_tools/sampler_study.py efficiency --quick
     python tools/analysis_tools/sampler_study.py batch \
         --config configs/qaconv_gs_demo.py --seeds 0 1 2
+    python tools/analysis_tools/sampler_study.py transmatcher
     python tools/analysis_tools/sampler_study.py scale --quick [--dry-run]
     python tools/analysis_tools/sampler_study.py multisource --quick \
         [--dry-run]
 
-Studies: efficiency (class memory vs PK vs GS), batch (B and K), init (PK
+Studies: efficiency (class memory vs PK vs GS), transmatcher (PK vs GS of
+the TransMatcher demo), batch (B and K), init (PK
 warm-up epochs), clip (gradient clipping), scale (GS vs PK as the number of
 training identities grows, equal iterations, from scratch and from a
 pretrained start), multisource (synthetic A + B pooled, tested on the unseen
@@ -107,6 +109,17 @@ STUDIES = {
         },
         quick=dict(seeds=(0, 1, 2), epochs=5, milestones=(4, )),
         full=dict(seeds=(0, 1, 2, 3, 4), epochs=8, milestones=(6, ))),
+    'transmatcher': dict(
+        doc='the TransMatcher demo (configs/transmatcher_gs_demo.py): '
+        'random PK vs GS (1 PK warm-up epoch, the class graph scored by '
+        'the TransMatcher head), Rank-1 / mAP against epochs',
+        config='configs/transmatcher_gs_demo.py',
+        variants={
+            'pk': dict(sampler='pk'),
+            'gs': dict(sampler='gs', pk_epochs=1),
+        },
+        quick=dict(seeds=(0, 1, 2), epochs=5, milestones=(4, )),
+        full=dict(seeds=(0, 1, 2), epochs=8, milestones=(6, ))),
     'batch': dict(
         doc='paper Fig. 3: GS with B in {16, 32, 64} at K = 4 and K in '
         '{2, 4, 8} at B = 32',
@@ -137,6 +150,9 @@ STUDIES = {
         quick=dict(seeds=(0, 1), epochs=3, milestones=()),
         full=dict(seeds=(0, 1, 2), epochs=8, milestones=(6, ))),
 }
+
+#: the base config of a study whose spec names none
+DEFAULT_CONFIG = 'configs/qaconv_gs_demo.py'
 
 #: keys a variant may set
 VARIANT_KEYS = ('sampler', 'loss', 'pk_epochs', 'batch_size',
@@ -1770,8 +1786,10 @@ def parse_args(argv=None):
     parser.add_argument('study', choices=sorted(STUDIES))
     parser.add_argument('--config', default=None,
                         help='base training config (default: '
-                        f"{MULTISOURCE['config']} for multisource, "
-                        'configs/qaconv_gs_demo.py for the others)')
+                        + ', '.join(f"{v['config']} for {k}"
+                                    for k, v in STUDIES.items()
+                                    if 'config' in v)
+                        + f', {DEFAULT_CONFIG} for the others)')
     parser.add_argument('--quick', action='store_true',
                         help='the quick preset (fewer seeds / epochs)')
     parser.add_argument('--seeds', type=int, nargs='+', default=None)
@@ -1796,6 +1814,14 @@ def parse_args(argv=None):
                        help='print the plan and its estimated time only '
                        '(reads and generates no data)')
     return parser.parse_args(argv)
+
+
+def study_config(study: str, config: Optional[str] = None) -> str:
+    """The base config of a study: ``config`` when given, else the one its
+    spec in :data:`STUDIES` names, else :data:`DEFAULT_CONFIG`."""
+    if config:
+        return config
+    return STUDIES.get(study, {}).get('config', DEFAULT_CONFIG)
 
 
 def main(argv=None):
@@ -1823,7 +1849,7 @@ def main(argv=None):
                   f'{work_dir}')
             print(multisource_summary_table(results))
         return
-    config = args.config or 'configs/qaconv_gs_demo.py'
+    config = study_config(args.study, args.config)
     if args.study == 'scale':
         results = run_scale_study(
             config, work_dir, quick=args.quick, seeds=args.seeds,
