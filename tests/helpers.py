@@ -439,3 +439,13 @@ def loop_test_sets(data_root: str) -> dict:
                  imgs_per_cam=2, img_size=(32, 16), serialize_data=False)
     return dict(synthetic=dict(query=dict(split, split='query'),
                                gallery=dict(split, split='gallery')))
+
+
+def dist_init_method(folder) -> str:
+    """A ``file://`` rendezvous in ``folder`` for tests that spawn their
+    own gloo processes: unlike a free TCP port picked in advance, it cannot
+    be taken by another test run on the same machine in between."""
+    path = osp.abspath(osp.join(str(folder), 'dist_store'))
+    if osp.exists(path):  # a store is for one group only
+        os.remove(path)
+    return f'file://{path}'

@@ -1,8 +1,8 @@
 """all_gather_rows: rows of every rank in rank order, any counts."""
-import socket
 
 import torch
 import torch.multiprocessing as mp
+from helpers import dist_init_method
 
 from mmreid_gs.utils.dist import all_gather_rows
 
@@ -10,12 +10,6 @@ from mmreid_gs.utils.dist import all_gather_rows
 def test_single_process_returns_the_rows():
     rows = torch.arange(6).reshape(3, 2)
     assert all_gather_rows(rows) is rows
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 # rows of each rank in two calls: uneven shares, and a rank with none
@@ -29,11 +23,11 @@ def _rows(counts, rank):
                         dtype=torch.float64)[:, None].repeat(1, 2)
 
 
-def _worker(rank, port, out):
+def _worker(rank, init_method, out):
     import torch.distributed as dist
 
     from mmreid_gs.engine.runners import shutdown_dist
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+    dist.init_process_group('gloo', init_method=init_method,
                             rank=rank, world_size=WORLD_SIZE)
     try:
         results = [all_gather_rows(_rows(counts, rank)) for counts in CALLS]
@@ -44,10 +38,10 @@ def _worker(rank, port, out):
         shutdown_dist()
 
 
-def test_ranks_with_different_row_counts():
+def test_ranks_with_different_row_counts(tmp_path):
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD_SIZE)
+        mp.spawn(_worker, args=(dist_init_method(tmp_path), out), nprocs=WORLD_SIZE)
         out = dict(out)
     for rank in range(WORLD_SIZE):
         for (rows, dtype), counts in zip(out[rank], CALLS + CALLS[:1]):

@@ -1,5 +1,4 @@
 import os.path as osp
-import socket
 
 import cv2
 import numpy as np
@@ -7,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import dist_init_method
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModel, ImgDataPreprocessor
 from torch.utils.data import DataLoader
@@ -302,17 +302,11 @@ def test_checkpoint_resume_continues_identically(data, tmp_path):
     assert fresh.train_dataloader.sampler.seed == 1
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank, world_size, port, root, out_dir, num_classes):
+def _ddp_worker(rank, world_size, init_method, root, out_dir, num_classes):
     import torch.distributed as dist
 
     from mmreid_gs.engine.runners import shutdown_dist
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+    dist.init_process_group('gloo', init_method=init_method,
                             rank=rank, world_size=world_size)
     try:
         torch.set_num_threads(1)
@@ -338,7 +332,7 @@ def test_distributed_ranks_build_the_same_graph(data, tmp_path):
     root = osp.dirname(dataset.data_list[0]['img_path'])
     world_size, num_classes = 2, 9
     mp.spawn(_ddp_worker,
-             args=(world_size, _free_port(), root, str(tmp_path),
+             args=(world_size, dist_init_method(tmp_path), root, str(tmp_path),
                    num_classes),
              nprocs=world_size)
     expected = expected_graph(colours, num_classes).numpy()
@@ -430,11 +424,11 @@ def test_within_source_errors(data, tmp_path):
         hook.before_train_epoch(runner)
 
 
-def _ddp_sources_worker(rank, world_size, port, root, out_dir, num_classes):
+def _ddp_sources_worker(rank, world_size, init_method, root, out_dir, num_classes):
     import torch.distributed as dist
 
     from mmreid_gs.engine.runners import shutdown_dist
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+    dist.init_process_group('gloo', init_method=init_method,
                             rank=rank, world_size=world_size)
     try:
         torch.set_num_threads(1)
@@ -462,7 +456,7 @@ def test_distributed_ranks_build_the_same_graph_within_sources(
     root = osp.dirname(dataset.data_list[0]['img_path'])
     world_size, num_classes = 2, 9
     mp.spawn(_ddp_sources_worker,
-             args=(world_size, _free_port(), root, str(tmp_path),
+             args=(world_size, dist_init_method(tmp_path), root, str(tmp_path),
                    num_classes),
              nprocs=world_size)
     col = torch.tensor(colours[:num_classes], dtype=torch.float64) / 255

@@ -2,7 +2,6 @@
 tiny generated benchmark (5 queries x 15 gallery images), and the loop's
 shortlisted scoring split over 2 CPU processes."""
 import logging
-import socket
 import types
 
 import numpy as np
@@ -10,7 +9,8 @@ import pytest
 import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
-from helpers import LOOP_MODELS, LOOP_PIPELINE, feature_maps, loop_test_sets
+from helpers import (LOOP_MODELS, LOOP_PIPELINE, dist_init_method,
+                     feature_maps, loop_test_sets)
 from mmengine.runner import Runner
 
 from mmreid_gs.engine.runners import ReIDTestLoop, ReIDValLoop
@@ -235,17 +235,11 @@ def _inputs():
     return feature_maps(9, 16, 4, 2, seed=5), feature_maps(30, 16, 4, 2)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, port, out):
+def _worker(rank, init_method, out):
     from mmreid_gs.engine.runners import shutdown_dist
     torch.set_num_threads(1)
     torch_dist.init_process_group(
-        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+        'gloo', init_method=init_method, rank=rank,
         world_size=WORLD_SIZE)
     try:
         q, g = _inputs()
@@ -262,13 +256,13 @@ def _worker(rank, port, out):
 @pytest.mark.skipif(
     not (torch_dist.is_available() and torch_dist.is_gloo_available()),
     reason='torch.distributed with the gloo backend is not available')
-def test_distributed_shortlist_equals_single_process():
+def test_distributed_shortlist_equals_single_process(tmp_path):
     q, g = _inputs()
     single = {pairs: _bare_loop(pairs).score_shortlisted(q, g, 6, 'x')
               for pairs in (True, False)}
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD_SIZE)
+        mp.spawn(_worker, args=(dist_init_method(tmp_path), out), nprocs=WORLD_SIZE)
         out = dict(out)
     for rank in range(WORLD_SIZE):
         for pairs, (scores, idx) in single.items():

@@ -4,14 +4,13 @@ update; the memory under resume (a real Runner) and under DDP (2 gloo
 processes)."""
 import copy
 import os.path as osp
-import socket
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from helpers import feature_maps
+from helpers import dist_init_method, feature_maps
 
 from mmreid_gs.models.heads import QAConvHead
 from mmreid_gs.models.losses import ClassMemoryLoss
@@ -183,12 +182,6 @@ def test_errors_and_inference_mode():
     assert loss_fn.valid_class.tolist() == [1, 0, 0, 1, 0]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 class _LossModel(nn.Module):
 
     def __init__(self):
@@ -201,11 +194,11 @@ class _LossModel(nn.Module):
         return self.head.loss(F.normalize(self.proj(x), dim=1), labels)
 
 
-def _ddp_worker(rank, world_size, port, out_dir):
+def _ddp_worker(rank, world_size, init_method, out_dir):
     import torch.distributed as dist
 
     from mmreid_gs.engine.runners import shutdown_dist
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+    dist.init_process_group('gloo', init_method=init_method,
                             rank=rank, world_size=world_size)
     try:
         torch.manual_seed(0)
@@ -232,7 +225,7 @@ def _ddp_worker(rank, world_size, port, out_dir):
 
 def test_ddp_ranks_hold_the_same_memory(tmp_path):
     import torch.multiprocessing as mp
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
+    mp.spawn(_ddp_worker, args=(2, dist_init_method(tmp_path), str(tmp_path)), nprocs=2)
     m0 = torch.load(osp.join(tmp_path, 'memory_0.pth'))
     m1 = torch.load(osp.join(tmp_path, 'memory_1.pth'))
     assert torch.equal(m0['class_memory'], m1['class_memory'])
