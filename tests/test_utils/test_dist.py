@@ -1,5 +1,4 @@
 """all_gather_rows: rows of every rank in rank order, any counts."""
-
 import torch
 import torch.multiprocessing as mp
 from helpers import dist_init_method
@@ -41,7 +40,8 @@ def _worker(rank, init_method, out):
 def test_ranks_with_different_row_counts(tmp_path):
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(dist_init_method(tmp_path), out), nprocs=WORLD_SIZE)
+        mp.spawn(_worker, args=(dist_init_method(tmp_path), out),
+                 nprocs=WORLD_SIZE)
         out = dict(out)
     for rank in range(WORLD_SIZE):
         for (rows, dtype), counts in zip(out[rank], CALLS + CALLS[:1]):

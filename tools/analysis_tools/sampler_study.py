@@ -9,12 +9,12 @@
         [--dry-run]
 
 Studies: efficiency (class memory vs PK vs GS), transmatcher (PK vs GS of
-the TransMatcher demo), batch (B and K), init (PK
-warm-up epochs), clip (gradient clipping), scale (GS vs PK as the number of
-training identities grows, equal iterations, from scratch and from a
-pretrained start), multisource (synthetic A + B pooled, tested on the unseen
-C and on A, B: random PK vs GS over the pooled class graph vs GS within each
-source). Writes ``<work-dir>/results.csv``, ``results.json``,
+the TransMatcher demo), batch (B and K), init (PK warm-up epochs), clip
+(gradient clipping), scale (GS vs PK as the number of training identities
+grows, equal iterations, from scratch and from a pretrained start),
+multisource (synthetic A + B pooled, tested on the unseen C and on A, B:
+random PK vs GS over the pooled class graph vs GS within each source).
+Writes ``<work-dir>/results.csv``, ``results.json``,
 ``summary.md`` and ``<study>.png``; finished runs are skipped on a rerun,
 unfinished ones resume from their last checkpoint.
 

@@ -332,8 +332,8 @@ def test_distributed_ranks_build_the_same_graph(data, tmp_path):
     root = osp.dirname(dataset.data_list[0]['img_path'])
     world_size, num_classes = 2, 9
     mp.spawn(_ddp_worker,
-             args=(world_size, dist_init_method(tmp_path), root, str(tmp_path),
-                   num_classes),
+             args=(world_size, dist_init_method(tmp_path), root,
+                   str(tmp_path), num_classes),
              nprocs=world_size)
     expected = expected_graph(colours, num_classes).numpy()
     for rerank in (False, True):
@@ -424,7 +424,8 @@ def test_within_source_errors(data, tmp_path):
         hook.before_train_epoch(runner)
 
 
-def _ddp_sources_worker(rank, world_size, init_method, root, out_dir, num_classes):
+def _ddp_sources_worker(rank, world_size, init_method, root, out_dir,
+                        num_classes):
     import torch.distributed as dist
 
     from mmreid_gs.engine.runners import shutdown_dist
@@ -456,8 +457,8 @@ def test_distributed_ranks_build_the_same_graph_within_sources(
     root = osp.dirname(dataset.data_list[0]['img_path'])
     world_size, num_classes = 2, 9
     mp.spawn(_ddp_sources_worker,
-             args=(world_size, dist_init_method(tmp_path), root, str(tmp_path),
-                   num_classes),
+             args=(world_size, dist_init_method(tmp_path), root,
+                   str(tmp_path), num_classes),
              nprocs=world_size)
     col = torch.tensor(colours[:num_classes], dtype=torch.float64) / 255
     expected = class_graph_from_scores(-torch.cdist(col, col), 3,

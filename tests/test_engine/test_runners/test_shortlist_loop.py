@@ -239,8 +239,7 @@ def _worker(rank, init_method, out):
     from mmreid_gs.engine.runners import shutdown_dist
     torch.set_num_threads(1)
     torch_dist.init_process_group(
-        'gloo', init_method=init_method, rank=rank,
-        world_size=WORLD_SIZE)
+        'gloo', init_method=init_method, rank=rank, world_size=WORLD_SIZE)
     try:
         q, g = _inputs()
         res = {}
@@ -262,7 +261,8 @@ def test_distributed_shortlist_equals_single_process(tmp_path):
               for pairs in (True, False)}
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(dist_init_method(tmp_path), out), nprocs=WORLD_SIZE)
+        mp.spawn(_worker, args=(dist_init_method(tmp_path), out),
+                 nprocs=WORLD_SIZE)
         out = dict(out)
     for rank in range(WORLD_SIZE):
         for pairs, (scores, idx) in single.items():

@@ -225,7 +225,8 @@ def _ddp_worker(rank, world_size, init_method, out_dir):
 
 def test_ddp_ranks_hold_the_same_memory(tmp_path):
     import torch.multiprocessing as mp
-    mp.spawn(_ddp_worker, args=(2, dist_init_method(tmp_path), str(tmp_path)), nprocs=2)
+    mp.spawn(_ddp_worker, args=(2, dist_init_method(tmp_path), str(tmp_path)),
+             nprocs=2)
     m0 = torch.load(osp.join(tmp_path, 'memory_0.pth'))
     m1 = torch.load(osp.join(tmp_path, 'memory_1.pth'))
     assert torch.equal(m0['class_memory'], m1['class_memory'])
