@@ -381,6 +381,27 @@ class GraphSampler(Sampler):
         self._graph_version += 1
 
     # ----------------------------------------------------------- sampling
+    def _new_pass(self, c: int, order: np.ndarray,
+                  generator: torch.Generator) -> np.ndarray:
+        """The order of class ``c``'s images for its next pass.
+
+        A new shuffle of the images (``shuffle=True``), else the same
+        order. Samplers that arrange a class's images otherwise (e.g. over
+        its cameras) override this.
+
+        Args:
+            c (int): The class.
+            order (np.ndarray): int64 [n] the class's images, previous pass.
+            generator (torch.Generator): The epoch's generator.
+
+        Returns:
+            np.ndarray: int64 [n] the same images in the new pass's order.
+        """
+        if self.shuffle and len(order) > 1:
+            return order[torch.randperm(len(order),
+                                        generator=generator).numpy()]
+        return order
+
     def _take(self, c: int, generator: torch.Generator) -> np.ndarray:
         """Take the next ``K`` images of class ``c`` and advance its pointer.
 
@@ -397,9 +418,7 @@ class GraphSampler(Sampler):
         parts, need = [], k
         while need > 0:
             if ptr >= n:  # start a new pass
-                if self.shuffle and n > 1:
-                    order = order[torch.randperm(n,
-                                                 generator=generator).numpy()]
+                order = self._new_pass(c, order, generator)
                 if parts:
                     in_batch = np.isin(order, np.concatenate(parts))
                     order = np.concatenate([order[~in_batch],
