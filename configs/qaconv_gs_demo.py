@@ -52,9 +52,12 @@ test_sets = dict(
 
 # (train/batch_lookalike_share is logged every epoch by the default hook
 # batch_hardness of _base_/default_runtime.py, in the PK warm-up epoch too)
+# save_graph: each epoch's class graph to work_dir/graph/epoch_k.npz (for
+# tools/visualization/vis_graph.py); it only writes files, the training is
+# the same without it.
 custom_hooks = [
     dict(type='GraphSamplerHook', pipeline=test_pipeline, pk_epochs=1,
-         batch_size=128)
+         batch_size=128, save_graph=True)
 ]
 test_dataloader = dict(batch_size=128, num_workers=2)
 val_dataloader = test_dataloader

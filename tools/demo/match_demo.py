@@ -1,7 +1,7 @@
 """Rank a folder of person crops for a query image.
 
     python tools/demo/match_demo.py CONFIG CKPT|none QUERY_IMG GALLERY_DIR
-        [--topk 10] [--out ranked.png]
+        [--topk 10] [--out ranked.png] [--overwrite]
         [--threshold T | --results results.npz [--fpr 1e-3] [--set NAME]]
         [--device cpu|cuda] [--half] [--batch-size 64]
 
@@ -12,7 +12,10 @@ that ``tools/test.py CONFIG CKPT --out results.npz`` gives for a
 false-positive rate ``--fpr`` on one of its test sets (the threshold the
 metric's ``verification=True`` reports); it only fits the checkpoint that
 wrote the file. Writes the ranked picture (query, then the top-k with their
-scores; green frames: same, red: different, grey: no threshold given).
+scores; green frames: same, red: different, grey: no threshold given) to
+``--out``, by default ``ranked_<query file name>.png`` in the current folder;
+an existing picture is never replaced silently: the tool stops with one line
+unless ``--overwrite`` is given.
 """
 import argparse
 import os.path as osp
@@ -35,8 +38,12 @@ def parse_args(argv=None):
     parser.add_argument('gallery', help='folder of gallery images')
     parser.add_argument('--topk', type=int, default=10,
                         help='how many gallery images to show')
-    parser.add_argument('--out', default='ranked.png',
-                        help='ranked picture (.png/.jpg)')
+    parser.add_argument(
+        '--out', help='ranked picture (.png/.jpg); default: '
+        'ranked_<query file name>.png in the current folder. An existing '
+        'file stops the tool unless --overwrite')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace the --out picture if it exists')
     decision = parser.add_mutually_exclusive_group()
     decision.add_argument(
         '--threshold', type=float,
@@ -65,12 +72,23 @@ def draw_ranked(query, paths, scores, kinds, title, out):
     return vis.add_ranked_lists('match_demo', [row], out_file=out)
 
 
+def default_out(query: str) -> str:
+    """The picture's default name: ``ranked_<query stem>.png``."""
+    return f'ranked_{osp.splitext(osp.basename(query))[0]}.png'
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.topk <= 0:
         raise ConfigError(f'--topk must be positive, got {args.topk}')
+    if args.out is None:
+        args.out = default_out(args.query)
     if not args.out.lower().endswith(('.png', '.jpg', '.jpeg')):
         raise ConfigError(f'--out must be a .png or .jpg file: {args.out}')
+    if osp.exists(args.out) and not args.overwrite:
+        raise ConfigError(
+            f'--out {args.out} exists; pass --overwrite to replace it, or '
+            'another --out')
     if args.set_name is not None and args.results is None:
         raise ConfigError('--set needs --results')
     # bad input first, before the model is built
