@@ -4,8 +4,10 @@ from .epoch_seed_hook import EpochSeedHook
 from .graph_sampler_hook import GraphSamplerHook
 from .reid_logger_hook import ReIDLoggerHook
 from .reid_visualization_hook import ReIDVisualizationHook
+from .wall_clock_hook import WallClockHook, read_clock
 
 __all__ = [
     'AdaptiveScheduleHook', 'BatchLookalikeShareHook', 'EpochSeedHook',
-    'GraphSamplerHook', 'ReIDLoggerHook', 'ReIDVisualizationHook'
+    'GraphSamplerHook', 'ReIDLoggerHook', 'ReIDVisualizationHook',
+    'WallClockHook', 'read_clock'
 ]
