@@ -3,6 +3,8 @@ from .graph_quality import (batch_lookalike_share, batch_lookalike_shares,
                             graph_cross_group_share, graph_family_share,
                             neighbor_family_share,
                             random_batch_lookalike_share, random_family_share)
+from .jaccard import EmbeddingDistance, jaccard_distance, jaccard_neighbors
+from .pseudo_labels import cluster_quality, dbscan_pseudo_labels
 from .rank import average_precisions, evaluate_rank
 from .rerank import re_ranking
 from .shortlist import (check_shortlist, combine_scores, proxy_features,
@@ -20,5 +22,7 @@ __all__ = [
     'random_family_share', 'batch_lookalike_share', 'batch_lookalike_shares',
     'random_batch_lookalike_share', 'check_shortlist', 'proxy_features',
     'shortlist_indices', 'score_shortlist', 'combine_scores',
-    'shortlisted_scores', 'shortlist_recall'
+    'shortlisted_scores', 'shortlist_recall', 'jaccard_distance',
+    'jaccard_neighbors', 'EmbeddingDistance', 'dbscan_pseudo_labels',
+    'cluster_quality'
 ]

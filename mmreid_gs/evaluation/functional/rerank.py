@@ -121,6 +121,146 @@ def _reciprocal(rank: np.ndarray, k: int) -> np.ndarray:
     return sets.contains(first, np.arange(rank.shape[0])[:, None])
 
 
+def expanded_reciprocal_sets(rank: np.ndarray, k_full: int,
+                             k_half: int) -> tuple:
+    """The expanded k-reciprocal set of every item (Zhong et al., step 3).
+
+    ``R(i)``: the ``j`` among the first ``k_full`` entries of ``rank[i]``
+    that have ``i`` among their own first ``k_full``. For every ``c`` in
+    ``R(i)``, its set ``R'(c)`` with ``k_half`` entries is added when
+    ``|R'(c) & R(i)| > 2/3 |R'(c)|``. Shared by :func:`re_ranking`
+    (``k_full = k1 + 1``) and :func:`jaccard_distance` (``k_full = k1``).
+
+    Args:
+        rank (np.ndarray): int64 ``[N, >= max(k_full, k_half)]``: the
+            neighbours of every item, nearest first.
+        k_full (int): Entries of the rankings that make ``R(i)``.
+        k_half (int): Entries that make ``R'(c)``.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: ``(rows, cols)`` int64 [M]: the
+        members ``cols`` of the expanded set of ``rows``, sorted by row then
+        column, without duplicates.
+    """
+    n = rank.shape[0]
+    recip = _reciprocal(rank, k_full)
+    recip_half = _reciprocal(rank, k_half)
+    forward = rank[:, :k_full]
+    recip_sets = _RowSets(np.where(recip, forward, n), n)
+    v_rows, v_cols = [], []
+    block = max(1, (1 << 20) // (k_full * k_half))
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        fwd = forward[s:e]  # [b, K]
+        rec = recip[s:e]  # [b, K]
+        half_set = rank[fwd, :k_half]  # [b, K, H]: neighbours of candidates
+        half_ok = recip_half[fwd]  # [b, K, H]: ... that are reciprocal
+        in_r = recip_sets.contains(
+            np.arange(s, e)[:, None, None], half_set)  # ... and in R(i)
+        count = np.count_nonzero(in_r & half_ok, axis=2)
+        size = np.count_nonzero(half_ok, axis=2)
+        accept = rec & (count > 2. / 3 * size)
+        keep_half = half_ok & accept[..., None]
+        # expanded set: R(i) and the accepted half sets, deduplicated
+        members = np.concatenate([
+            np.where(rec, fwd, n),
+            np.where(keep_half, half_set, n).reshape(e - s, -1)
+        ], axis=1)
+        members.sort(axis=1)
+        unique = members < n
+        unique[:, 1:] &= members[:, 1:] != members[:, :-1]
+        r, c = np.nonzero(unique)
+        v_rows.append(r + s)
+        v_cols.append(members[r, c])
+    return np.concatenate(v_rows), np.concatenate(v_cols)
+
+
+def local_query_expansion(v_row: np.ndarray, v_col: np.ndarray,
+                          v_val: np.ndarray, neighbours: np.ndarray) -> tuple:
+    """``V[i] = mean(V[neighbours[i]])`` on a sparse ``V`` (step 5).
+
+    Args:
+        v_row (np.ndarray): int64 [M] rows of the entries of ``V``, sorted
+            (CSR order).
+        v_col (np.ndarray): int64 [M] their columns.
+        v_val (np.ndarray): float64 [M] their values.
+        neighbours (np.ndarray): int64 ``[N, k]``: the rows averaged into
+            each row (the item's ``k`` nearest, itself included).
+
+    Returns:
+        tuple[np.ndarray, np.ndarray, np.ndarray]: ``(rows, cols, values)``
+        of the expanded ``V``, sorted by row then column.
+    """
+    n, k = neighbours.shape
+    row_len = np.bincount(v_row, minlength=n)
+    row_ptr = np.cumsum(row_len) - row_len
+    nb = neighbours.reshape(-1)
+    owner = np.repeat(np.arange(n), k)
+    entries = _ranges(row_ptr[nb], row_len[nb])
+    key = np.repeat(owner, row_len[nb]) * n + v_col[entries]
+    key, inverse = np.unique(key, return_inverse=True)
+    v_val = np.bincount(inverse.reshape(-1), weights=v_val[entries]) / k
+    return key // n, key % n, v_val
+
+
+class InvertedIndex:
+    """The entries of a sparse ``V`` (rows = targets) by column, to sum
+    ``min(V_query[i], V[j])`` over the columns that rows share (step 6).
+
+    Args:
+        rows (np.ndarray): int64 [M] target row of every entry, in
+            ``[0, num_targets)``.
+        cols (np.ndarray): int64 [M] column of every entry, in ``[0, n)``.
+        vals (np.ndarray): float64 [M] values.
+        n (int): Number of columns.
+    """
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
+                 n: int) -> None:
+        order = np.argsort(cols, kind='stable')
+        self.rows, self.vals = rows[order], vals[order]
+        self.len = np.bincount(cols, minlength=n)
+        self.ptr = np.cumsum(self.len) - self.len
+
+    def min_sum_batches(self, q_row: np.ndarray, q_col: np.ndarray,
+                        q_val: np.ndarray, num_targets: int,
+                        pair_batch: int = _PAIR_BATCH):
+        """Contributions ``min(V_q[i, t], V[j, t])`` of all the pairs that
+        share a column ``t``, in batches of about ``pair_batch`` pairs.
+
+        Args:
+            q_row (np.ndarray): int64 [Q] query rows, sorted.
+            q_col (np.ndarray): int64 [Q] their columns.
+            q_val (np.ndarray): float64 [Q] their values.
+            num_targets (int): Number of target rows ``T``.
+            pair_batch (int): Pairs per batch. Defaults to 2**18.
+
+        Yields:
+            tuple: ``(base, span, target, contrib)``: the contributions
+            ``contrib`` (float64) to the entries ``base + target`` of the
+            flat ``[num_query_rows, T]`` sum (``target`` in ``[0, span)``,
+            one batch covers whole query rows).
+        """
+        pairs = self.len[q_col]
+        cum = np.cumsum(pairs)
+        start = 0
+        while start < q_col.shape[0]:
+            # query entries (in row order) whose pairs fit in one batch
+            stop = int(np.searchsorted(cum, cum[start] - pairs[start] +
+                                       pair_batch, side='right'))
+            stop = max(stop, start + 1)
+            sl = slice(start, stop)
+            rep = pairs[sl]
+            gi = _ranges(self.ptr[q_col[sl]], rep)
+            base = int(q_row[start]) * num_targets
+            target = np.repeat(q_row[sl], rep) * num_targets + \
+                self.rows[gi] - base
+            contrib = np.minimum(np.repeat(q_val[sl], rep), self.vals[gi])
+            span = (int(q_row[stop - 1]) + 1) * num_targets - base
+            yield base, span, target, contrib
+            start = stop
+
+
 def re_ranking(distmat_all,
                num_query: int,
                k1: int = 20,
@@ -197,84 +337,22 @@ def re_ranking(distmat_all,
     if lambda_value == 1.0:
         return original_qg
 
-    # Step 3: k-reciprocal sets and their expansion.
-    recip = _reciprocal(rank, k_full)
-    recip_half = _reciprocal(rank, k_half)
-    forward = rank[:, :k_full]
-    recip_sets = _RowSets(np.where(recip, forward, n), n)
-    v_rows, v_cols = [], []
-    block = max(1, (1 << 20) // (k_full * k_half))
-    for s in range(0, n, block):
-        e = min(n, s + block)
-        fwd = forward[s:e]  # [b, K]
-        rec = recip[s:e]  # [b, K]
-        half_set = rank[fwd, :k_half]  # [b, K, H]: neighbours of candidates
-        half_ok = recip_half[fwd]  # [b, K, H]: ... that are reciprocal
-        in_r = recip_sets.contains(
-            np.arange(s, e)[:, None, None], half_set)  # ... and in R(i)
-        count = np.count_nonzero(in_r & half_ok, axis=2)
-        size = np.count_nonzero(half_ok, axis=2)
-        accept = rec & (count > 2. / 3 * size)
-        keep_half = half_ok & accept[..., None]
-        # expanded set: R(i) and the accepted half sets, deduplicated
-        members = np.concatenate([
-            np.where(rec, fwd, n),
-            np.where(keep_half, half_set, n).reshape(e - s, -1)
-        ], axis=1)
-        members.sort(axis=1)
-        unique = members < n
-        unique[:, 1:] &= members[:, 1:] != members[:, :-1]
-        r, c = np.nonzero(unique)
-        v_rows.append(r + s)
-        v_cols.append(members[r, c])
-    v_row, v_col = np.concatenate(v_rows), np.concatenate(v_cols)
-    del v_rows, v_cols
-
-    # Step 4: V = exp(-original) normalised per row (sparse, CSR order).
+    # Steps 3-6: the k-reciprocal encoding shared with jaccard_distance.
+    v_row, v_col = expanded_reciprocal_sets(rank, k_full, k_half)
     orig_vals = (dist[v_col, v_row] / col_max[v_row]).astype(np.float32)
     weight = np.exp(-orig_vals.astype(np.float64))
     v_val = weight / np.bincount(v_row, weights=weight, minlength=n)[v_row]
-    row_len = np.bincount(v_row, minlength=n)
-    row_ptr = np.cumsum(row_len) - row_len
-
-    # Step 5: local query expansion, V[i] = mean of V over k2 neighbours.
     if k2 != 1:
-        nb = rank[:, :k_qe].reshape(-1)
-        owner = np.repeat(np.arange(n), k_qe)
-        entries = _ranges(row_ptr[nb], row_len[nb])
-        key = np.repeat(owner, row_len[nb]) * n + v_col[entries]
-        key, inverse = np.unique(key, return_inverse=True)
-        v_val = np.bincount(inverse, weights=v_val[entries]) / k_qe
-        v_row, v_col = key // n, key % n
-
-    # Step 6: Jaccard over query rows x gallery columns via shared columns.
+        v_row, v_col, v_val = local_query_expansion(v_row, v_col, v_val,
+                                                    rank[:, :k_qe])
     is_query = v_row < q
-    qt, qr, qv = v_col[is_query], v_row[is_query], v_val[is_query]
-    gmask = ~is_query
-    order = np.argsort(v_col[gmask], kind='stable')
-    gt, gr, gv = v_col[gmask][order], v_row[gmask][order], v_val[gmask][
-        order]
-    g_len = np.bincount(gt, minlength=n)
-    g_ptr = np.cumsum(g_len) - g_len
-    pairs = g_len[qt]
+    index = InvertedIndex(v_row[~is_query] - q, v_col[~is_query],
+                          v_val[~is_query], n)
     min_sum = np.zeros(q * g, dtype=np.float64)
-    cum = np.cumsum(pairs)
-    start = 0
-    while start < qt.shape[0]:
-        # query entries (in row order) whose pairs fit in one batch
-        stop = int(np.searchsorted(cum, cum[start] - pairs[start] +
-                                   _PAIR_BATCH, side='right'))
-        stop = max(stop, start + 1)
-        sl = slice(start, stop)
-        rep = pairs[sl]
-        gi = _ranges(g_ptr[qt[sl]], rep)
-        base = int(qr[start]) * g
-        target = np.repeat(qr[sl], rep) * g + (gr[gi] - q) - base
-        contrib = np.minimum(np.repeat(qv[sl], rep), gv[gi])
-        span = (int(qr[stop - 1]) + 1) * g - base
+    for base, span, target, contrib in index.min_sum_batches(
+            v_row[is_query], v_col[is_query], v_val[is_query], g):
         min_sum[base:base + span] += np.bincount(
             target, weights=contrib, minlength=span)
-        start = stop
     min_sum = min_sum.reshape(q, g)
     jaccard = 1.0 - min_sum / (2.0 - min_sum)
 
