@@ -174,9 +174,15 @@ class GraphSampler(Sampler):
     :meth:`load_state_dict` save and restore that state, so a resumed run
     continues exactly.
 
+    Changing labels (pseudo-labels, :class:`PseudoLabelHook`): the labels
+    are read when the sampler is built; :meth:`set_labels` takes new ones
+    (the length stays, so ``batches_per_epoch`` must be set). Samples
+    labelled -1 (clustering outliers) are never sampled.
+
     Args:
         dataset (Dataset): Dataset with ``get_gt_labels()`` or
-            ``get_data_info(i)['gt_label']`` giving labels ``0..C-1``.
+            ``get_data_info(i)['gt_label']`` giving labels ``0..C-1`` (-1:
+            a sample left out).
         batch_size (int): Images per batch ``B``; a multiple of
             ``num_instances``. Defaults to 64.
         num_instances (int): Images per class in a batch ``K``.
@@ -248,31 +254,43 @@ class GraphSampler(Sampler):
         self.seed = sync_random_seed() if seed is None else int(seed)
         self.epoch = 0
 
-        labels = _dataset_labels(dataset)
+        self._graph: Optional[np.ndarray] = None
+        self._graph_version = 0
+        self._apply_labels(_dataset_labels(dataset))
+
+    def _apply_labels(self, labels: np.ndarray) -> None:
+        """Check ``labels`` (int64 [N]; -1: not sampled) and rebuild the
+        per-class state from them (image lists reshuffled on first use)."""
         if labels.ndim != 1 or labels.size == 0:
             raise ReIDUserError('GraphSampler: the dataset has no labelled '
                                 f'samples (labels of shape {labels.shape}).')
-        num_classes = int(labels.max()) + 1
-        dense = 0 <= labels.min() and num_classes <= labels.size
-        present = np.bincount(labels, minlength=num_classes) if dense else 0
-        if not dense or (present == 0).any():
-            missing = np.flatnonzero(present == 0)[:5].tolist() if dense \
-                else []
+        if labels.min() < -1:
+            raise ReIDUserError(
+                'GraphSampler: labels must be 0..C-1, or -1 for a sample '
+                f'left out (an outlier); got {int(labels.min())}.')
+        used = labels[labels >= 0]
+        if used.size == 0:
+            raise ReIDUserError('GraphSampler: every sample is labelled -1 '
+                                '(left out): nothing to sample.')
+        num_classes = int(used.max()) + 1
+        present = np.bincount(used, minlength=num_classes)
+        if (present == 0).any():
+            missing = np.flatnonzero(present == 0)[:5].tolist()
             raise ReIDUserError(
                 'GraphSampler needs class labels 0..C-1 with every label '
                 'used (relabel the train split); got labels from '
-                f'{labels.min()} to {labels.max()} with '
-                f'{len(np.unique(labels))} distinct values'
-                + (f', missing e.g. {missing}' if missing else '') + '.')
+                f'{used.min()} to {used.max()} with '
+                f'{len(np.unique(used))} distinct values, missing e.g. '
+                f'{missing}.')
         if num_classes < self.num_classes_per_batch:
             raise ReIDUserError(
                 f'GraphSampler: the dataset has {num_classes} classes, fewer '
-                f'than P = batch_size / num_instances = {batch_size} / '
-                f'{num_instances} = {self.num_classes_per_batch} classes '
-                'per batch.')
+                f'than P = batch_size / num_instances = {self.batch_size} / '
+                f'{self.num_instances} = {self.num_classes_per_batch} '
+                'classes per batch.')
         self.labels = labels
         self.num_classes = num_classes
-        order = np.argsort(labels, kind='stable')
+        order = np.argsort(labels, kind='stable')[labels.size - used.size:]
         bounds = np.cumsum(present)[:-1]
         self.class_indices: List[np.ndarray] = np.split(order, bounds)
         self._counts = present.astype(np.int64)
@@ -283,9 +301,53 @@ class GraphSampler(Sampler):
             idx.copy() for idx in self.class_indices
         ]
         self._pointers = self._counts.copy()
-        self._graph: Optional[np.ndarray] = None
-        self._graph_version = 0
         self._cache = None  # (epoch, graph_version, batches [C, B])
+
+    def set_labels(self, labels: Optional[ArrayLike] = None) -> None:
+        """Take new class labels (e.g. this epoch's pseudo-labels).
+
+        The sampler reads the dataset's labels once, when it is built; a
+        training set whose labels change (:class:`UnlabeledReIDDataset`,
+        relabelled by :class:`PseudoLabelHook`) calls this after each
+        change. The per-class image lists restart from the new classes and
+        the graph is dropped (it was over the old classes): until the next
+        :meth:`set_graph` the batches are random PK batches. Samples
+        labelled -1 (outliers) are never sampled. The length does not
+        change, so the epoch length must not depend on ``C``:
+        ``batches_per_epoch`` must be set.
+
+        Args:
+            labels (array-like, optional): int [N] new label of every
+                sample of the dataset (``0..C-1``, or -1 to leave the sample
+                out). None re-reads them from the dataset
+                (``get_gt_labels()``).
+
+        Raises:
+            ReIDUserError: If ``batches_per_epoch`` is None, the labels do
+                not match the dataset size or are not ``0..C-1`` / -1 with
+                ``C >= P``.
+        """
+        if self.batches_per_epoch is None:
+            raise ReIDUserError(
+                'GraphSampler.set_labels needs a fixed epoch length: set '
+                'train_dataloader.sampler.batches_per_epoch (with None the '
+                'epoch has C batches, and C changes with the labels).')
+        if labels is None:
+            new = _dataset_labels(self.dataset)
+        else:
+            new = np.asarray(labels.detach().cpu() if isinstance(
+                labels, torch.Tensor) else labels)
+            if new.size and not np.issubdtype(new.dtype, np.integer):
+                raise ReIDUserError('GraphSampler.set_labels: labels must be '
+                                    f'integers; got dtype {new.dtype}.')
+            new = new.astype(np.int64).reshape(-1)
+        if new.size != self.labels.size:
+            raise ReIDUserError(
+                f'GraphSampler.set_labels: got {new.size} labels for a '
+                f'dataset of {self.labels.size} samples.')
+        self._apply_labels(new)
+        self._graph = None
+        self._graph_version += 1
 
     # ------------------------------------------------------------------ info
     @property
@@ -525,12 +587,13 @@ class GraphSampler(Sampler):
                 f'{self.num_classes}.')
         orders = np.asarray(state_dict['orders'], dtype=np.int64)
         pointers = np.asarray(state_dict['pointers'], dtype=np.int64)
-        if orders.shape != (len(self.labels), ) or pointers.shape != (
+        num_labelled = int((self.labels >= 0).sum())
+        if orders.shape != (num_labelled, ) or pointers.shape != (
                 self.num_classes, ):
             raise ReIDUserError(
                 'GraphSampler.load_state_dict: the saved image lists do not '
                 f'match the dataset ({orders.shape[0]} saved indices for '
-                f'{len(self.labels)} samples).')
+                f'{num_labelled} labelled samples).')
         counts = state_dict.get('counts')
         if counts is not None and not np.array_equal(
                 np.asarray(counts), self._counts):

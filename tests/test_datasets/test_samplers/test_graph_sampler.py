@@ -252,7 +252,8 @@ def test_seed_none_uses_sync_random_seed(monkeypatch):
 @pytest.mark.parametrize('labels, kwargs, match', [
     ([0, 2, 2, 0], {}, r'0\.\.C-1.*missing e\.g\. \[1\]'),
     ([1, 1, 2, 2], {}, '0..C-1'),
-    ([-1, 0, 1], {}, '0..C-1'),
+    ([-2, 0, 1], {}, '0..C-1'),  # -1: left out (outliers)
+    ([-1, -1], {}, 'nothing to sample'),
     ([0, 1, 1, 0], dict(batch_size=6, num_instances=2), 'fewer than P'),
     ([0, 1], dict(batch_size=5, num_instances=2), 'multiple of'),
     ([0, 1], dict(batch_size=4, num_instances=0), 'num_instances'),
