@@ -13,11 +13,58 @@ over single-threaded worker threads (:func:`cpu_workers` of them).
 """
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, ContextManager, List, Sequence, Tuple, TypeVar
+from typing import (Callable, ContextManager, List, Sequence, Tuple,
+                    TypeVar, Union)
 
 import torch
 
 _AUTOCAST_DEVICES = ('cpu', 'cuda')
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` in this thread.
+
+    ``torch.is_autocast_enabled(device_type)`` from torch 2.4 on; before,
+    ``torch.is_autocast_cpu_enabled()`` for the CPU and
+    ``torch.is_autocast_enabled()`` (no argument: CUDA) for CUDA.
+
+    Args:
+        device_type (str): ``'cpu'`` or ``'cuda'``.
+
+    Returns:
+        bool: The thread's autocast flag for that device type.
+    """
+    if hasattr(torch, 'get_autocast_dtype'):  # torch >= 2.4
+        return bool(torch.is_autocast_enabled(device_type))
+    if device_type == 'cpu':
+        return bool(torch.is_autocast_cpu_enabled())
+    if device_type == 'cuda':
+        return bool(torch.is_autocast_enabled())
+    raise ValueError(f'autocast_enabled: device type {device_type!r} needs '
+                     'torch >= 2.4 (this torch knows cpu and cuda only).')
+
+
+def autocast_dtype(device_type: str) -> torch.dtype:
+    """The autocast dtype of ``device_type`` in this thread.
+
+    ``torch.get_autocast_dtype(device_type)`` from torch 2.4 on; before,
+    ``torch.get_autocast_cpu_dtype()`` / ``torch.get_autocast_gpu_dtype()``.
+
+    Args:
+        device_type (str): ``'cpu'`` or ``'cuda'``.
+
+    Returns:
+        torch.dtype: e.g. ``torch.bfloat16`` (CPU), ``torch.float16``
+        (CUDA), whether or not autocast is on.
+    """
+    if hasattr(torch, 'get_autocast_dtype'):  # torch >= 2.4
+        return torch.get_autocast_dtype(device_type)
+    if device_type == 'cpu':
+        return torch.get_autocast_cpu_dtype()
+    if device_type == 'cuda':
+        return torch.get_autocast_gpu_dtype()
+    raise ValueError(f'autocast_dtype: device type {device_type!r} needs '
+                     'torch >= 2.4 (this torch knows cpu and cuda only).')
 
 
 def _autocast_state() -> List[Tuple[str, bool, torch.dtype]]:
@@ -25,8 +72,8 @@ def _autocast_state() -> List[Tuple[str, bool, torch.dtype]]:
     for device in _AUTOCAST_DEVICES:
         if device == 'cuda' and not torch.cuda.is_available():
             continue
-        enabled = torch.is_autocast_enabled(device)
-        state.append((device, enabled, torch.get_autocast_dtype(device)))
+        state.append((device, autocast_enabled(device),
+                      autocast_dtype(device)))
     return state
 
 
@@ -63,6 +110,31 @@ def capture_thread_state() -> Callable[[], ContextManager]:
     return enter_state
 
 
+#: Set by :func:`mmreid_gs.testing.accelerator_code_paths` only: CPU
+#: tensors then take the block sizes and single-worker paths chosen for an
+#: accelerator, so that the CPU test suite runs that code.
+_FORCE_ACCELERATOR_PATHS = False
+
+
+def uses_cpu_paths(device: Union[torch.device, str]) -> bool:
+    """Whether the blockwise kernels take their CPU paths on ``device``.
+
+    The CPU paths use cache-sized blocks and single-threaded worker
+    threads; every other device (CUDA, ...) large blocks in one thread. The
+    choice is the only difference between the paths (the results are the
+    same), so the test suite runs the accelerator paths on CPU tensors
+    within :func:`mmreid_gs.testing.accelerator_code_paths`.
+
+    Args:
+        device (torch.device | str): Where the kernel runs.
+
+    Returns:
+        bool: True for the CPU (unless forced), False otherwise.
+    """
+    return torch.device(device).type == 'cpu' and \
+        not _FORCE_ACCELERATOR_PATHS
+
+
 _OPENMP = None
 
 
@@ -72,13 +144,14 @@ def cpu_workers(device: torch.device) -> int:
     per-thread state, so each worker can run single-threaded), else 1.
 
     Args:
-        device (torch.device): Where the kernel runs (not the CPU: 1).
+        device (torch.device): Where the kernel runs (not the CPU, or the
+            accelerator paths forced: 1).
 
     Returns:
         int: The number of worker threads.
     """
     global _OPENMP
-    if device.type != 'cpu':
+    if not uses_cpu_paths(device):
         return 1
     threads = torch.get_num_threads()
     if threads <= 1:

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmreid_gs.utils.contract import takes_index
-from mmreid_gs.utils.thread_state import cpu_workers, run_in_workers
+from mmreid_gs.utils.thread_state import (cpu_workers, run_in_workers,
+                                         uses_cpu_paths)
 from .exact import Matcher, _check_scores, _resolve_rows
 
 # ---------------------------------------------------------------- proxies
@@ -40,15 +41,45 @@ def _pooled_prepare(features: Tensor) -> Tensor:
     return F.normalize(pooled.flatten(2), dim=1)
 
 
+#: Pooled-proxy blocks on the CPU: queries, and similarities of one GEMM
+#: (4 MiB of float32, cache-sized).
+CPU_POOLED_QUERIES, CPU_POOLED_SIMS = 8, 2**20
+#: Pooled-proxy blocks on an accelerator: large GEMMs (256 MiB of float32
+#: similarities; the reductions add a quarter of that at most).
+ACCEL_POOLED_QUERIES, ACCEL_POOLED_SIMS = 64, 2**26
+
+
+def _pooled_blocks(nq: int, loc: int,
+                   device: torch.device) -> Tuple[int, int]:
+    """``(query, gallery)`` items per GEMM of the pooled proxy.
+
+    Args:
+        nq (int): Query rows to score.
+        loc (int): Pooled locations per map L (similarities per pair: L^2).
+        device (torch.device): Where the scores are computed
+            (:func:`~mmreid_gs.utils.thread_state.uses_cpu_paths`).
+
+    Returns:
+        tuple[int, int]: at most ``CPU_POOLED_QUERIES`` queries x
+        ``CPU_POOLED_SIMS`` similarities on the CPU, ``ACCEL_POOLED_*``
+        elsewhere (at least one gallery item).
+    """
+    if uses_cpu_paths(device):
+        queries, sims = CPU_POOLED_QUERIES, CPU_POOLED_SIMS
+    else:
+        queries, sims = ACCEL_POOLED_QUERIES, ACCEL_POOLED_SIMS
+    q_blk = max(1, min(nq, queries))
+    return q_blk, max(1, sims // (q_blk * loc * loc))
+
+
 def _pooled_rows(q: Tensor, g2t: Tensor, out: Tensor) -> None:
     """Pooled scores of queries ``q`` [nq, c, L] against the gallery laid
     out for the GEMM (``g2t`` [c, ng * L]), into ``out`` [nq, ng], in
-    blocks of 8 queries x up to 4 MiB of similarities (one GEMM each)."""
+    blocks of :func:`_pooled_blocks` (one GEMM each)."""
     nq, c, loc = q.shape
     ng = g2t.shape[1] // loc
     q2 = q.transpose(1, 2).reshape(nq * loc, c)
-    q_blk = min(nq, 8)
-    g_blk = max(1, 2**20 // (q_blk * loc * loc))
+    q_blk, g_blk = _pooled_blocks(nq, loc, q.device)
     for i in range(0, nq, q_blk):
         qi = min(q_blk, nq - i)
         for j in range(0, ng, g_blk):
@@ -80,8 +111,9 @@ def _pooled_score(q: Tensor, g: Tensor) -> Tensor:
     ng = g.shape[0]
     out = q.new_empty(nq, ng)
     g2t = g.transpose(1, 2).reshape(ng * loc, c).t()
-    workers = max(1, min(cpu_workers(q.device), math.ceil(nq / 8)))
-    bounds = [8 * (math.ceil(nq / 8) * k // workers)
+    step = _pooled_blocks(nq, loc, q.device)[0]
+    workers = max(1, min(cpu_workers(q.device), math.ceil(nq / step)))
+    bounds = [step * (math.ceil(nq / step) * k // workers)
               for k in range(workers)] + [nq]
 
     def run(rows):
@@ -506,12 +538,15 @@ def _rescore_candidates(features: Tensor, rows: Tensor, cands: Tensor,
         blocks = union_blocks(rows, cands, num_classes, block_size)
     col = torch.full((num_classes, ), -1, dtype=torch.long, device=dev)
     for pos, union in blocks:
+        # every index on the device of the tensor it indexes (`rows` is on
+        # the CPU, `cands` where the proxy ran, `out` on the features')
+        block_rows = rows[pos.to(rows.device)].to(dev)
+        block_cands = cands[pos.to(cands.device)].to(dev)
         pos, union = pos.to(dev), union.to(dev)
-        s = _check_scores(matcher(features[rows[pos].to(dev)],
-                                  features[union]), pos.numel(),
-                          union.numel(), 'matcher')
+        s = _check_scores(matcher(features[block_rows], features[union]),
+                          pos.numel(), union.numel(), 'matcher')
         col[union] = torch.arange(union.numel(), device=dev)
-        out[pos] = s.gather(1, col[cands[pos].to(dev)])
+        out[pos] = s.gather(1, col[block_cands])
     return out
 
 

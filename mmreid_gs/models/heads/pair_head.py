@@ -5,6 +5,8 @@ from typing import Dict
 
 import torch
 
+from mmreid_gs.utils.thread_state import autocast_dtype, autocast_enabled
+
 
 def pair_compute_dtype(feats: torch.Tensor,
                        cpu_autocast: bool = False) -> torch.dtype:
@@ -22,8 +24,8 @@ def pair_compute_dtype(feats: torch.Tensor,
     """
     device = feats.device.type
     if (device == 'cuda' or (device == 'cpu' and cpu_autocast)) and \
-            torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
+            autocast_enabled(device):
+        return autocast_dtype(device)
     if feats.dtype in (torch.float16, torch.bfloat16, torch.float64):
         return feats.dtype
     return torch.float32
