@@ -11,10 +11,11 @@ from .randperson import RandPerson
 from .samplers import GraphSampler
 from .synthetic import SyntheticReID
 from .transforms import PackReIDInputs, RandomOcclusion, ReIDColorJitter
+from .unlabeled_reid_dataset import UnlabeledReIDDataset
 
 __all__ = [
     'BadImageError', 'BaseReIDDataset', 'Market1501', 'CUHK03NP', 'MSMT17',
     'CUHKSYSU', 'RandPerson', 'ClonedPerson', 'SyntheticReID',
-    'PooledReIDDataset', 'GraphSampler',
+    'PooledReIDDataset', 'UnlabeledReIDDataset', 'GraphSampler',
     'PackReIDInputs', 'RandomOcclusion', 'ReIDColorJitter'
 ]
