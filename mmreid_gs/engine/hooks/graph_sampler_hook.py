@@ -56,8 +56,10 @@ class GraphSamplerHook(Hook):
        ``torch.no_grad()`` (the previous train/eval flag of every sub-module
        is restored afterwards, so ``norm_eval`` backbones stay as they were);
     3. scores classes with ``model.match`` and takes each class's
-       ``P - 1`` nearest classes (``P = batch_size / num_instances`` of the
-       sampler) with :func:`build_class_graph` (exact, or two-stage with
+       ``sampler.num_neighbors`` nearest classes (``P - 1`` for
+       :class:`GraphSampler`, ``P = batch_size / num_instances``; the
+       ``num_neighbors`` argument of :class:`DepthFirstGraphSampler`) with
+       :func:`build_class_graph` (exact, or two-stage with
        ``num_candidates``, whose second stage uses ``model.match_pairs``
        when the model has one), or, with ``rerank=True``, from the k-reciprocal
        re-ranked distances ``1 - sigmoid(score)``;
@@ -302,7 +304,8 @@ class GraphSamplerHook(Hook):
         statistics); every sub-module's previous mode is restored after.
 
         Returns:
-            Tensor: LongTensor [C, P-1] the graph set on the sampler.
+            Tensor: LongTensor [C, sampler.num_neighbors] the graph set on
+            the sampler.
         """
         model = self._unwrap(runner.model)
         check_reid_model(model, 'GraphSamplerHook')
