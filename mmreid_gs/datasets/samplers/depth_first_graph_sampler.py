@@ -122,7 +122,8 @@ class DepthFirstGraphSampler(GraphSampler):
       batch has ``P`` classes (each at most once);
     - the walk goes on across batches: a batch starts at the top of the
       stack its previous batch left (the next class of the walk), or at a
-      random class at the start of the epoch;
+      random class at the start of the epoch or when that stack holds no
+      usable class;
     - when the walk runs out inside a batch (no class on the stack is
       usable) it restarts at a random usable class outside the batch
       (counted in :attr:`restarts`).
