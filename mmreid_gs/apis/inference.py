@@ -149,8 +149,9 @@ def init_model(config: Union[str, Config],
             Defaults to ``'cpu'``.
         dtype (str | torch.dtype, optional): dtype of the network's
             parameters (``'float16'``, ``'bfloat16'``, ``'float32'``);
-            the data preprocessor stays float32 and inputs are cast. None
-            keeps float32.
+            the data preprocessor and the matching head (its BatchNorm /
+            MLP layers) stay float32 and inputs are cast. None keeps
+            float32.
         half (bool): Shortcut for 16-bit inference: float16 on CUDA,
             bfloat16 on the CPU (where float16 convolutions are slow or
             missing). Ignored when ``dtype`` is given.
@@ -190,6 +191,14 @@ def init_model(config: Union[str, Config],
     if dtype is not None and dtype != torch.float32:
         model.to(dtype)
         model.data_preprocessor.float()
+        head = getattr(model, 'head', None)
+        if isinstance(head, torch.nn.Module):
+            # the matching head's BatchNorm / MLP stay float32: their
+            # running variances and inputs (e.g. TransMatcher's similarity
+            # maxima, whose maps are not L2-normalised) can exceed float16's
+            # range (65,504); the heads take 16-bit features and choose
+            # their own GEMM dtype
+            head.float()
     return model
 
 

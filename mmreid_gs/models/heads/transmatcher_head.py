@@ -11,9 +11,12 @@ from torch.nn.init import xavier_uniform_
 from mmreid_gs.registry import MODELS
 from mmreid_gs.utils.errors import ReIDUserError
 from .pair_head import PairLossMixin, pair_compute_dtype
+from .qaconv_kernels import CPU_BLOCK_BYTES_PER_THREAD
 from .transmatcher_kernels import (CPU_MLP_BYTES, CPU_ROWS_BYTES, FoldedLayer,
                                    WeightedPairMaxima, block_sizes,
-                                   folded_pair_scores,
+                                   folded_pair_list_scores,
+                                   folded_pair_scores, max_norm,
+                                   similarity_dtype,
                                    weighted_pair_maxima_blocks)
 
 
@@ -425,9 +428,8 @@ class TransMatcherHead(PairLossMixin, BaseModule):
         needs_grad = torch.is_grad_enabled() and (query.requires_grad
                                                   or gallery.requires_grad)
         if self._uses_batch_stats() or needs_grad:
-            q_blk, g_blk = self.block_sizes(nq, ng, dtype, query.device,
-                                            prob_batch_size, gal_batch_size)
-            return self._exact_scores(query, gallery, dtype, q_blk, g_blk)
+            return self._exact_scores(query, gallery, dtype,
+                                      prob_batch_size, gal_batch_size)
         # a gallery block fits in a chunk of fc1 outputs
         q_blk, g_blk = self.block_sizes(nq, min(ng, self._chunk_items(dtype)),
                                         dtype, query.device, prob_batch_size,
@@ -446,14 +448,28 @@ class TransMatcherHead(PairLossMixin, BaseModule):
         item = self.num_features * self.height * self.width * elem
         return max(1, self._chunk_bytes() // item)
 
-    def _exact_scores(self, query: torch.Tensor, gallery: torch.Tensor,
-                      dtype: torch.dtype, q_blk: int,
-                      g_blk: int) -> torch.Tensor:
+    def _exact_scores(self,
+                      query: torch.Tensor,
+                      gallery: torch.Tensor,
+                      dtype: torch.dtype,
+                      prob_batch_size: Optional[int] = None,
+                      gal_batch_size: Optional[int] = None) -> torch.Tensor:
         """Exact public formula; BatchNorm over all pairs in training.
+
+        A float16 layer whose similarities could overflow (the
+        Cauchy-Schwarz bound of its ``fc1`` outputs,
+        :func:`~mmreid_gs.models.heads.transmatcher_kernels.
+        similarity_dtype`) runs in float32.
 
         Args:
             query (Tensor): [nq, L*d, h, w] query maps.
             gallery (Tensor): [ng, L*d, h, w] gallery maps.
+            dtype (torch.dtype): dtype of ``fc1`` and the similarities.
+            prob_batch_size (int, optional): Queries per block.
+            gal_batch_size (int, optional): Gallery items per block.
+
+        Returns:
+            Tensor: [nq, ng] logits.
         """
         nq, ng = query.size(0), gallery.size(0)
         d = self.d_model
@@ -465,7 +481,18 @@ class TransMatcherHead(PairLossMixin, BaseModule):
                 channels = slice(k * d, (k + 1) * d)
                 qf = layer.fc1_of(q[..., channels], dtype)
                 gf = layer.fc1_of(g[..., channels], dtype)
-                embed = layer.embed(dtype)
+                sim_dtype = dtype
+                if dtype == torch.float16:
+                    sim_dtype = similarity_dtype(
+                        dtype, max_norm(qf) * max_norm(gf))
+                    if sim_dtype != dtype:
+                        qf = layer.fc1_of(q[..., channels], sim_dtype)
+                        gf = layer.fc1_of(g[..., channels], sim_dtype)
+                q_blk, g_blk = self.block_sizes(nq, ng, sim_dtype,
+                                                query.device,
+                                                prob_batch_size,
+                                                gal_batch_size)
+                embed = layer.embed(sim_dtype)
                 if torch.is_grad_enabled() and (qf.requires_grad
                                                 or gf.requires_grad
                                                 or embed.requires_grad):
@@ -515,17 +542,116 @@ class TransMatcherHead(PairLossMixin, BaseModule):
         """
         mlp_dtype = self._param_dtype
         layers, offset = self._folded_layers(dtype, mlp_dtype)
-        budget = int(self.memory_budget_mb * 2**20)
-        if query.device.type == 'cpu':
-            mlp_bytes, rows_bytes = CPU_MLP_BYTES, CPU_ROWS_BYTES
-        else:
-            mlp_bytes = rows_bytes = max(2**20, budget // 4)
+        safe_layers = None
+        if dtype == torch.float16:
+            safe_layers = self._folded_layers(torch.float32, mlp_dtype)[0]
+        mlp_bytes, rows_bytes = self._mlp_rows_bytes(query.device)
         with torch.autocast(query.device.type, enabled=False):
             return folded_pair_scores(
                 query.flatten(2), gallery.flatten(2), layers, offset,
                 dtype, mlp_dtype, q_blk, g_blk,
                 chunk_bytes=self._chunk_bytes(), mlp_bytes=mlp_bytes,
-                rows_bytes=rows_bytes)
+                rows_bytes=rows_bytes, safe_layers=safe_layers)
+
+    def _mlp_rows_bytes(self, device: torch.device) -> Tuple[int, int]:
+        """Bounds of a worker's hidden MLP activations and of its maxima
+        buffer: fixed on the CPU, a quarter of the budget on a GPU."""
+        if device.type == 'cpu':
+            return CPU_MLP_BYTES, CPU_ROWS_BYTES
+        budget = int(self.memory_budget_mb * 2**20)
+        return max(2**20, budget // 4), max(2**20, budget // 4)
+
+    def match_pairs(self, query: torch.Tensor, gallery: torch.Tensor,
+                    index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """TransMatcher logits of each query against its own list of
+        gallery maps: ``out[i, j]`` is :meth:`match`'s score of the pair
+        ``(query[i], gallery[index[i, j]])`` (the index form, what the
+        two-stage class graph and the shortlisted test pass:
+        :func:`~mmreid_gs.utils.contract.takes_index`), or of ``(query[i],
+        gallery[i, j])`` for gallery lists.
+
+        In eval mode (BatchNorm with running statistics) without
+        gradients, the BatchNorm layers are folded and the query-side
+        ``fc1`` too (:func:`~mmreid_gs.models.heads.transmatcher_kernels.
+        folded_pair_list_scores`: one batched product per layer and block of
+        queries x list items, the lists gathered block by block, no copy of
+        the gallery, cache-sized blocks spread over worker threads on the
+        CPU, ``memory_budget_mb`` on a GPU). Otherwise (training mode, or
+        inputs requiring grad) :meth:`match` is called per query.
+
+        Args:
+            query (Tensor): [n, L*d, h, w] query maps.
+            gallery (Tensor): [G, L*d, h, w] gallery maps with ``index``;
+                without it [n, m, L*d, h, w] lists, row i that of query i.
+            index (Tensor, optional): [n, m] int64 indices into
+                ``gallery`` (duplicates allowed).
+
+        Returns:
+            Tensor: [n, m] logits in the head's dtype (float32), higher =
+            more similar.
+
+        Raises:
+            ReIDUserError: On maps of the wrong shape, an index of the
+                wrong shape, dtype or range, or inputs on two devices.
+        """
+        self._check_shape(query, 'query')
+        n = query.size(0)
+        if index is None:
+            expected = (self.num_features, self.height, self.width)
+            if (gallery.dim() != 5 or gallery.size(0) != n
+                    or tuple(gallery.shape[2:]) != expected):
+                raise ReIDUserError(
+                    'TransMatcherHead: match_pairs needs gallery lists of '
+                    f'shape [n, m, {expected[0]}, {expected[1]}, '
+                    f'{expected[2]}] with n = {n} queries (or [G, ...] maps '
+                    f'and index=[n, m]), got {tuple(gallery.shape)}')
+            m = gallery.size(1)
+            index = torch.arange(n * m, device=gallery.device).view(n, m)
+            gallery = gallery.reshape(n * m, *expected)
+        else:
+            self._check_shape(gallery, 'gallery')
+            if (not isinstance(index, torch.Tensor) or index.dim() != 2
+                    or index.size(0) != n or index.dtype != torch.long):
+                got = (f'{index.dtype} {tuple(index.shape)}' if isinstance(
+                    index, torch.Tensor) else type(index).__name__)
+                raise ReIDUserError(
+                    'TransMatcherHead: match_pairs needs an int64 index of '
+                    f'shape [n, m] with n = {n} queries, got {got}')
+            if index.numel() and not (0 <= int(index.min()) and int(
+                    index.max()) < gallery.size(0)):
+                raise ReIDUserError(
+                    'TransMatcherHead: match_pairs index out of range for '
+                    f'{gallery.size(0)} gallery maps: [{int(index.min())}, '
+                    f'{int(index.max())}]')
+        if query.device != gallery.device:
+            raise ReIDUserError(f'TransMatcherHead: query on {query.device} '
+                                f'but gallery on {gallery.device}')
+        m = index.size(1)
+        if n == 0 or m == 0:
+            return query.new_zeros(n, m, dtype=self._param_dtype)
+        index = index.to(gallery.device)
+        needs_grad = torch.is_grad_enabled() and (query.requires_grad
+                                                  or gallery.requires_grad)
+        if self._uses_batch_stats() or needs_grad:
+            return torch.cat([
+                self.match(query[i:i + 1], gallery[index[i]])
+                for i in range(n)
+            ])
+        dtype = self._compute_dtype(query, cpu_autocast=True)
+        fold_dtype = torch.float64 if dtype == torch.float64 else \
+            torch.float32
+        mlp_dtype = self._param_dtype
+        layers, offset = self._folded_layers(fold_dtype, mlp_dtype)
+        block_bytes = self.memory_budget_mb * 2**20
+        if query.device.type == 'cpu':
+            block_bytes = min(block_bytes, CPU_BLOCK_BYTES_PER_THREAD)
+        mlp_bytes, _ = self._mlp_rows_bytes(query.device)
+        with torch.no_grad(), torch.autocast(query.device.type,
+                                             enabled=False):
+            return folded_pair_list_scores(
+                query.flatten(2), gallery.flatten(2), index, layers, offset,
+                dtype, mlp_dtype, int(block_bytes),
+                chunk_bytes=self._chunk_bytes(), mlp_bytes=mlp_bytes)
 
     def forward(self,
                 query: torch.Tensor,
@@ -546,7 +672,4 @@ class TransMatcherHead(PairLossMixin, BaseModule):
         """[B, B] logits of all pairs of a training batch (for
         :meth:`PairLossMixin.loss`): the public layer stack, BatchNorm over
         all pairs in training mode, CPU autocast ignored."""
-        dtype = self._compute_dtype(feats)
-        n = feats.size(0)
-        q_blk, g_blk = self.block_sizes(n, n, dtype, feats.device)
-        return self._exact_scores(feats, feats, dtype, q_blk, g_blk)
+        return self._exact_scores(feats, feats, self._compute_dtype(feats))

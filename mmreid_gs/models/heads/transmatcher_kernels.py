@@ -13,10 +13,15 @@ the MLP ``bn1 -> fc2 -> bn2 -> ReLU -> fc3`` on each half, the halves summed,
 - :func:`folded_pair_scores`: eval-mode scores of all pairs with the
   BatchNorm layers folded into ``fc2`` / ``fc3`` and one offset,
   cache-sized blocks spread over worker threads on the CPU;
+- :func:`folded_pair_list_scores`: the same scores of each query against
+  its own list of gallery items (``match_pairs``), the query-side ``fc1``
+  folded so that the gathered gallery maps enter the GEMM as they are;
 - :func:`weighted_pair_maxima_blocks` / :class:`WeightedPairMaxima`: the
   maxima of all pairs (training mode, where BatchNorm normalises over the
   pairs), with a memory-bounded backward pass that keeps only the argmax
-  locations and the similarities there.
+  locations and the similarities there;
+- :func:`similarity_dtype`: float16 only where no similarity can overflow
+  it (the maps are not L2-normalised), else float32.
 
 No q x g x hw x hw tensor is built beyond one block.
 """
@@ -24,6 +29,7 @@ import math
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+from mmengine.logging import MMLogger
 from torch.autograd.function import once_differentiable
 
 from mmreid_gs.utils.thread_state import cpu_workers, run_in_workers
@@ -36,6 +42,67 @@ CPU_ROWS_BYTES = 2**20
 # Bytes of one worker's hidden MLP activations (fc2 outputs) on the CPU; on
 # a GPU a quarter of the memory budget.
 CPU_MLP_BYTES = 2**21
+#: Largest bound of the similarities (and ``fc1`` outputs) computed in
+#: float16: a quarter of its range (65,504), the margin covering the
+#: rounding of a GEMM's output.
+FLOAT16_SAFE_BOUND = torch.finfo(torch.float16).max / 4
+
+_warned_float16 = False
+
+
+def max_norm(x: torch.Tensor) -> torch.Tensor:
+    """The largest L2 norm of the rows of ``x`` along its last dimension,
+    computed in float32 (``inf`` when ``x`` holds an inf, NaN with a NaN).
+
+    Args:
+        x (Tensor): [..., d] vectors (any float dtype).
+
+    Returns:
+        Tensor: [] float32 (0 for an empty ``x``).
+    """
+    if x.numel() == 0:
+        return torch.zeros((), dtype=torch.float32, device=x.device)
+    with torch.no_grad():
+        return torch.linalg.vector_norm(x.detach(), dim=-1,
+                                        dtype=torch.float32).amax()
+
+
+def similarity_dtype(dtype: torch.dtype, bound) -> torch.dtype:
+    """dtype of TransMatcher similarities bounded in magnitude by
+    ``bound``.
+
+    TransMatcher's maps are not L2-normalised: the similarities
+    ``fc1(Q)[t] . fc1(G)[s]`` grow with the squared feature scale, and a
+    float16 GEMM output above 65,504 is ``inf`` (a skipped training step,
+    a meaningless score; loss scaling cannot help a forward overflow).
+    With ``bound`` the Cauchy-Schwarz bound ``max|fc1(Q)[t]| *
+    max|fc1(G)[s]|`` of a block (times the ``embed`` factor, at most 1),
+    float16 is kept only when the bound stays below
+    :data:`FLOAT16_SAFE_BOUND`; bfloat16 / float32 / float64 (the range of
+    float32) are always kept.
+
+    Args:
+        dtype (torch.dtype): The GEMM dtype the caller would use (e.g. the
+            autocast dtype).
+        bound (float | Tensor): Upper bound of the magnitudes (``inf`` /
+            NaN when the inputs overflowed already).
+
+    Returns:
+        torch.dtype: ``dtype``, or float32 for an unsafe float16 block.
+    """
+    if dtype != torch.float16:
+        return dtype
+    bound = float(bound)
+    if bound <= FLOAT16_SAFE_BOUND:  # False for NaN and inf
+        return dtype
+    global _warned_float16
+    if not _warned_float16:
+        _warned_float16 = True
+        MMLogger.get_current_instance().warning(
+            f'TransMatcher: similarities of up to {bound:.4g} could '
+            'overflow float16 (the maps are not L2-normalised); such '
+            'blocks are computed in float32 (logged once)')
+    return torch.float32
 
 
 def block_sizes(hw: int,
@@ -389,7 +456,9 @@ def folded_pair_scores(query: torch.Tensor,
                        g_blk: int,
                        chunk_bytes: int,
                        mlp_bytes: int,
-                       rows_bytes: int) -> torch.Tensor:
+                       rows_bytes: int,
+                       safe_layers: Optional[Sequence[FoldedLayer]] = None
+                       ) -> torch.Tensor:
     """Eval-mode TransMatcher scores of all pairs, blockwise, BatchNorm
     layers folded (:class:`FoldedLayer`).
 
@@ -416,6 +485,11 @@ def folded_pair_scores(query: torch.Tensor,
         chunk_bytes (int): Bound of a chunk's ``fc1`` outputs.
         mlp_bytes (int): Bound of a worker's hidden MLP activations.
         rows_bytes (int): Bound of a worker's maxima buffer.
+        safe_layers (Sequence[FoldedLayer], optional): The layers in
+            float32. With a float16 ``dtype``, a query chunk x gallery
+            chunk whose similarities could overflow float16
+            (:func:`similarity_dtype` on the norms of its ``fc1`` outputs)
+            is scored with these in float32.
 
     Returns:
         Tensor: [nq, ng] scores (``mlp_dtype``).
@@ -440,11 +514,11 @@ def folded_pair_scores(query: torch.Tensor,
     channels = [slice(k * d, (k + 1) * d) for k in range(num_layers)]
 
     def run(task):
-        q_rows, g_cols, out_view, q_starts, lo, hi = task
+        q_rows, g_cols, out_view, task_layers, q_starts, lo, hi = task
         with torch.no_grad(), torch.autocast(
                 query.device.type, enabled=False):
-            _score_rows(q_rows, g_cols, layers, out_view, q_blk, g_blk, hw,
-                        rows_bytes, mlp_rows, q_starts, lo, hi)
+            _score_rows(q_rows, g_cols, task_layers, out_view, q_blk, g_blk,
+                        hw, rows_bytes, mlp_rows, q_starts, lo, hi)
 
     for q_lo, q_hi in _chunks(nq, q_chunk):
         q_rows = [
@@ -457,6 +531,23 @@ def folded_pair_scores(query: torch.Tensor,
                 _fc1_cols(gallery[g_lo:g_hi], layer, dtype, ch)
                 for layer, ch in zip(layers, channels)
             ]
+            chunk_layers, chunk_q_rows = layers, q_rows
+            if dtype == torch.float16 and safe_layers is not None:
+                bound = max(
+                    max_norm(q_l) * max_norm(g_l.t())
+                    for q_l, g_l in zip(q_rows, g_cols))
+                if similarity_dtype(dtype, bound) != dtype:
+                    chunk_layers = safe_layers
+                    chunk_q_rows = [
+                        _fc1_rows(query[q_lo:q_hi], layer, torch.float32,
+                                  ch)
+                        for layer, ch in zip(safe_layers, channels)
+                    ]
+                    g_cols = [
+                        _fc1_cols(gallery[g_lo:g_hi], layer, torch.float32,
+                                  ch)
+                        for layer, ch in zip(safe_layers, channels)
+                    ]
             out_view = out[q_lo:q_hi, g_lo:g_hi]
             n_gal = g_hi - g_lo
             if workers > 1 and len(q_starts) >= workers:
@@ -472,6 +563,178 @@ def folded_pair_scores(query: torch.Tensor,
                           for lo, hi in zip(cuts, cuts[1:])]
             else:
                 splits = [(q_starts, 0, n_gal)]
-            run_in_workers(run, [(q_rows, g_cols, out_view) + s
-                                 for s in splits])
+            run_in_workers(run, [(chunk_q_rows, g_cols, out_view,
+                                  chunk_layers) + s for s in splits])
+    return out.add_(offset)
+
+
+# ---------------------------------------------------------------------------
+# eval mode: each query against its own list of gallery items
+def _fold_query(query: torch.Tensor, layer: FoldedLayer, channels: slice,
+                fold_dtype: torch.dtype) -> Tuple[torch.Tensor, ...]:
+    """One layer's query side with ``fc1`` folded: ``fc1(Q)[t] . fc1(G)[s]
+    = (W^T fc1(Q)[t]) . G[s] + fc1(Q)[t] . b`` for ``fc1(x) = W x + b``.
+
+    Args:
+        query (Tensor): [n, L*d, hw] query maps.
+        layer (FoldedLayer): The layer (``fc1`` in ``fold_dtype``).
+        channels (slice): The layer's channels.
+        fold_dtype (torch.dtype): dtype of the fold (float32 or float64).
+
+    Returns:
+        tuple: ``(qp, cq, norms)``: ``qp`` [n, hw, d] ``W^T fc1(Q)``, ``cq``
+        [n, hw, 1] ``fc1(Q) . b`` and ``norms`` [n] the largest norm of
+        ``fc1(Q)[t]`` of each query, all ``fold_dtype``.
+    """
+    n, hw = query.size(0), query.size(2)
+    w = layer.fc1_weight.to(fold_dtype)
+    b = layer.fc1_bias.to(fold_dtype)
+    d = w.size(1)
+    x = query[:, channels].transpose(1, 2).reshape(n * hw, d)
+    f = torch.addmm(b, x.to(fold_dtype), w.t())  # fc1(Q): [n * hw, d]
+    qp = torch.mm(f, w).view(n, hw, d)
+    cq = torch.mv(f, b).view(n, hw, 1)
+    norms = torch.linalg.vector_norm(f, dim=1).view(n, hw).amax(dim=1)
+    return qp, cq, norms
+
+
+def folded_pair_list_scores(query: torch.Tensor,
+                            gallery: torch.Tensor,
+                            index: torch.Tensor,
+                            layers: Sequence[FoldedLayer],
+                            offset: float,
+                            dtype: torch.dtype,
+                            mlp_dtype: torch.dtype,
+                            block_bytes: int,
+                            chunk_bytes: int,
+                            mlp_bytes: int) -> torch.Tensor:
+    """Eval-mode TransMatcher scores of each query against its own list of
+    gallery items, ``out[i, j]`` the score of ``(query[i],
+    gallery[index[i, j]])`` (:meth:`TransMatcherHead.match_pairs`).
+
+    The query-side ``fc1`` is folded (:func:`_fold_query`, once per chunk
+    of queries whose folded features take at most ``chunk_bytes``), so the
+    gallery maps enter the GEMM as they are: no ``fc1`` of a gathered
+    item, no pass over the whole gallery. Per block of ``b`` queries x
+    ``mj`` list items and per layer: the block's gallery rows gathered
+    ``[b, mj * hw, d]`` (one copy, read by the GEMM from the cache), ONE
+    batched product ``baddbmm(fc1(Q) . b, W^T fc1(Q) [b, hw, d], G^T)``
+    laid out ``[b, hw (query location t), mj * hw (item, gallery location
+    s)]``, times ``embed``, both maxima into the MLP's input rows, then
+    the folded MLP (:func:`_mlp_into`). A block's similarities and gathered
+    rows take at most ``block_bytes`` (at least one pair). On the CPU the
+    blocks are spread over worker threads in the caller's grad / inference
+    mode (:func:`~mmreid_gs.utils.thread_state.run_in_workers`), as
+    :func:`folded_pair_scores`.
+
+    With a float16 ``dtype`` each block's layer is checked against the
+    Cauchy-Schwarz bound ``max|fc1(Q)[t]| * (||W||_2 max|G[s]| + |b|)``
+    and computed in float32 where float16 could overflow
+    (:func:`similarity_dtype`).
+
+    Args:
+        query (Tensor): [n, L*d, hw] query maps.
+        gallery (Tensor): [G, L*d, hw] gallery maps.
+        index (Tensor): [n, m] int64 indices into ``gallery``.
+        layers (Sequence[FoldedLayer]): The L folded layers, ``fc1`` and
+            ``embed`` in the fold dtype (float64 for a float64 ``dtype``,
+            else float32).
+        offset (float): Folded constant of all layers and
+            ``decoder.norm``.
+        dtype (torch.dtype): dtype of the similarity GEMMs.
+        mlp_dtype (torch.dtype): dtype of the MLP and of the output.
+        block_bytes (int): Bound of one block's similarities and gathered
+            gallery rows.
+        chunk_bytes (int): Bound of a query chunk's folded features.
+        mlp_bytes (int): Bound of a worker's hidden MLP activations.
+
+    Returns:
+        Tensor: [n, m] scores (``mlp_dtype``).
+    """
+    n, m = index.shape
+    out = torch.empty(n, m, dtype=mlp_dtype, device=query.device)
+    if n == 0 or m == 0:
+        return out
+    hw = query.size(2)
+    d = layers[0].fc1_weight.size(0)
+    num_layers = len(layers)
+    fold_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    elem = torch.empty((), dtype=dtype).element_size()
+    pairs = max(1, int(block_bytes) // (hw * (hw + d) * elem))
+    m_blk = min(m, pairs)
+    q_blk = max(1, min(n, pairs // m_blk))
+    per_query = num_layers * hw * (d + 1) * elem
+    if dtype != fold_dtype:
+        per_query += num_layers * hw * (d + 1) * 4
+    q_chunk = q_blk * max(1, int(chunk_bytes) // per_query // q_blk)
+    ff = layers[0].w2t.size(1)
+    mlp_elem = torch.empty((), dtype=mlp_dtype).element_size()
+    mlp_rows = max(2, int(mlp_bytes) // (ff * mlp_elem)) // 2 * 2
+    channels = [slice(k * d, (k + 1) * d) for k in range(num_layers)]
+    # [G, hw, d] rows of each layer (views: the gallery is not copied)
+    gal_rows = [gallery[:, ch].transpose(1, 2) for ch in channels]
+    embeds = {fold_dtype: [layer.embed.to(fold_dtype) for layer in layers]}
+    embeds[dtype] = [layer.embed.to(dtype) for layer in layers]
+    check16 = dtype == torch.float16
+    if check16:
+        # ||W||_2 and |b| of every layer: |fc1(G)[s]| <= ||W||_2 |G[s]| + |b|
+        sigma = [
+            float(torch.linalg.matrix_norm(layer.fc1_weight.double(), ord=2))
+            for layer in layers
+        ]
+        beta = [float(layer.fc1_bias.double().norm()) for layer in layers]
+    index = index.to(query.device)
+
+    def score(blocks, folded, lo):
+        hidden = torch.empty(mlp_rows, ff, dtype=mlp_dtype,
+                             device=query.device)
+        for i, j in blocks:
+            b = min(q_blk, folded[0][fold_dtype][0].size(0) - i)
+            ids = index[lo + i:lo + i + b, j:j + m_blk]
+            mj = ids.size(1)
+            ids = ids.reshape(-1)
+            acc = torch.zeros(b * mj, dtype=mlp_dtype, device=query.device)
+            for k, layer in enumerate(layers):
+                g = gal_rows[k].index_select(0, ids)
+                blk_dtype = dtype
+                if check16:
+                    g = g.to(dtype)
+                    q_norm = folded[k][fold_dtype][2][i:i + b].amax()
+                    bound = torch.maximum(
+                        q_norm * (sigma[k] * max_norm(g) + beta[k]),
+                        q_norm * sigma[k])  # also |W^T fc1(Q)[t]|
+                    blk_dtype = similarity_dtype(dtype, bound)
+                qp, cq = folded[k][blk_dtype][:2]
+                g = g.to(blk_dtype).view(b, mj * hw, d)
+                sim = torch.baddbmm(cq[i:i + b], qp[i:i + b],
+                                    g.transpose(1, 2))
+                sim4 = sim.view(b, hw, mj, hw).mul_(embeds[blk_dtype][k])
+                rows = sim.new_empty(b, mj, 2, hw)
+                # max over gallery locations s, per query location t
+                torch.amax(sim4, dim=3, out=rows[:, :, 0].transpose(1, 2))
+                # max over query locations t, per gallery location s
+                torch.amax(sim4, dim=1, out=rows[:, :, 1])
+                del sim, sim4, g
+                _mlp_into(rows.view(b * mj * 2, hw), layer, hidden, acc)
+            out[lo + i:lo + i + b, j:j + mj] = acc.view(b, mj)
+
+    def run(task):
+        blocks, folded, lo = task
+        with torch.no_grad(), torch.autocast(query.device.type,
+                                             enabled=False):
+            score(blocks, folded, lo)
+
+    for lo, hi in _chunks(n, q_chunk):
+        folded = []
+        for layer, ch in zip(layers, channels):
+            qp, cq, norms = _fold_query(query[lo:hi], layer, ch, fold_dtype)
+            per_dtype = {fold_dtype: (qp, cq, norms)}
+            if dtype != fold_dtype:
+                per_dtype[dtype] = (qp.to(dtype), cq.to(dtype), norms)
+            folded.append(per_dtype)
+        starts = [(i, j) for i in range(0, hi - lo, q_blk)
+                  for j in range(0, m, m_blk)]
+        workers = max(1, min(cpu_workers(query.device), len(starts)))
+        run_in_workers(run, [(starts[k::workers], folded, lo)
+                             for k in range(workers)])
     return out.add_(offset)
