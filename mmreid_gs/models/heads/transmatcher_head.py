@@ -260,9 +260,16 @@ class TransMatcherHead(PairLossMixin, BaseModule):
     :meth:`loss` always works that way on the B x B pairs of a batch.
 
     Under CUDA autocast ``fc1`` and the similarity GEMMs run in the autocast
-    dtype; under CPU autocast :meth:`match` runs them in bfloat16 while
-    :meth:`loss` ignores CPU autocast; the BatchNorm / MLP layers always run
-    in the parameters' dtype (float32).
+    dtype; under CPU autocast :meth:`match` runs them in the CPU autocast
+    dtype (bfloat16 by default) while :meth:`loss` ignores CPU autocast;
+    the BatchNorm / MLP layers always run in the parameters' dtype
+    (float32). The maps are not L2-normalised, so float16 similarities
+    could overflow (above 65,504): a float16 block or layer whose
+    Cauchy-Schwarz bound (the largest ``fc1`` output norms) exceeds
+    :data:`~mmreid_gs.models.heads.transmatcher_kernels.FLOAT16_SAFE_BOUND`
+    is computed in float32 instead
+    (:func:`~mmreid_gs.models.heads.transmatcher_kernels.similarity_dtype`,
+    logged once); bfloat16 has float32's range and is always kept.
 
     Args:
         height (int): Height h of the feature maps.
