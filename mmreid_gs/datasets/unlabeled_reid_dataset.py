@@ -79,6 +79,9 @@ class UnlabeledReIDDataset(BaseReIDDataset):
         self._pseudo: Optional[torch.Tensor] = None
         self._true: Optional[np.ndarray] = None
         self._families: Optional[np.ndarray] = None
+        #: Incremented at every :meth:`set_pseudo_labels` (a key for
+        #: caches of what depends on the labels, e.g. label families).
+        self.labels_version = 0
         kwargs.pop('split', None)
         kwargs.pop('test_mode', None)
         super().__init__(
@@ -236,6 +239,7 @@ class UnlabeledReIDDataset(BaseReIDDataset):
         self._metainfo.update(class_ids=tuple(range(self.num_classes)),
                               num_classes=self.num_classes)
         self._label_cache = None
+        self.labels_version += 1
 
     def get_label_families(self) -> np.ndarray:
         """A look-alike family per pseudo-class: the family of the most
