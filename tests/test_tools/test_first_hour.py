@@ -21,6 +21,8 @@ from helpers import REPO, checkpoint_state, load_tool
 from mmreid_gs.evaluation.results_file import load_test_results
 
 README = osp.join(REPO, 'README.md')
+#: The README and the docs pages it links to (the reference moved there).
+DOC_PAGES = [README] + sorted(glob.glob(osp.join(REPO, 'docs', '*.md')))
 
 
 def _write(make_tiny_config, folder, workers=0, epochs=2):
@@ -147,9 +149,9 @@ def test_train_and_test_end_with_a_summary(trained):
     assert paths['scores (--out)'] == out
     assert osp.isfile(paths['metrics JSON'])
     assert 'last checkpoint' not in paths
-    # The README lists the keys of the --out file.
+    # The docs list the keys of the --out file.
     keys = {f for fields in load_test_results(out).values() for f in fields}
-    readme = open(README).read()
+    readme = open(osp.join(REPO, 'docs', 'testing.md')).read()
     listed = readme[readme.index('- `tools/test.py --out results.npz`'):]
     listed = set(re.findall(r'`(?:<set>/)?(\w+)`', listed.split('\n- ')[0]))
     assert keys <= listed, keys - listed
@@ -246,8 +248,10 @@ def test_worker_pipeline_reseeds_at_each_new_epoch_seed():
 
 
 def _readme_block(first_line):
-    """The ```python block of the README that starts with ``first_line``."""
-    blocks = re.findall(r'```python\n(.*?)```', open(README).read(), re.S)
+    """The ```python block of the README or a docs page that starts with
+    ``first_line``."""
+    blocks = [block for page in DOC_PAGES for block in re.findall(
+        r'```python\n(.*?)```', open(page).read(), re.S)]
     found = [b for b in blocks if b.startswith(first_line)]
     assert len(found) == 1, first_line
     return found[0]
@@ -312,8 +316,9 @@ def test_readme_own_dataset_and_inference_examples(tmp_path, monkeypatch,
     assert re.search(r'^my_dataset\s+[\d.]+', out, re.M), out[-2000:]
 
     code = _readme_block('import glob\n\nfrom mmreid_gs.apis import')
-    assert "'work_dirs/gs/epoch_8.pth'" in code
-    exec(compile(code.replace("'work_dirs/gs/epoch_8.pth'", repr(ckpt)),
+    assert "'work_dirs/qaconv_gs_demo/epoch_8.pth'" in code
+    exec(compile(code.replace("'work_dirs/qaconv_gs_demo/epoch_8.pth'",
+                              repr(ckpt)),
                  'README', 'exec'), {})
     printed = [line for line in capsys.readouterr().out.splitlines()
                if ' -> ' in line]
