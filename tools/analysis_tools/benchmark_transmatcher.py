@@ -16,11 +16,25 @@ BatchNorm statistics come from these maps:
   ``--ref-blocks`` queries x gallery items under ``torch.inference_mode()``,
   on the first ``--ref-gallery`` gallery items (a rate; the whole gallery
   would only take longer);
+* pairs/s of ``TransMatcherHead.match_pairs`` in its index form (each
+  query against its own list of ``--list-size`` gallery items drawn at
+  random, what the two-stage class graph and the shortlisted test call)
+  under ``torch.inference_mode()``, and its largest difference to
+  ``match``'s scores of the same pairs;
 * the ratio of the rates, the largest difference of the two score
   matrices on the common part, and the peak memory of each measurement
   above what was allocated before it (CUDA: ``max_memory_allocated``; CPU:
   the peak resident set size, reset through ``/proc/self/clear_refs`` where
   Linux allows it).
+
+``--memory`` instead measures one training step of the matcher (the B x B
+pair scores, the pairwise loss and the backward pass to the maps and the
+matcher's parameters) for batch sizes ``--memory-batches``: ours
+(``TransMatcherHead.loss``) against the public formula
+(``PublicTransMatcher``'s ``make_kernel(x)``, ``forward(x)`` then the same
+``PairwiseMatchingLoss``), each in a child process of its own so that the
+peaks do not mix: the peak memory above the start of the step (CPU: peak
+resident set size; CUDA: ``max_memory_allocated``) and its time.
 
 Example::
 
@@ -28,18 +42,25 @@ Example::
     python tools/analysis_tools/benchmark_transmatcher.py   # paper sizes
     python tools/analysis_tools/benchmark_transmatcher.py --device cuda \\
         --num-query 256 --num-gallery 4096 --amp
+    python tools/analysis_tools/benchmark_transmatcher.py --memory \\
+        --memory-batches 8,16,32,64
 """
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
 import torch
 
 from mmreid_gs.models.heads import TransMatcherHead
+from mmreid_gs.models.losses import PairwiseMatchingLoss
 from mmreid_gs.testing import PublicTransMatcher
 
 QUICK = dict(num_query=8, num_gallery=24, height=6, width=4, d_model=16,
              num_layers=2, dim_feedforward=32, ref_gallery=24,
-             ref_blocks='4x8', repeat=1)
+             ref_blocks='4x8', repeat=1, memory_batches='4,8')
 
 
 def parse_args(argv=None):
@@ -74,6 +95,24 @@ def parse_args(argv=None):
         '--amp', action='store_true',
         help='also time our head under autocast (CUDA: float16, CPU: '
         'bfloat16); the reference stays float32')
+    parser.add_argument(
+        '--list-size', type=int, default=None,
+        help='gallery items per query for match_pairs (default: '
+        'the gallery size, the same number of pairs as match)')
+    parser.add_argument(
+        '--memory', action='store_true',
+        help='measure the peak memory of one training step, ours vs the '
+        'public formula, each in a child process (see the docstring)')
+    parser.add_argument(
+        '--memory-batches', default='8,16,32,64',
+        help='batch sizes of --memory (comma-separated)')
+    parser.add_argument(
+        '--memory-timeout', type=float, default=1800,
+        help='seconds a --memory child may run before it is stopped')
+    parser.add_argument('--memory-child', choices=['ours', 'public'],
+                        default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--batch', type=int, default=64,
+                        help=argparse.SUPPRESS)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
         '--quick', action='store_true',
@@ -158,11 +197,104 @@ def megabytes(n):
     return 'n/a' if n is None else f'{n / 2**20:.1f} MiB'
 
 
+def memory_child(args, device):
+    """One training step of ``args.memory_child`` at batch ``args.batch``
+    (run in a process of its own); prints one JSON line."""
+    h, w, d, n_layers = args.height, args.width, args.d_model, args.num_layers
+    gen = torch.Generator(device='cpu').manual_seed(args.seed)
+    x = torch.randn(args.batch, n_layers * d, h, w, generator=gen)
+    labels = torch.arange(args.batch) // 4  # K = 4 images an identity
+    torch.manual_seed(args.seed)  # the same matcher in both children
+    model = PublicTransMatcher(h * w, d, n_layers, args.dim_feedforward)
+    if args.memory_child == 'ours':
+        head = TransMatcherHead(h, w, d, n_layers, args.dim_feedforward,
+                                memory_budget_mb=args.memory_budget_mb)
+        head.load_state_dict(model.state_dict(), strict=False)
+        model = head
+    else:
+        x = x.permute(0, 2, 3, 1).contiguous()  # public: channels last
+        criterion = PairwiseMatchingLoss()
+    model, x = model.to(device).train(), x.to(device).requires_grad_()
+    labels = labels.to(device)
+
+    def step():
+        if args.memory_child == 'ours':
+            loss = model.loss(x, labels)['loss']
+        else:
+            model.make_kernel(x)
+            loss = criterion(model(x), labels)[0]
+        loss.backward()
+        return loss
+
+    seconds, peak = timed(step, device)
+    print(json.dumps(dict(impl=args.memory_child, batch=args.batch,
+                          seconds=seconds, peak=peak,
+                          grad_norm=float(x.grad.norm()))))
+
+
+def memory_table(args, device):
+    """``--memory``: each implementation and batch size in a child process;
+    prints a table."""
+    batches = [int(b) for b in str(args.memory_batches).split(',')]
+    script = os.path.abspath(__file__)
+    common = [
+        '--height', str(args.height), '--width', str(args.width),
+        '--d-model', str(args.d_model), '--num-layers',
+        str(args.num_layers), '--dim-feedforward',
+        str(args.dim_feedforward), '--memory-budget-mb',
+        str(args.memory_budget_mb), '--device', str(device), '--seed',
+        str(args.seed)
+    ]
+    if args.threads:
+        common += ['--threads', str(args.threads)]
+    threads = args.threads or torch.get_num_threads()
+    print(f'device: {device} threads: {threads} maps: {args.num_layers}x'
+          f'{args.d_model}x{args.height}x{args.width} (L x d_model x h x '
+          f'w) dim_feedforward: '
+          f'{args.dim_feedforward}; one training step (B x B pair scores, '
+          'pairwise loss, backward), each in a child process')
+    print(f'{"batch":>5s} | {"impl":6s} | {"peak above start":>16s} | '
+          f'{"seconds":>8s}')
+    results = {}
+    for batch in batches:
+        for impl in ('ours', 'public'):
+            cmd = [sys.executable, script, '--memory-child', impl,
+                   '--batch', str(batch)] + common
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True,
+                                      timeout=args.memory_timeout)
+            except subprocess.TimeoutExpired:
+                print(f'{batch:5d} | {impl:6s} | {"timed out":>16s} | '
+                      f'>{args.memory_timeout:.0f}')
+                continue
+            lines = [ln for ln in proc.stdout.splitlines()
+                     if ln.startswith('{')]
+            if proc.returncode != 0 or not lines:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()
+                why = tail[-1] if tail else f'exit {proc.returncode}'
+                print(f'{batch:5d} | {impl:6s} | failed: {why}')
+                continue
+            res = json.loads(lines[-1])
+            results[batch, impl] = res
+            print(f'{batch:5d} | {impl:6s} | {megabytes(res["peak"]):>16s} '
+                  f'| {res["seconds"]:8.2f}', flush=True)
+        if (batch, 'ours') in results and (batch, 'public') in results:
+            a, b = results[batch, 'ours'], results[batch, 'public']
+            if a['peak'] and b['peak']:
+                print(f'{batch:5d} | ratio  | public / ours = '
+                      f'{b["peak"] / a["peak"]:.1f}x; |grad| ours '
+                      f'{a["grad_norm"]:.4g}, public {b["grad_norm"]:.4g}')
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.memory_child:
+        return memory_child(args, device)
+    if args.memory:
+        return memory_table(args, device)
     h, w, d, n_layers = args.height, args.width, args.d_model, args.num_layers
     hw, c = h * w, args.num_layers * args.d_model
     gen = torch.Generator(device='cpu').manual_seed(args.seed)
@@ -196,13 +328,24 @@ def main(argv=None):
         reference_scores(ref, query_last, gal_last, args.ref_blocks,
                          scores['public'])
 
+    list_size = args.list_size or args.num_gallery
+    index = torch.randint(args.num_gallery, (args.num_query, list_size),
+                          generator=gen).to(device)
+
+    def pairs_index():
+        with torch.inference_mode():
+            scores['match_pairs'] = head.match_pairs(query, gallery,
+                                                     index=index)
+
     runs = dict(no_grad=lambda: ours('no_grad'),
                 inference_mode=lambda: ours('inference_mode'),
+                match_pairs=pairs_index,
                 public=public)
     if args.amp:
         runs['amp'] = lambda: ours('amp')
     with torch.no_grad():  # warm-up
         head.match(query[:2], gallery[:4])
+        head.match_pairs(query[:2], gallery, index=index[:2, :4])
         ref.make_kernel(query_last[:2])
         ref(gal_last[:4])
     times = {name: [] for name in runs}
@@ -214,9 +357,10 @@ def main(argv=None):
             if peak is not None:
                 peaks[name] = max(peaks[name] or 0, peak)
 
+    counts = dict(public=n_ref, match_pairs=list_size)
     pairs = {
-        name: (n_ref if name == 'public' else args.num_gallery) *
-        args.num_query / min(times[name])
+        name: counts.get(name, args.num_gallery) * args.num_query /
+        min(times[name])
         for name in runs
     }
     diff = (scores['no_grad'][:, :n_ref] - scores['public']).abs().max()
@@ -231,15 +375,22 @@ def main(argv=None):
                          'TransMatcherHead.match, inference_mode'),
                         ('amp', f'TransMatcherHead.match, autocast '
                          f'{str(amp_dtype)[6:]}'),
+                        ('match_pairs', 'TransMatcherHead.match_pairs, '
+                         'inference_mode'),
                         ('public', 'public einsum formula, inference_mode')):
         if name not in runs:
             continue
         ratio = pairs[name] / pairs['public']
-        print(f'{label:42s}: {pairs[name]:12.0f} pairs/s '
+        print(f'{label:44s}: {pairs[name]:12.0f} pairs/s '
               f'({min(times[name]):8.3f} s, {ratio:6.2f}x the public '
               f'formula), peak memory {megabytes(peaks[name])}')
     print(f'max |ours - public| on the common {args.num_query}x{n_ref} '
           f'pairs: {diff:.3g} (score std {scores["public"].std():.3g})')
+    pairs_diff = (scores['match_pairs'] -
+                  scores['no_grad'].gather(1, index)).abs().max()
+    print(f'max |match_pairs - match| on its {args.num_query}x{list_size} '
+          f'pairs (index form, lists of random gallery items): '
+          f'{pairs_diff:.3g}')
     if args.amp:
         amp_diff = (scores['amp'] - scores['no_grad']).abs().max()
         print(f'max |autocast - float32|: {amp_diff:.3g}')
