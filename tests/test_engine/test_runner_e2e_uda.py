@@ -71,3 +71,27 @@ def test_uda_demo_two_tiny_epochs(tmp_path):
         assert nbrs.shape == (classes, 3)
         assert (nbrs != np.arange(classes)[:, None]).all()
     assert any('synthetic_B/Rank-1' in r for r in records)
+
+
+def test_gpu_configs_build_their_parts(tmp_path):
+    from helpers import make_tiny_reid_trees, point_datasets_at
+    from mmengine.config import Config
+
+    from mmreid_gs.registry import DATASETS, HOOKS
+    from mmreid_gs.utils import register_all_modules
+    register_all_modules()
+    roots = make_tiny_reid_trees(str(tmp_path))
+    expect = dict(qaconv_gs_uda_market2msmt=(0.7, 'MSMT17', 400, 6),
+                  qaconv_gs_uda_msmt2market=(0.6, 'Market1501', 200, 6),
+                  qaconv_gs_usl_market=(0.6, 'Market1501', 200, 6))
+    for name, (eps, target, batches, images) in expect.items():
+        cfg = Config.fromfile(osp.join(CONFIGS, name + '.py'))
+        data = cfg.train_dataloader.dataset.to_dict()
+        assert data['dataset']['type'] == target
+        point_datasets_at(data, roots)
+        assert len(DATASETS.build(data)) == images
+        assert cfg.train_dataloader.sampler.batches_per_epoch == batches
+        hook = HOOKS.build(cfg.custom_hooks[0])
+        assert (hook.eps, hook.min_samples, hook.k1, hook.k2) == (eps, 4, 30,
+                                                                  6)
+        assert cfg.custom_hooks[1]['type'] == 'GraphSamplerHook'
