@@ -11,6 +11,7 @@ and ranks the rest after them by the proxy (MSMT17-size galleries with QAConv);
 N >= the gallery size gives the exact metrics.
 """
 import argparse
+import glob
 import os.path as osp
 import sys
 
@@ -58,6 +59,22 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def folder_message(config: str, folder: str) -> str:
+    """The error for a folder passed as the checkpoint: it lists the
+    checkpoints inside (newest first) and the command with the newest."""
+    found = sorted(glob.glob(osp.join(glob.escape(folder), '*.pth')),
+                   key=osp.getmtime, reverse=True)
+    if not found:
+        return (f'{folder} is a folder, not a checkpoint file, and holds no '
+                'checkpoint (*.pth); pass the file, e.g. '
+                'work_dirs/<config name>/epoch_N.pth.')
+    names = ', '.join(osp.basename(p) for p in found[:8])
+    more = f' and {len(found) - 8} more' if len(found) > 8 else ''
+    return (f'{folder} is a folder, not a checkpoint file; the checkpoints '
+            f'in it, newest first: {names}{more}. Pass one, e.g.: python '
+            f'tools/test.py {config} {found[0]}')
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
@@ -66,8 +83,11 @@ def main(argv=None):
         raise ConfigError(f'{args.config} has no test_cfg: name the test '
                            'sets in test_cfg.test_sets.')
     if args.checkpoint is not None:
+        if osp.isdir(args.checkpoint):
+            raise ConfigError(folder_message(args.config, args.checkpoint))
         if not osp.isfile(args.checkpoint):
-            raise ConfigError(f'checkpoint not found: {args.checkpoint}')
+            raise ConfigError(f'checkpoint not found: {args.checkpoint} (no '
+                              'such file)')
         cfg.load_from = args.checkpoint
     else:
         cfg.load_from = None
@@ -93,7 +113,7 @@ def main(argv=None):
             raise ConfigError(f'--out must end with .npz: {args.out}')
         cfg.test_cfg.keep_outputs = True
     init_cpu_dist(cfg)
-    runner = build_runner(cfg)
+    runner = build_runner(cfg, mode='test')
     if args.checkpoint is None:
         runner.logger.warning(
             'No checkpoint given: testing the network as initialised.')

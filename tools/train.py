@@ -5,6 +5,7 @@
         [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -13,8 +14,9 @@ from mmengine.config import Config
 
 from mmreid_gs.engine.runners import (add_runner_args, apply_runner_args,
                                       build_runner, init_cpu_dist,
-                                      last_metrics, load_config,
-                                      nothing_to_resume, run_cli, run_summary)
+                                      last_metrics, load_config, run_cli,
+                                      run_summary)
+from mmreid_gs.engine.runners.cli_runner import resolve_auto_resume
 from mmreid_gs.utils.errors import ConfigError
 
 
@@ -27,7 +29,9 @@ def parse_args(argv=None):
         type=str,
         const='auto',
         help='resume from the given checkpoint, or, without a path, from '
-        'the latest checkpoint in the work dir')
+        'the newest readable checkpoint of the work dir (an unreadable '
+        'newer one, e.g. cut by a crash, is kept as NAME.unreadable and '
+        'named in a warning)')
     parser.add_argument(
         '--amp', action='store_true',
         help='enable automatic mixed precision training')
@@ -92,11 +96,15 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     cfg = merge_args(cfg, args)
+    resume_warnings = []
+    if args.resume == 'auto':
+        resume_warnings = resolve_auto_resume(
+            cfg, rank=int(os.environ.get('RANK', '0')))
+    not_resumed = args.resume == 'auto' and not cfg.resume
     init_cpu_dist(cfg)
     runner = build_runner(cfg)
-    not_resumed = nothing_to_resume(runner)
-    if not_resumed:
-        runner.logger.warning(not_resumed)
+    for line in resume_warnings:
+        runner.logger.warning(line)
     runner.train()
     if runner.rank == 0:
         extra = {'resumed': 'nothing (no checkpoint in the work dir; '

@@ -28,9 +28,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 from mmengine.logging import print_log
-from mmengine.utils import ProgressBar
 
 from mmreid_gs.utils.errors import ReIDUserError
+from mmreid_gs.utils.progress import ProgressBar
 from .identities import make_identity, person_ids
 from .renderer import render_image
 from .streams import DOMAIN_CODE, DOMAINS, SPLIT_CODE, random_stream

@@ -4,16 +4,16 @@ class graph from: the choice of one image per class at an epoch
 through the test pipeline (:class:`ClassImages`, with the dataset's
 handling of undecodable images) and their feature maps
 (:func:`extract_class_features`)."""
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import autocast
-from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
 
 from mmreid_gs.utils.errors import ReIDUserError
+from mmreid_gs.utils.progress import ProgressBar
 
 
 class ClassImages(Dataset):
@@ -76,7 +76,9 @@ def choose_class_images(class_indices: Sequence[Sequence[int]], seed: int,
 def extract_class_features(model, dataset, indices: List[int],
                            pipeline: Callable, batch_size: int,
                            num_workers: int = 0, fp16: bool = False,
-                           show: bool = False) -> torch.Tensor:
+                           show: bool = False,
+                           out_device: Optional[Union[str, torch.device]] = None
+                           ) -> torch.Tensor:
     """Feature maps [len(indices), c, h, w] of dataset images.
 
     Args:
@@ -89,9 +91,15 @@ def extract_class_features(model, dataset, indices: List[int],
         fp16 (bool): Extract under autocast; the features are returned
             in float32. Defaults to False.
         show (bool): Show a progress bar. Defaults to False.
+        out_device (str | torch.device, optional): Where to return the
+            features; None means the model's device. Defaults to None.
 
     Returns:
-        torch.Tensor: float32, one row per index.
+        torch.Tensor: float32, one row per index, on ``out_device``. Each
+        batch's features leave the model's device as soon as they are
+        extracted: the device holds one copy of the set at the end (none
+        with ``out_device='cpu'``), not the batches and their
+        concatenation.
     """
     loader = DataLoader(
         ClassImages(dataset, indices, pipeline),
@@ -106,11 +114,14 @@ def extract_class_features(model, dataset, indices: List[int],
             data = model.data_preprocessor(batch, False)
             with autocast(enabled=fp16):
                 out = model.extract_feat(data['inputs'])
-            feats.append(out.float())
+            feats.append(out.float().cpu())
             if bar is not None:
                 for _ in range(len(batch['inputs'])):
                     bar.update()
-    return torch.cat(feats)
+    if out_device is None:
+        param = next(model.parameters(), None)
+        out_device = param.device if param is not None else 'cpu'
+    return torch.cat(feats).to(out_device)
 
 
 def image_paths(dataset, indices: Sequence[int]) -> List[str]:

@@ -7,7 +7,7 @@ then the runner), the config summary it logs, the metrics table and
 import logging
 import os.path as osp
 import weakref
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import mmcv
 import mmengine
@@ -15,6 +15,7 @@ import mmpretrain
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.dist import master_only
 from mmengine.runner import Runner, find_latest_checkpoint
 
 # the packages whose modules a config names (imported: registered)
@@ -23,7 +24,11 @@ import mmreid_gs.evaluation  # noqa: F401
 import mmreid_gs.models  # noqa: F401
 import mmreid_gs.visualization  # noqa: F401
 from mmreid_gs._warnings import ForeignLogFilter
+from mmreid_gs.engine.checkpoint import find_resumable_checkpoint
+# registered: MMEngine's CheckpointHook, atomic, in the mmreid_gs scope
+from mmreid_gs.engine.hooks.checkpoint_hook import CheckpointHook  # noqa
 from mmreid_gs.registry import RUNNERS
+from mmreid_gs.utils.errors import ReIDUserFileError
 from mmreid_gs.visualization.backends import check_vis_backends
 from .config_checks import check_dataset_configs, size_dataloader_workers
 
@@ -33,11 +38,18 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
-def config_summary(cfg: Config) -> str:
+def _plural(count, word: str) -> str:
+    return f'{count} {word}' + ('' if count == 1 else 's')
+
+
+def config_summary(cfg: Config, mode: str = 'train') -> str:
     """A few lines about a run: model, data, schedule, where things go.
 
     Args:
         cfg (Config): The merged config.
+        mode (str): ``'train'`` (training data, schedule and optimizer
+            listed) or ``'test'`` (model, test sets and work dir only).
+            Defaults to ``'train'``.
 
     Returns:
         str: The summary (the full config is dumped into the work dir).
@@ -53,7 +65,7 @@ def config_summary(cfg: Config) -> str:
                 text += f'-{part["depth"]}'
             parts.append(text)
     lines.append('model: ' + ' / '.join(parts))
-    train = cfg.get('train_dataloader') or {}
+    train = (cfg.get('train_dataloader') or {}) if mode == 'train' else {}
     dataset = train.get('dataset') or {}
     train_cfg = cfg.get('train_cfg') or {}
     if dataset:
@@ -62,8 +74,8 @@ def config_summary(cfg: Config) -> str:
             f'train: {dataset.get("type")} '
             f'{_short(dataset.get("data_root", ""))}, batch '
             f'{train.get("batch_size")} ({sampler}), '
-            f'{train_cfg.get("max_epochs", "?")} epochs, '
-            f'{train.get("num_workers", 0)} workers')
+            f'{_plural(train_cfg.get("max_epochs", "?"), "epoch")}, '
+            f'{_plural(train.get("num_workers", 0), "worker")}')
     optim = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
     if dataset and optim:
         lines.append(f'optimizer: {optim.get("type")} lr '
@@ -82,7 +94,11 @@ class _ConsoleOnly(logging.Filter):
     console; the log file keeps them."""
 
     LISTINGS = ('paramwise_options -- ',
-                'Hooks will be executed in the following order')
+                'Hooks will be executed in the following order',
+                # said on every run without DDP; nothing to act on
+                'Distributed training is not used, all SyncBatchNorm',
+                # MMEngine's loader; the runner logs "Load checkpoint from"
+                'Loads checkpoint by ')
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, 'file_only', False):
@@ -102,6 +118,16 @@ class CLIRunner(Runner):
 
     #: Timestamps this process's CLIRunners already used (see setup_env).
     _used_timestamps: set = set()
+
+    #: The mode of the runner being built (see :func:`build_runner`).
+    _building_mode = 'train'
+
+    def __init__(self, *args, **kwargs):
+        #: ``'train'`` or ``'test'`` (``tools/test.py``): a test run's
+        #: header leaves out the training settings, and its config is
+        #: dumped into its log folder, not over the training run's.
+        self.run_mode = CLIRunner._building_mode
+        super().__init__(*args, **kwargs)
 
     def setup_env(self, env_cfg: dict) -> None:
         """MMEngine's set-up, with a timestamp unique within the process.
@@ -132,17 +158,31 @@ class CLIRunner(Runner):
                 handler.addFilter(_ConsoleOnly())
         return logger
 
+    def _config_dump_path(self) -> str:
+        """Where :meth:`dump_config` writes: the work dir (training, as
+        MMEngine), or the run's timestamped log folder (a test run: the
+        training run's config in the work dir stays as it was)."""
+        name = osp.basename(self.cfg.filename) if self.cfg.filename else \
+            f'{self.timestamp}.py'
+        folder = self.log_dir if self.run_mode == 'test' else self.work_dir
+        return osp.join(folder, name)
+
+    @master_only
+    def dump_config(self) -> None:
+        """Dump the config (see :meth:`_config_dump_path`)."""
+        self.cfg.dump(self._config_dump_path())
+
     def _log_env(self, env_cfg: dict) -> None:
         with _file_only(self.logger):
             super()._log_env(env_cfg)
         name = self.cfg.filename or 'config'
-        dumped = osp.join(self.work_dir, osp.basename(name))
         self.logger.info(
             f'{name}: torch {torch.__version__} '
             f'({"CUDA" if torch.cuda.is_available() else "CPU"}), '
             f'seed {self.seed}, {self.world_size} process(es)\n    '
-            f'{config_summary(self.cfg)}\n    full config: {dumped}; '
-            'environment and config also in the log file')
+            f'{config_summary(self.cfg, self.run_mode)}\n    full config: '
+            f'{self._config_dump_path()}; environment and config also in '
+            'the log file')
 
 
 class _file_only:
@@ -166,7 +206,7 @@ class _file_only:
 _LAST_RUNNER = None
 
 
-def build_runner(cfg: Config) -> Runner:
+def build_runner(cfg: Config, mode: str = 'train') -> Runner:
     """Build the runner of a config (``runner_type`` honoured).
 
     Before building: dataset arguments are checked against their classes
@@ -174,15 +214,30 @@ def build_runner(cfg: Config) -> Runner:
     machine (:func:`size_dataloader_workers`) and visualisation backends
     need their package (:func:`check_vis_backends`). Without a
     ``runner_type`` the runner is a :class:`CLIRunner` (short console).
+
+    Args:
+        cfg (Config): The merged config.
+        mode (str): ``'train'`` or ``'test'`` (a :class:`CLIRunner` then
+            lists no training settings and dumps its config into its log
+            folder). Defaults to ``'train'``.
+
+    Returns:
+        Runner: The runner.
     """
     global _LAST_RUNNER
+    if mode not in ('train', 'test'):
+        raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
     check_dataset_configs(cfg)
     check_vis_backends(cfg)
     changes = size_dataloader_workers(cfg)
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)
     else:
-        runner = CLIRunner.from_cfg(cfg)
+        CLIRunner._building_mode = mode
+        try:
+            runner = CLIRunner.from_cfg(cfg)
+        finally:
+            CLIRunner._building_mode = 'train'
     for line in changes:
         runner.logger.info(line)
     _LAST_RUNNER = weakref.ref(runner)
@@ -323,6 +378,57 @@ def nothing_to_resume(runner: Runner) -> Optional[str]:
     return (f'--resume: no checkpoint found in {runner.work_dir} (no '
             '`last_checkpoint` file there); nothing was resumed, training '
             'starts from scratch.')
+
+
+def resolve_auto_resume(cfg: Config, rank: int = 0) -> List[str]:
+    """Point ``--resume`` without a path at the newest readable checkpoint
+    of the work dir.
+
+    MMEngine resumes from the file ``last_checkpoint`` names, readable or
+    not. Here every ``epoch_N.pth`` / ``iter_N.pth`` of ``cfg.work_dir``
+    (and the ``last_checkpoint`` target) is a candidate, newest first, and
+    the first that loads is set as ``cfg.load_from`` (``cfg.resume`` True).
+    Unreadable newer ones are kept, renamed to ``<name>.unreadable`` by
+    rank 0 (the resumed run writes that epoch again), and named in the
+    returned warnings. Without any checkpoint, ``cfg.resume`` becomes False
+    (training from scratch, with a warning).
+
+    Args:
+        cfg (Config): The merged config (``work_dir`` set); changed in
+            place.
+        rank (int): This process's rank (only rank 0 renames files).
+
+    Returns:
+        list[str]: Warnings for the log.
+
+    Raises:
+        ReIDUserFileError: The work dir has checkpoints and none can be read
+            (nothing is renamed or deleted).
+    """
+    work_dir = cfg.work_dir
+    choice = find_resumable_checkpoint(work_dir, keep_aside=rank == 0)
+    if choice.checkpoint is None:
+        if choice.unreadable:
+            listed = '; '.join(f'{path}: {why}'
+                               for path, why, _ in choice.unreadable)
+            raise ReIDUserFileError(
+                f'--resume: no checkpoint of {work_dir} can be read '
+                f'({listed}). Nothing was changed; start without --resume '
+                'to train from scratch, or pass --resume PATH.')
+        cfg.resume = False
+        cfg.load_from = None
+        return [f'--resume: no checkpoint found in {work_dir} (no '
+                'epoch_N.pth, iter_N.pth or `last_checkpoint` there); '
+                'nothing was resumed, training starts from scratch.']
+    cfg.resume = True
+    cfg.load_from = choice.checkpoint
+    lines = []
+    for path, why, kept in choice.unreadable:
+        where = f'kept as {kept}' if kept else 'kept'
+        lines.append(f'--resume: {path} cannot be read ({why}); {where}. '
+                     f'Resuming from {choice.checkpoint}, the newest '
+                     'readable checkpoint.')
+    return lines
 
 
 def versions_line() -> str:
