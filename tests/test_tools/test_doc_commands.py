@@ -461,6 +461,7 @@ def test_demo_graph_dumps_only_write_files(make_tiny_config, tmp_path):
     states = {}
     for save in (False, True):
         config = make_tiny_config(tmp_path, name=f'tiny_{save}.py',
+                                  train_ids=8, test_sets=dict(a='a'),
                                   graph_hook=dict(save_graph=save))
         work_dir = str(tmp_path / f'run_{save}')
         assert train.run_cli(train.main, [config, '--work-dir', work_dir,
@@ -473,3 +474,11 @@ def test_demo_graph_dumps_only_write_files(make_tiny_config, tmp_path):
     for key in states[True]:
         torch.testing.assert_close(states[True][key], states[False][key],
                                    rtol=0, atol=0, msg=key)
+    # the README's vis_graph.py command draws from those dumps
+    vis = load_tool('tools/visualization/vis_graph.py')
+    out = str(tmp_path / 'neighbors.png')
+    curve = str(tmp_path / 'family_share.png')
+    assert vis.run_cli(vis.main, [
+        str(tmp_path / 'run_True'), '--epochs', '2', '--classes', '2',
+        '--out', out, '--family-curve', curve]) == 0
+    assert os.path.getsize(out) > 0 and os.path.getsize(curve) > 0
