@@ -482,3 +482,20 @@ def test_demo_graph_dumps_only_write_files(make_tiny_config, tmp_path):
         str(tmp_path / 'run_True'), '--epochs', '2', '--classes', '2',
         '--out', out, '--family-curve', curve]) == 0
     assert os.path.getsize(out) > 0 and os.path.getsize(curve) > 0
+
+
+@pytest.mark.parametrize('doc', DOCS)
+def test_relative_links_resolve(doc):
+    """Every relative link of a page names a file of the repository (the
+    README links its reference pages in docs/)."""
+    with open(osp.join(REPO, doc)) as f:
+        text = f.read()
+    targets = [m.group(1) for m in re.finditer(r'\]\(([^)#\s]+)[^)]*\)', text)
+               if not m.group(1).startswith(('http://', 'https://'))]
+    missing = [t for t in targets
+               if not osp.exists(osp.join(REPO, osp.dirname(doc), t))]
+    assert not missing, f'{doc}: {missing}'
+    if doc == 'README.md':
+        for page in ('get_started', 'training', 'testing', 'datasets',
+                     'inference', 'results'):
+            assert f'docs/{page}.md' in targets, page
