@@ -77,7 +77,8 @@ def extract_class_features(model, dataset, indices: List[int],
                            pipeline: Callable, batch_size: int,
                            num_workers: int = 0, fp16: bool = False,
                            show: bool = False,
-                           out_device: Optional[Union[str, torch.device]] = None
+                           out_device: Optional[Union[str,
+                                                      torch.device]] = None
                            ) -> torch.Tensor:
     """Feature maps [len(indices), c, h, w] of dataset images.
 

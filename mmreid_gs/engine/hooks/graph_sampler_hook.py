@@ -334,8 +334,13 @@ class GraphSamplerHook(Hook):
         local = extract_class_features(
             model, dataset, [int(chosen[c]) for c in padded],
             self._get_pipeline(), self.batch_size, self.num_workers,
-            self.fp16, show=self.progress and rank == 0)
-        feats = all_gather_rows(local[:len(mine)])
+            self.fp16, show=self.progress and rank == 0, out_device='cpu')
+        # gathered in host memory (in chunks through the communication
+        # device), then one copy on the model's device for the matcher
+        param = next(model.parameters(), None)
+        feats = all_gather_rows(local[:len(mine)]).to(
+            param.device if param is not None else 'cpu')
+        del local
         t_feat = time.perf_counter() - start
 
         matcher = model.match

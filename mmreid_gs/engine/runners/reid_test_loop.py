@@ -89,12 +89,24 @@ from mmreid_gs.evaluation.functional.shortlist import (check_shortlist,
 from mmreid_gs.registry import LOOPS
 from mmreid_gs.utils.arrays import to_numpy
 from mmreid_gs.utils.contract import check_reid_model
-from mmreid_gs.utils.dist import all_gather_rows
+from mmreid_gs.utils.dist import all_gather_rows, broadcast_from_rank0
+from mmreid_gs.utils.thread_state import uses_cpu_paths
 from mmreid_gs.utils.errors import (ConfigError, ReIDUserError,
                                     ReIDUserKeyError, ReIDUserTypeError)
 
 #: The top-k whose recall ``shortlist_recall=True`` logs.
 RECALL_TOPK = (1, 10)
+#: Query rows per ``model.match`` call of the exact path (and per
+#: shortlisted block the loop hands to ``shortlisted_scores``).
+QUERY_CHUNK = 256
+#: Bytes of gallery features moved to an accelerator at a time by the exact
+#: path (the extracted features stay in host memory; on the CPU the gallery
+#: is matched whole, as it is already there).
+DEVICE_GALLERY_BYTES = 4 * 2**30
+#: Host buffers of extracted features up to this size are pinned when the
+#: model is on CUDA (faster, asynchronous block copies); larger sets stay in
+#: pageable memory rather than locking that much of the host's RAM.
+PIN_MAX_BYTES = 16 * 2**30
 
 
 def _end_bar(bar) -> None:
@@ -103,6 +115,148 @@ def _end_bar(bar) -> None:
     if bar is not None:
         bar.file.write('\n')
         bar.file.flush()
+
+
+def _split_arrays(results: dict) -> Tuple[Dict[str, float], dict]:
+    """Numbers, and numpy arrays by field name (``<set>/<field>`` ->
+    ``<field>``), of a metrics dict."""
+    metrics, arrays = {}, {}
+    for key, value in results.items():
+        if isinstance(value, np.ndarray):
+            arrays[key.rsplit('/', 1)[-1]] = value
+        else:
+            metrics[key] = value
+    return metrics, arrays
+
+
+def _model_device(model) -> torch.device:
+    """The device of the model's parameters (the CPU without any)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device('cpu')
+
+
+def host_buffer(shape: Sequence[int], dtype: torch.dtype,
+                device: torch.device) -> torch.Tensor:
+    """A zeroed host tensor for features that a ``device`` will read in
+    blocks: pinned when ``device`` is CUDA and the buffer is at most
+    :data:`PIN_MAX_BYTES` (a failed pinning falls back to pageable
+    memory).
+
+    Args:
+        shape (Sequence[int]): The tensor's shape.
+        dtype (torch.dtype): Its dtype.
+        device (torch.device): The device that will read it.
+
+    Returns:
+        Tensor: zeros of ``shape`` on the CPU.
+    """
+    nbytes = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
+    if torch.device(device).type == 'cuda' and nbytes <= PIN_MAX_BYTES \
+            and torch.cuda.is_available():
+        try:
+            return torch.zeros(tuple(shape), dtype=dtype, pin_memory=True)
+        except RuntimeError:
+            pass
+    return torch.zeros(tuple(shape), dtype=dtype)
+
+
+def gallery_block_rows(gallery: torch.Tensor,
+                       block_bytes: int = DEVICE_GALLERY_BYTES) -> int:
+    """Gallery items per block moved to an accelerator at a time.
+
+    Args:
+        gallery (Tensor): [g, ...] gallery features.
+        block_bytes (int): Bytes per block. Defaults to
+            :data:`DEVICE_GALLERY_BYTES`.
+
+    Returns:
+        int: At least 1 and at most ``g`` (g >= 1).
+    """
+    item = max(1, gallery[:1].numel() * gallery.element_size())
+    return max(1, min(max(1, gallery.shape[0]), block_bytes // item))
+
+
+def matching_device_bytes(num_query: int,
+                          num_gallery: int,
+                          item_shape: Sequence[int],
+                          shortlist: Optional[int] = None,
+                          matcher_budget_mb: float = 256,
+                          world_size: int = 1) -> Dict[str, int]:
+    """Peak accelerator memory of a test's matching, from the block sizes
+    the loop uses (beyond the model's weights and one batch's forward pass
+    during extraction, and beyond PyTorch's allocator overhead).
+
+    The extracted features stay in host memory (:meth:`extract`); on the
+    device are, at a time:
+
+    - exact (:meth:`score`): a gallery block (:func:`gallery_block_rows`),
+      a chunk of :data:`QUERY_CHUNK` queries, its ``[chunk, block]``
+      float32 scores and the matcher's working memory;
+    - shortlisted (:meth:`score_shortlisted`), first the gallery proxy
+      ``[g, c]`` float32 computed from gallery blocks, then per block of
+      queries the query chunk, the proxy ``[rows, g]`` cosines (combined in
+      place) with their top-N (values and indices), the staged shortlisted
+      gallery items (at most :data:`~mmreid_gs.evaluation.functional.
+      shortlist.STAGE_BYTES`, at most the gallery), one gathered call
+      (:data:`~mmreid_gs.evaluation.functional.shortlist.GATHER_BYTES`),
+      the exact ``[rows, N]`` scores and the matcher's working memory;
+    - under DDP, a gather: this rank's chunk and ``world_size`` gathered
+      chunks (:data:`~mmreid_gs.utils.dist.GATHER_CHUNK_BYTES` each).
+
+    The matcher's working memory is counted as twice the head's
+    ``memory_budget_mb`` (its similarity block, plus as much for its
+    projections, maxima and outputs; the heads' docstrings bound the block).
+
+    Args:
+        num_query (int): Queries of this rank (``q / world_size``).
+        num_gallery (int): Gallery items g.
+        item_shape (Sequence[int]): One item's features, e.g. (64, 24, 8).
+        shortlist (int, optional): N; None: the exact path.
+        matcher_budget_mb (float): The head's ``memory_budget_mb``.
+            Defaults to 256 (QAConvHead's and TransMatcherHead's default).
+        world_size (int): Ranks. Defaults to 1.
+
+    Returns:
+        dict[str, int]: bytes of every part (``gallery_block``,
+        ``query_chunk``, ``scores``, ``matcher``; shortlisted: ``proxy``,
+        ``proxy_block``, ``topk``, ``staged``, ``gathered``, ``exact``;
+        ``gather`` under DDP), of each phase (``phase_proxy``,
+        ``phase_match``, ``phase_gather``) and ``peak`` (the largest
+        phase).
+    """
+    from mmreid_gs.evaluation.functional import shortlist as sl
+    from mmreid_gs.utils.dist import GATHER_CHUNK_BYTES
+    item_shape = [int(v) for v in item_shape]
+    item = 4 * int(np.prod(item_shape))
+    channels = item_shape[0]
+    q, g = int(num_query), int(num_gallery)
+    chunk = max(1, min(QUERY_CHUNK, q))
+    g_step = max(1, min(g, DEVICE_GALLERY_BYTES // item))
+    out = dict(query_chunk=chunk * item,
+               matcher=int(2 * matcher_budget_mb * 2**20))
+    if shortlist is None or shortlist >= g:
+        out.update(gallery_block=g_step * item, scores=chunk * g_step * 4)
+        out['phase_match'] = sum(out.values())
+        out['phase_proxy'] = 0
+    else:
+        n = int(shortlist)
+        rows = min(chunk, sl._proxy_rows(g))
+        stage_rows = min(rows, max(1, sl.STAGE_BYTES // (n * item)))
+        out.update(proxy=g * channels * 4, proxy_block=rows * g * 4,
+                   topk=rows * n * 12,
+                   staged=min(stage_rows * n, g) * item,
+                   gathered=max(n * item, sl.GATHER_BYTES),
+                   exact=rows * n * 4)
+        out['phase_proxy'] = g_step * item + out['proxy']
+        out['phase_match'] = sum(
+            out[k] for k in ('query_chunk', 'matcher', 'proxy', 'proxy_block',
+                             'topk', 'staged', 'gathered', 'exact'))
+    out['gather'] = (world_size + 1) * GATHER_CHUNK_BYTES \
+        if world_size > 1 else 0
+    out['phase_gather'] = out['gather']
+    out['peak'] = max(out['phase_proxy'], out['phase_match'],
+                      out['phase_gather'])
+    return out
 
 
 class _ReIDLoopMixin:
@@ -225,7 +379,11 @@ class _ReIDLoopMixin:
 
         Returns:
             tuple: ``(dataset, feats)`` with feats of shape [N, c, h, w] on
-            the CPU (float32), row i belonging to ``dataset[i]``.
+            the CPU (float32; pinned when the model is on CUDA and the set
+            is at most :data:`PIN_MAX_BYTES`), row i belonging to
+            ``dataset[i]``. Every batch's features leave the device as soon
+            as they are extracted; under DDP the ranks' shards are gathered
+            in chunks (:func:`~mmreid_gs.utils.dist.all_gather_rows`).
         """
         loader = self._build_loader(dataset_cfg)
         self.dataloader = loader
@@ -245,7 +403,7 @@ class _ReIDLoopMixin:
             data = model.data_preprocessor(data_batch, False)
             with autocast(enabled=self.fp16):
                 out = model.extract_feat(data['inputs'])
-            feats.append(out.float())
+            feats.append(out.float().cpu())
             indices.extend(
                 int(s.metainfo['sample_idx']) for s in data['data_samples'])
             self.runner.call_hook(
@@ -255,11 +413,11 @@ class _ReIDLoopMixin:
                 bar.update()
         _end_bar(bar)
         local = torch.cat(feats) if feats else None
-        idx_t = torch.tensor(indices, dtype=torch.long, device=local.device)
+        idx_t = torch.tensor(indices, dtype=torch.long)
         if world_size > 1:
-            idx_t = all_gather_rows(idx_t)
-            local = all_gather_rows(local)
-        out = local.new_zeros((len(dataset), ) + tuple(local.shape[1:]))
+            local, idx_t = all_gather_rows(local, idx_t)
+        out = host_buffer((len(dataset), ) + tuple(local.shape[1:]),
+                          local.dtype, _model_device(model))
         # Padded duplicates of DefaultSampler write the same rows again.
         out[idx_t] = local
         return dataset, out
@@ -291,22 +449,46 @@ class _ReIDLoopMixin:
         """
         model = self._model()
         check_reid_model(model, type(self).__name__)
-        device = next(model.parameters()).device
+        device = _model_device(model)
         start, end = self._rank_rows(query.shape[0])
         # Query rows in chunks so that the progress bar moves.
-        chunk = max(1, min(256, end - start))
+        chunk = max(1, min(QUERY_CHUNK, end - start))
         steps = range(start, end, chunk)
-        bar = self._bar(len(steps))
-        gallery_dev = gallery.to(device)
-        rows = []
-        for i in steps:
-            with autocast(enabled=self.fp16):
-                s = model.match(query[i:i + chunk].to(device), gallery_dev)
-            rows.append(s.float().cpu())
-            if bar is not None:
-                bar.update()
+        if uses_cpu_paths(device):
+            # the gallery is matched whole (it is in host memory already)
+            bar = self._bar(len(steps))
+            gallery_dev = gallery.to(device)
+            rows = []
+            for i in steps:
+                with autocast(enabled=self.fp16):
+                    s = model.match(query[i:i + chunk].to(device),
+                                    gallery_dev)
+                rows.append(s.float().cpu())
+                if bar is not None:
+                    bar.update()
+            _end_bar(bar)
+            local = torch.cat(rows) if rows else torch.zeros(
+                0, gallery.shape[0])
+            return all_gather_rows(local)
+        # accelerator: blocks of the gallery moved in turn, every query
+        # chunk matched against each
+        num_gallery = gallery.shape[0]
+        g_step = gallery_block_rows(gallery)
+        blocks = range(0, num_gallery, g_step)
+        bar = self._bar(len(steps) * len(blocks))
+        local = torch.empty(end - start, num_gallery)
+        for j in blocks:
+            gallery_dev = gallery[j:j + g_step].to(device, non_blocking=True)
+            for i in steps:
+                with autocast(enabled=self.fp16):
+                    s = model.match(query[i:i + chunk].to(device),
+                                    gallery_dev)
+                local[i - start:i - start + s.shape[0],
+                      j:j + gallery_dev.shape[0]] = s.float()
+                if bar is not None:
+                    bar.update()
+            del gallery_dev
         _end_bar(bar)
-        local = torch.cat(rows) if rows else torch.zeros(0, gallery.shape[0])
         return all_gather_rows(local)
 
     @torch.no_grad()
@@ -336,34 +518,43 @@ class _ReIDLoopMixin:
         """
         model = self._model()
         check_reid_model(model, type(self).__name__)
-        device = next(model.parameters()).device
+        device = _model_device(model)
         num = min(int(num), gallery.shape[0])
         start, end = self._rank_rows(query.shape[0])
         pair_matcher = getattr(model, 'match_pairs', None)
         pair_matcher = pair_matcher if callable(pair_matcher) else None
-        gallery_dev = gallery.to(device)
-        gallery_proxy = proxy_features(gallery_dev)
-        chunk = max(1, min(256, end - start))
+        if uses_cpu_paths(device):
+            gallery_dev = gallery.to(device)
+            gallery_proxy = proxy_features(gallery_dev)
+        else:
+            # the gallery stays in host memory: its proxy is computed in
+            # blocks on the device, the shortlisted items are staged there
+            # block by block (score_shortlist)
+            gallery_dev = gallery
+            g_step = gallery_block_rows(gallery)
+            gallery_proxy = torch.cat([
+                proxy_features(gallery[j:j + g_step].to(device))
+                for j in range(0, gallery.shape[0], g_step)
+            ])
+        chunk = max(1, min(QUERY_CHUNK, end - start))
         steps = range(start, end, chunk)
         bar = self._bar(len(steps))
         local = torch.empty(end - start, gallery.shape[0])
         local_idx = torch.empty(end - start, num, dtype=torch.long)
-        on_cpu = gallery_dev.device.type == 'cpu'
         for i in steps:
             rows = slice(i - start, min(i + chunk, end) - start)
             with autocast(enabled=self.fp16):
-                # on the CPU the rows are written in place (no second block)
-                s, idx = shortlisted_scores(
+                # the rows are written in place (on an accelerator, block by
+                # block from the device)
+                _, idx = shortlisted_scores(
                     query[i:min(i + chunk, end)].to(device), gallery_dev, num,
                     model.match, pair_matcher, gallery_proxy=gallery_proxy,
-                    out=local[rows] if on_cpu else None)
-            if not on_cpu:
-                local[rows] = s.cpu()
+                    out=local[rows])
             local_idx[rows] = idx
             if bar is not None:
                 bar.update()
         _end_bar(bar)
-        return all_gather_rows(local), all_gather_rows(local_idx)
+        return all_gather_rows(local, local_idx)
 
     def set_shortlist(self, name: str, query: torch.Tensor,
                       gallery: torch.Tensor) -> Optional[int]:
@@ -421,14 +612,17 @@ class _ReIDLoopMixin:
     def _evaluate(self, sample: dict) -> Tuple[Dict[str, float], dict]:
         """Hand one named set to the evaluator and evaluate it.
 
-        Every rank holds the whole set (the scores are gathered), so rank 0
-        alone hands it to ``self.evaluator``: the metrics' ``results`` are
-        gathered across ranks by ``evaluate`` (``collect_results``), and a
-        copy from every rank would be ``world_size`` copies of the set, of
-        which ``size=1`` keeps the first. Rank 0 computes the metrics and
-        ``evaluate`` broadcasts them to every rank (the other ranks, handed
-        nothing, log MMEngine's note of an empty results list at WARNING
-        level, which their loggers do not show: they print errors only).
+        One process: ``self.evaluator.process`` then ``evaluate``, as
+        MMEngine's loops do. Distributed: every rank holds the whole set
+        (the scores are gathered), so rank 0 alone hands it to the
+        evaluator's metrics and computes them (``compute_metrics``, with
+        their prefix); the other ranks wait for the numbers in a gloo group
+        with a long timeout (:func:`~mmreid_gs.utils.dist.
+        broadcast_from_rank0`), not in an NCCL collective whose 10-minute
+        default timeout a large re-ranked or TLift test exceeds. Only the
+        numbers are sent: the metrics' [q, g] arrays stay on rank 0 (the
+        rank that saves ``--out`` files and draws), never through the GPUs.
+        An error on rank 0 is raised on every rank.
 
         Args:
             sample (dict): The set (see :class:`ReIDMetric`).
@@ -438,19 +632,51 @@ class _ReIDLoopMixin:
             ``<set>/<metric>``, that the loop logs and returns, and the
             numpy arrays the metrics returned for the set (named
             ``<set>/<field>``, e.g. ``distmat_rerank``) as
-            ``field -> array``, for :attr:`outputs`.
+            ``field -> array``, for :attr:`outputs` (empty on ranks other
+            than 0 under DDP).
         """
-        rank, _ = get_dist_info()
-        self.evaluator.process(
-            data_samples=[sample] if rank == 0 else [], data_batch=None)
-        results = self.evaluator.evaluate(1)
-        metrics, arrays = {}, {}
-        for key, value in results.items():
-            if isinstance(value, np.ndarray):
-                arrays[key.rsplit('/', 1)[-1]] = value
-            else:
-                metrics[key] = value
-        return metrics, arrays
+        rank, world_size = get_dist_info()
+        if world_size == 1:
+            self.evaluator.process(data_samples=[sample], data_batch=None)
+            return _split_arrays(self.evaluator.evaluate(1))
+        results, error = {}, None
+        if rank == 0:
+            try:
+                results = self._rank0_metrics(sample)
+            except Exception as err:  # re-raised below, on every rank
+                error = err
+        metrics, arrays = _split_arrays(results)
+        sent = broadcast_from_rank0(
+            (metrics, None if error is None else
+             f'{type(error).__name__}: {error}'))
+        if error is not None:
+            raise error
+        if sent[1] is not None:
+            raise ReIDUserError(f'rank 0 failed to compute the metrics of '
+                                f'{sample.get("name")}: {sent[1]}')
+        return sent[0], arrays
+
+    def _rank0_metrics(self, sample: dict) -> dict:
+        """Every metric of ``self.evaluator`` on one set, computed here
+        (rank 0), without MMEngine's collectives."""
+        self.evaluator.process(data_samples=[sample], data_batch=None)
+        results = {}
+        for metric in self.evaluator.metrics:
+            try:
+                out = metric.compute_metrics(metric.results)
+            finally:
+                metric.results.clear()
+            if metric.prefix:
+                out = {'/'.join((metric.prefix, k)): v
+                       for k, v in out.items()}
+            clash = set(out) & set(results)
+            if clash:
+                raise ValueError(
+                    f'There are multiple evaluation results with the same '
+                    f'metric name {sorted(clash)}. Please make sure all '
+                    'metrics have different prefixes.')
+            results.update(out)
+        return results
 
     def evaluate_sets(self) -> Dict[str, float]:
         """Run every named set and return all metrics."""

@@ -67,6 +67,9 @@ PROXY_BLOCK_BYTES = 64 * 2**20
 MIN_UNION_EFFICIENCY = 0.5
 #: Queries per union group at most.
 MAX_UNION_ROWS = 64
+#: Bytes of shortlisted gallery features staged on the queries' device at a
+#: time when the gallery stays in host memory (:func:`score_shortlist`).
+STAGE_BYTES = 2**30
 
 
 def check_shortlist(value, name: str = 'test_cfg.shortlist') -> Optional[int]:
@@ -258,11 +261,21 @@ def score_shortlist(query: Tensor,
         gather_bytes (int): Bytes of the gallery features gathered for one
             call (at least one query's list).
 
+    A gallery on another device than the queries (in host memory, the
+    queries on a GPU) stays there: the shortlisted items of blocks of
+    queries (at most :data:`STAGE_BYTES` of features, at least one query's
+    list) are copied to the queries' device and scored there, the same
+    pairs as with the gallery on the device.
+
     Returns:
         Tensor: [b, N] float32 scores, ``out[i, j]`` the score of
-        ``(query[i], gallery[shortlist[i, j]])``.
+        ``(query[i], gallery[shortlist[i, j]])``, on the queries' device
+        when the gallery is elsewhere, else on the gallery's.
     """
     num_rows, n = shortlist.shape
+    if num_rows and n and gallery.device != query.device:
+        return _score_staged(query, gallery, shortlist, matcher,
+                             pair_matcher, gather_bytes)
     dev = gallery.device
     out = torch.empty(num_rows, n, dtype=torch.float32, device=dev)
     if num_rows == 0 or n == 0:
@@ -291,6 +304,26 @@ def score_shortlist(query: Tensor,
                          union.numel(), 'matcher (match)')
         col[union] = torch.arange(union.numel(), device=dev)
         out[rows] = s.gather(1, col[shortlist[rows]])
+    return out
+
+
+def _score_staged(query: Tensor, gallery: Tensor, shortlist: Tensor,
+                  matcher: Matcher, pair_matcher: Optional[Callable],
+                  gather_bytes: int) -> Tensor:
+    """:func:`score_shortlist` of a gallery kept on another device: blocks
+    of queries whose shortlisted items (their distinct union) are copied to
+    the queries' device and scored there with the lists re-indexed."""
+    num_rows, n = shortlist.shape
+    dev = query.device
+    item = max(1, gallery[:1].numel() * gallery.element_size())
+    step = max(1, STAGE_BYTES // (n * item))
+    out = torch.empty(num_rows, n, dtype=torch.float32, device=dev)
+    for i in range(0, num_rows, step):
+        lists = shortlist[i:i + step].to(gallery.device)
+        staged, local = torch.unique(lists, return_inverse=True)
+        out[i:i + step] = score_shortlist(
+            query[i:i + step], gallery[staged].to(dev), local.to(dev),
+            matcher, pair_matcher, gather_bytes)
     return out
 
 
@@ -347,7 +380,9 @@ def shortlisted_scores(query: Tensor,
 
     Args:
         query (Tensor): [q, ...] query features.
-        gallery (Tensor): [g, ...] gallery features, same device.
+        gallery (Tensor): [g, ...] gallery features, on the queries'
+            device or in host memory (then staged block by block, see
+            :func:`score_shortlist`).
         num (int): Shortlist size N. ``N >= g`` scores every pair with
             ``matcher`` (the shortlist is then every item).
         matcher (callable): ``model.match``.
@@ -361,13 +396,13 @@ def shortlisted_scores(query: Tensor,
 
     Returns:
         tuple[Tensor, Tensor]: ``(scores, shortlist)``: [q, g] float32
-        combined scores (in ``out`` when given, else on the features'
+        combined scores (in ``out`` when given, else on the queries'
         device) and the LongTensor [q, min(N, g)] of the shortlisted gallery
         indices, each row by decreasing proxy similarity, on the CPU.
     """
     nq, ng = query.shape[0], gallery.shape[0]
     num = _check_num(num, ng)
-    dev = gallery.device
+    dev = query.device
     if out is None:
         out = torch.empty(nq, ng, dtype=torch.float32, device=dev)
     elif tuple(out.shape) != (nq, ng):
@@ -375,13 +410,14 @@ def shortlisted_scores(query: Tensor,
                          f'({nq}, {ng})')
     step = int(block_rows or _proxy_rows(ng))
     if num >= ng:
+        gallery = gallery.to(dev)
         for i in range(0, nq, step):
             q = query[i:i + step]
             out[i:i + step] = _check_block(matcher(q, gallery), q.shape[0],
                                            ng, 'matcher (match)')
         return out, torch.arange(ng).repeat(nq, 1)
     if gallery_proxy is None:
-        gallery_proxy = proxy_features(gallery)
+        gallery_proxy = proxy_features(gallery).to(dev)
     shortlists = torch.empty(nq, num, dtype=torch.long)
     for i in range(0, nq, step):
         q = query[i:i + step]

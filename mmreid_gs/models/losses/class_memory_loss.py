@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from mmreid_gs.registry import MODELS
 from mmreid_gs.utils.dist import all_gather_rows
+from mmreid_gs.utils.thread_state import uses_cpu_paths
 
 
 @MODELS.register_module()
@@ -90,8 +91,19 @@ class ClassMemoryLoss(nn.Module):
             raise ValueError(
                 f'ClassMemoryLoss: expected {feats.size(0)} labels, got a '
                 f'tensor of shape {tuple(labels.shape)}')
-        if labels.numel() and (int(labels.min()) < 0 or
-                               int(labels.max()) >= self.num_classes):
+        if not labels.numel():
+            return
+        if not uses_cpu_paths(labels.device):
+            # no host synchronisation on an accelerator: the check runs on
+            # the device and fails when the stream reaches it
+            ok = ((labels >= 0) & (labels < self.num_classes)).all()
+            torch._assert_async(
+                ok, f'ClassMemoryLoss: a label is outside 0..'
+                f'{self.num_classes - 1}: the memory has num_classes='
+                f'{self.num_classes} rows; set num_classes to the number of '
+                'training identities of the dataset')
+            return
+        if int(labels.min()) < 0 or int(labels.max()) >= self.num_classes:
             raise ValueError(
                 f'ClassMemoryLoss: label {int(labels.max())} (min '
                 f'{int(labels.min())}) is outside 0..{self.num_classes - 1}:'
@@ -129,19 +141,21 @@ class ClassMemoryLoss(nn.Module):
         """
         feats = feats.detach().to(self.class_memory.dtype)
         labels = labels.detach().long()
-        feats, labels = all_gather_rows(feats), all_gather_rows(labels)
+        # one count exchange for both (none without a process group)
+        feats, labels = all_gather_rows(feats, labels)
         if labels.numel() == 0:
             return
-        # the last sample of each class wins (deterministic with repeats)
+        # the last sample of each class wins (deterministic with repeats):
+        # every sample writes its class's last sample, so repeated rows get
+        # equal values whatever the write order; no host synchronisation
         order = torch.arange(labels.numel(), device=labels.device)
         last = torch.full((self.num_classes, ), -1, dtype=torch.long,
                           device=labels.device)
         last.scatter_reduce_(0, labels, order, reduce='amax')
-        classes = torch.nonzero(last >= 0).flatten()
-        rows = last[classes]
-        self.class_memory[classes.to(self.class_memory.device)] = \
-            feats[rows].to(self.class_memory.device)
-        self.valid_class[classes.to(self.valid_class.device)] = 1.
+        rows = last[labels]
+        classes = labels.to(self.class_memory.device)
+        self.class_memory[classes] = feats[rows].to(self.class_memory.device)
+        self.valid_class[labels.to(self.valid_class.device)] = 1.
 
     def forward(
         self, feats: torch.Tensor, labels: torch.Tensor,
