@@ -12,6 +12,7 @@ import difflib
 import inspect
 import os
 import os.path as osp
+import re
 from typing import Dict, List, Optional
 
 import yaml
@@ -47,9 +48,11 @@ RUNNER_KEYS = {
 }
 
 
-def _check_option(cfg: Config, key: str) -> None:
+def _check_option(cfg: Config, key: str, components=()) -> None:
     """Refuse ``--cfg-options`` keys whose parent does not exist, and new
-    keys anywhere except inside a component (a dict with ``type``)."""
+    keys anywhere except inside a component (a dict with ``type``, or a key
+    path of ``components``, whose arguments
+    :func:`check_component_args` checks after the merge)."""
     parts = key.split('.')
     node = dict(cfg.items())
     for depth, part in enumerate(parts):
@@ -70,8 +73,9 @@ def _check_option(cfg: Config, key: str) -> None:
             node = node[part]
             continue
         if is_last and (depth == 0 and part in RUNNER_KEYS
-                        or depth > 0 and 'type' in node):
-            return  # a new argument of a component: checked when built
+                        or depth > 0 and ('type' in node or '.'.join(
+                            parts[:depth]) in components)):
+            return  # a new argument of a component: checked after merging
         where = '.'.join(parts[:depth]) or 'the config'
         close = difflib.get_close_matches(part, list(node.keys()), n=3)
         hint = f' Did you mean: {", ".join(close)}?' if close else ''
@@ -80,7 +84,9 @@ def _check_option(cfg: Config, key: str) -> None:
 
 
 def load_config(path: str, options: Optional[Dict] = None) -> Config:
-    """Load a config and merge checked ``--cfg-options``.
+    """Load a config, merge checked ``--cfg-options`` and check the
+    arguments of its components (:func:`check_component_args`), whether
+    they come from the file, its bases or the command line.
 
     Args:
         path (str): Config file.
@@ -97,10 +103,245 @@ def load_config(path: str, options: Optional[Dict] = None) -> Config:
         raise ConfigError(f'cannot read config {path}: '
                           f'{type(err).__name__}: {err}') from None
     if options:
+        checked = {p for p, _ in _component_specs(cfg)}
         for key in options:
-            _check_option(cfg, key)
+            _check_option(cfg, key, checked)
         cfg.merge_from_dict(options)
+    check_component_args(cfg, options, path)
     return cfg
+
+
+# ---------------------------------------------------------------------------
+# Component arguments: the classes a Runner builds from the config
+
+
+class _Spec(dict):
+    """How a config dict is built: ``cls`` (the class), ``skip`` (keys the
+    builder takes out before calling ``cls``), ``given`` (arguments the
+    builder passes itself, not shown as the user's)."""
+
+
+def _registry_class(registry, typ):
+    """The class ``typ`` names in ``registry`` (None when unknown: the
+    registry reports that when it builds)."""
+    if isinstance(typ, type):
+        return typ
+    if not isinstance(typ, str):
+        return None
+    try:
+        return registry.get(typ)
+    except Exception:  # noqa: BLE001 - a bad scope or import: build says
+        return None
+
+
+def _spec(path, node, registry=None, default=None, skip=(), given=()):
+    if not isinstance(node, dict):
+        return None
+    if 'type' in node:
+        cls = _registry_class(registry, node['type'])
+    else:
+        cls = default
+    if cls is None or not isinstance(cls, type):
+        return None
+    return path, _Spec(node=node, cls=cls, skip={'type', '_scope_'} |
+                       set(skip), given=set(given))
+
+
+def _component_specs(cfg):
+    """Yield ``(key path, spec)`` of every component dict of a config whose
+    class is known: the loops, dataloaders and their samplers, the optim
+    wrapper and optimizer, parameter schedulers, hooks, evaluators, the
+    model and its ``backbone`` / ``neck`` / ``head`` / ``loss`` /
+    ``data_preprocessor``, the visualiser and its backends, the log
+    processor and every transform of a ``pipeline`` list. (Dataset
+    arguments: :func:`check_dataset_configs`.)"""
+    from mmengine.runner import (EpochBasedTrainLoop, IterBasedTrainLoop,
+                                 LogProcessor, TestLoop, ValLoop)
+    from torch.utils.data import DataLoader
+
+    from mmreid_gs.registry import (DATA_SAMPLERS, HOOKS, LOG_PROCESSORS,
+                                    LOOPS, METRICS, MODELS, OPTIM_WRAPPERS,
+                                    OPTIMIZERS, PARAM_SCHEDULERS, TRANSFORMS,
+                                    VISBACKENDS, VISUALIZERS)
+    specs = []
+    train_cfg = cfg.get('train_cfg')
+    if isinstance(train_cfg, dict):
+        loop = EpochBasedTrainLoop if train_cfg.get('by_epoch', True) \
+            else IterBasedTrainLoop
+        specs.append(_spec('train_cfg', train_cfg, LOOPS, loop,
+                           skip=('by_epoch', ),
+                           given=('runner', 'dataloader')))
+    for key, loop in (('val_cfg', ValLoop), ('test_cfg', TestLoop)):
+        specs.append(_spec(key, cfg.get(key), LOOPS, loop,
+                           given=('runner', 'dataloader', 'evaluator')))
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        specs.append(_spec(
+            key, loader, None, DataLoader,
+            skip=('num_batch_per_epoch', 'disable_subprocess_warning'),
+            given=('dataset', 'sampler', 'batch_sampler', 'collate_fn',
+                   'worker_init_fn')))
+        if isinstance(loader, dict):
+            specs.append(_spec(f'{key}.sampler', loader.get('sampler'),
+                               DATA_SAMPLERS, given=('dataset', )))
+            specs.append(_spec(f'{key}.batch_sampler',
+                               loader.get('batch_sampler'), DATA_SAMPLERS,
+                               given=('sampler', )))
+    wrapper = cfg.get('optim_wrapper')
+    if isinstance(wrapper, dict) and 'optimizer' in wrapper:
+        specs.append(_spec(
+            'optim_wrapper', wrapper, OPTIM_WRAPPERS,
+            _registry_class(OPTIM_WRAPPERS, 'OptimWrapper'),
+            skip=('constructor', 'paramwise_cfg'), given=('optimizer', )))
+        specs.append(_spec('optim_wrapper.optimizer', wrapper['optimizer'],
+                           OPTIMIZERS, given=('params', )))
+    schedulers = cfg.get('param_scheduler')
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    for i, item in enumerate(schedulers or []):
+        path = 'param_scheduler' if isinstance(cfg.get('param_scheduler'),
+                                               dict) else \
+            f'param_scheduler.{i}'
+        specs.append(_spec(path, item, PARAM_SCHEDULERS,
+                           skip=('convert_to_iter_based', ),
+                           given=('optimizer', )))
+    for name, hook in (cfg.get('default_hooks') or {}).items():
+        specs.append(_spec(f'default_hooks.{name}', hook, HOOKS,
+                           skip=('priority', )))
+    for i, hook in enumerate(cfg.get('custom_hooks') or []):
+        specs.append(_spec(f'custom_hooks.{i}', hook, HOOKS,
+                           skip=('priority', )))
+    for key in ('val_evaluator', 'test_evaluator'):
+        evaluator = cfg.get(key)
+        items = [(key, evaluator)] if isinstance(evaluator, dict) else [
+            (f'{key}.{i}', e) for i, e in enumerate(evaluator or [])
+            if isinstance(evaluator, (list, tuple))]
+        for path, item in items:
+            if isinstance(item, dict) and 'metrics' not in item:
+                specs.append(_spec(path, item, METRICS))
+
+    def model_parts(path, node):
+        found = _spec(path, node, MODELS)
+        if found is None:
+            return
+        specs.append(found)
+        for part in ('backbone', 'neck', 'head', 'loss',
+                     'data_preprocessor'):
+            if isinstance(node.get(part), dict):
+                model_parts(f'{path}.{part}', node[part])
+
+    model_parts('model', cfg.get('model'))
+    visualizer = cfg.get('visualizer')
+    specs.append(_spec('visualizer', visualizer, VISUALIZERS,
+                       given=('name', )))
+    if isinstance(visualizer, dict):
+        for i, backend in enumerate(visualizer.get('vis_backends') or []):
+            specs.append(_spec(f'visualizer.vis_backends.{i}', backend,
+                               VISBACKENDS, given=('save_dir', )))
+    specs.append(_spec('log_processor', cfg.get('log_processor'),
+                       LOG_PROCESSORS, LogProcessor))
+
+    def pipelines(path, node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                sub = f'{path}.{key}' if path else str(key)
+                if key == 'pipeline' and isinstance(value, (list, tuple)):
+                    for i, step in enumerate(value):
+                        specs.append(_spec(f'{sub}.{i}', step, TRANSFORMS))
+                else:
+                    pipelines(sub, value)
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                pipelines(f'{path}.{i}', value)
+
+    pipelines('', dict(cfg.items()))
+    seen = set()
+    for found in specs:
+        if found is not None and found[0] not in seen:
+            seen.add(found[0])
+            yield found
+
+
+def _config_files(path: str) -> List[str]:
+    """``path`` and its ``_base_`` files (local ones), child first."""
+    files, todo = [], [osp.abspath(path)]
+    while todo:
+        current = todo.pop(0)
+        if current in files or not osp.isfile(current):
+            continue
+        files.append(current)
+        try:
+            bases = Config._get_base_files(current)
+        except Exception:  # noqa: BLE001 - unreadable: no attribution
+            continue
+        todo.extend(osp.abspath(osp.join(osp.dirname(current), b))
+                    for b in bases if '::' not in b)
+    return files
+
+
+def _set_where(key_path: str, options: Optional[Dict],
+               config_path: Optional[str]) -> str:
+    """Where a config key was set: the ``--cfg-options`` item, or the
+    config file (or base) whose text assigns it."""
+    for option, value in (options or {}).items():
+        if key_path == option or key_path.startswith(option + '.'):
+            return f'--cfg-options {option}={value}'
+    if not config_path:
+        return 'the config'
+    key = key_path.split('.')[-1]
+    assigned = re.compile(rf'(\b{re.escape(key)}\s*=(?!=))|'
+                          rf'([\'"]{re.escape(key)}[\'"]\s*:)')
+    for file in _config_files(config_path):
+        try:
+            text = open(file, encoding='utf-8').read()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if assigned.search(text):
+            return f'in {file}'
+    return f'in {config_path} or its _base_ files'
+
+
+def check_component_args(cfg: Config,
+                         options: Optional[Dict] = None,
+                         config_path: Optional[str] = None) -> None:
+    """Refuse arguments that the class of a config component does not take,
+    before anything is built.
+
+    Without this check a typo (``train_cfg = dict(max_epoch=1)``,
+    ``sampler=dict(num_instance=4)``, ``optimizer=dict(lrr=0.02)``) ends in
+    a ``TypeError`` traceback when MMEngine builds the component, minutes
+    into a run for the lazily built ones. The components checked are those
+    of :func:`_component_specs`; a class whose constructor takes
+    ``**kwargs`` is not checked.
+
+    Args:
+        cfg (Config): The merged config.
+        options (dict, optional): The ``--cfg-options`` merged into it, to
+            say where a key was set.
+        config_path (str, optional): The config file, likewise.
+
+    Raises:
+        ConfigError: ``<key path> (<where it was set>): <Class> takes no
+            argument '<key>'. Did you mean: <closest>? Its arguments: ...``.
+    """
+    for path, spec in _component_specs(cfg):
+        accepted = _accepted_kwargs(spec['cls'])
+        if accepted is None:
+            continue
+        node = spec['node']
+        unknown = [k for k in node
+                   if k not in accepted and k not in spec['skip']]
+        if not unknown:
+            continue
+        key = unknown[0]
+        shown = sorted(accepted - spec['given'] - {'args', 'kwargs'})
+        close = difflib.get_close_matches(str(key), shown, n=1)
+        hint = f' Did you mean: {", ".join(close)}?' if close else ''
+        name = spec['cls'].__name__
+        where = _set_where(f'{path}.{key}', options, config_path)
+        raise ConfigError(
+            f'{path}.{key} ({where}): {name} takes no argument '
+            f'{key!r}.{hint} Its arguments: {", ".join(shown)}.')
 
 
 def _accepted_kwargs(cls) -> Optional[set]:
