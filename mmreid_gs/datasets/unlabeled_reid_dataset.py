@@ -248,12 +248,16 @@ class UnlabeledReIDDataset(BaseReIDDataset):
         shares keep working on pseudo-classes.
 
         Returns:
-            np.ndarray: int64 [C] (-1 everywhere without families).
+            np.ndarray: int64 [C] (-1 everywhere without families, and
+            before the first pseudo-labels: a hook that reads the families
+            once, before training, then finds none instead of families of
+            classes that are about to change).
         """
         labels = self.get_gt_labels()
         c = int(labels.max(initial=-1)) + 1
         out = np.full(c, -1, dtype=np.int64)
-        if self._families is None or self._true is None or c == 0:
+        if self._families is None or self._true is None or c == 0 or \
+                self.labels_version == 0:
             return out
         keep = labels >= 0
         _, ids = np.unique(self._true[keep], return_inverse=True)

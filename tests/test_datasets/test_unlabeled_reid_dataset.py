@@ -73,3 +73,25 @@ def test_errors(tmp_path):
     with torch.inference_mode():
         write_image(str(tmp_path / 'i.jpg'))
         assert len(UnlabeledReIDDataset(data_root=str(tmp_path))) == 1
+
+
+def test_label_families_follow_the_pseudo_labels():
+
+    class Source:
+        """6 images of identities 0,0,1,1,2,2; families 5,5,5,5,7,7."""
+
+        def __len__(self):
+            return 6
+
+        def get_data_info(self, i):
+            return dict(img_path=f'{i}.jpg', gt_label=i // 2, cam_id=0)
+
+        def get_families(self):
+            return [5, 5, 5, 5, 7, 7]
+
+    ds = UnlabeledReIDDataset(dataset=Source())
+    assert ds.get_label_families().tolist() == [-1] * 6  # none set yet
+    # cluster 0 = identity 2 (family 7); cluster 1 mostly identity 0 (5)
+    ds.set_pseudo_labels([1, 1, 1, -1, 0, 0])
+    assert ds.labels_version == 1
+    assert ds.get_label_families().tolist() == [7, 5]
