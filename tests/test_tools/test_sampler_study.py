@@ -1,18 +1,19 @@
-"""The sampler study tool on a tiny generated benchmark: 2 variants x 2
-seeds x 1 epoch write their CSV / JSON / plot, and a rerun skips them."""
+"""The studies' machinery (mmreid_gs.studies) on a tiny generated benchmark:
+2 variants x 2 seeds x 1 epoch write their records, CSV / JSON / plot, and a
+rerun skips them; every study config loads."""
 import csv
 import json
 import os.path as osp
 
 import numpy as np
 import pytest
-from helpers import CONFIGS, load_tool
+from helpers import CONFIGS
 
-_study = load_tool('tools/analysis_tools/sampler_study.py', 'sampler_study')
-apply_variant, converged = _study.apply_variant, _study.converged
-family_share, plan_runs, run_study = (_study.family_share, _study.plan_runs,
-                                      _study.run_study)
-STUDIES_SPEC = _study.STUDIES
+from mmreid_gs.studies import load_records, load_study, study_names
+from mmreid_gs.studies.specs import config_path
+from mmreid_gs.studies.variants import (apply_variant, converged,
+                                        family_share, plan_runs, run_study)
+from mmreid_gs.utils.errors import ConfigError
 
 
 def test_study_writes_results_and_skips_finished_runs(make_tiny_config,
@@ -23,9 +24,25 @@ def test_study_writes_results_and_skips_finished_runs(make_tiny_config,
         num_instances=2, augment=(), test_sets=dict(synthetic_A='a'),
         log_interval=None)
     out = str(tmp_path / 'study')
+    records = str(tmp_path / 'runs.jsonl')
     kwargs = dict(quick=True, seeds=[0, 1], epochs=1, progress=False,
-                  variants=['class_memory', 'gs'])
+                  variants=['class_memory', 'gs'], records=records)
     results = run_study(config, 'efficiency', out, **kwargs)
+    # one record per run, with the contract's fields
+    recs = load_records(records)
+    assert sorted((r['variant'], r['seed']) for r in recs) == [
+        ('class_memory', 0), ('class_memory', 1), ('gs', 0), ('gs', 1)]
+    for r in recs:
+        assert r['study'] == 'efficiency' and r['start'] == 'scratch'
+        assert r['num_ids'] == 8 and r['iterations'] == 8  # 1 x C batches
+        assert r['warmup_iterations'] == (8 if r['variant'] == 'gs' else 0)
+        assert set(r['metrics']) >= {'A/Rank-1', 'A/mAP'}
+        assert 0 <= r['metrics']['A/mAP'] <= 100
+        point, = r['curve']
+        assert point['iteration'] == 8 and point['metrics'] == r['metrics']
+        assert point['seconds'] > 0 and r['train_seconds'] >= point[
+            'seconds'] * 0.99
+        assert r['date'] and 'commit' in r
     assert sorted((r['variant'], r['seed']) for r in results['runs']) == [
         ('class_memory', 0), ('class_memory', 1), ('gs', 0), ('gs', 1)]
     assert [r['converged'] for r in results['runs']] == [True] * 4
@@ -50,6 +67,12 @@ def test_study_writes_results_and_skips_finished_runs(make_tiny_config,
     again = run_study(config, 'efficiency', out, **kwargs)
     assert again['rows'] == results['rows']
     assert osp.getmtime(osp.join(out, 'gs', 'seed0', 'done.json')) == stamp
+    assert len(open(records).read().splitlines()) == 4  # not recorded twice
+    # another machine: no run dirs, the records alone skip every run
+    other = run_study(config, 'efficiency', str(tmp_path / 'other'),
+                      **kwargs)
+    assert other['runs'] == [] and not osp.exists(
+        osp.join(str(tmp_path / 'other'), 'gs', 'seed0'))
 
 
 def test_family_share_hand_computed(tmp_path):
@@ -83,12 +106,18 @@ def test_variants_and_errors():
     runs, preset = plan_runs('efficiency', quick=True)
     assert len(preset['seeds']) >= 3 and len(runs) == 3 * len(
         preset['seeds'])
-    with pytest.raises(ValueError, match='unknown study'):
+    with pytest.raises(ConfigError, match="no study 'nope'"):
         plan_runs('nope', quick=True)
     with pytest.raises(ValueError, match='no variant'):
         plan_runs('clip', quick=True, variants=['clip7'])
-    with pytest.raises(ValueError, match="'pk' or 'gs'"):
+    with pytest.raises(ValueError, match="'pk', 'gs' or 'dfgs'"):
         apply_variant(cfg, dict(sampler='random'), 10)
+    apply_variant(cfg, dict(sampler='dfgs', pk_epochs=1, num_neighbors=5),
+                  200)
+    assert cfg.train_dataloader.sampler.type == 'DepthFirstGraphSampler'
+    assert cfg.train_dataloader.sampler.num_neighbors == 5
+    hook, = [h for h in cfg.custom_hooks if h.type == 'GraphSamplerHook']
+    assert hook.pk_epochs == 1
 
 
 def _rows(losses, maps=None):
@@ -127,18 +156,40 @@ def test_transmatcher_study_plans_its_own_config():
     """The transmatcher study runs PK vs GS on the TransMatcher demo by
     default; an explicit --config still wins."""
     from mmengine.config import Config
-    study_config = _study.study_config
-    assert study_config('transmatcher') == 'configs/transmatcher_gs_demo.py'
-    assert study_config('efficiency') == _study.DEFAULT_CONFIG
-    assert study_config('transmatcher', 'my.py') == 'my.py'
+    spec = load_study('transmatcher')
+    assert config_path(spec).endswith('configs/transmatcher_gs_demo.py')
+    assert load_study('efficiency')['config'] == 'configs/qaconv_gs_demo.py'
     runs, preset = plan_runs('transmatcher', quick=False)
     assert sorted({name for name, _, _ in runs}) == ['gs', 'pk']
     assert len(runs) == 2 * len(preset['seeds']) and preset['epochs'] == 8
     cfg = Config.fromfile(osp.join(CONFIGS, 'transmatcher_gs_demo.py'))
-    apply_variant(cfg, STUDIES_SPEC['transmatcher']['variants']['gs'], 200)
+    apply_variant(cfg, spec['variants']['gs'], 200)
     assert cfg.model.head.type == 'TransMatcherHead'
     hook, = [h for h in cfg.custom_hooks if h.type == 'GraphSamplerHook']
     assert hook.pk_epochs == 1
-    apply_variant(cfg, STUDIES_SPEC['transmatcher']['variants']['pk'], 200)
+    apply_variant(cfg, spec['variants']['pk'], 200)
     assert not [h for h in cfg.custom_hooks
                 if h.type == 'GraphSamplerHook']
+
+
+def test_every_study_config_loads_and_plans():
+    """Each study is a config of configs/studies/ with the fields the
+    machinery reads; a broken one is a clear error naming the file."""
+    names = study_names()
+    assert {'efficiency', 'transmatcher', 'batch', 'init', 'clip', 'scale',
+            'multisource'} <= set(names)
+    for name in names:
+        spec = load_study(name)
+        assert osp.isfile(config_path(spec)), name
+        assert {'quick', 'full'} <= set(spec['presets'])
+        for preset in spec['presets'].values():
+            assert preset['seeds'], name
+
+
+def test_a_broken_study_config_names_its_file(tmp_path):
+    path = tmp_path / 'broken.py'
+    path.write_text("kind = 'variants'\ndoc = 'x'\nconfig = 'c.py'\n"
+                    "variants = dict(pk=dict(sampler='pk'))\n")
+    with pytest.raises(ConfigError, match=r"broken.py: a study config must "
+                       r"set 'presets'"):
+        load_study(str(path))

@@ -33,12 +33,21 @@ class WallClockHook(Hook):
     Args:
         filename (str): The timeline's name in the work dir. Defaults to
             ``'clock.jsonl'``.
+        max_train_seconds (float, optional): A training wall-clock budget:
+            after the first epoch that ends past it, training stops (that
+            epoch is still validated, as the loop validates after every
+            epoch). None: no budget.
     """
 
     priority = 'VERY_LOW'
 
-    def __init__(self, filename: str = CLOCK_FILE):
+    def __init__(self, filename: str = CLOCK_FILE,
+                 max_train_seconds: Optional[float] = None):
+        if max_train_seconds is not None and not max_train_seconds > 0:
+            raise ValueError('WallClockHook: max_train_seconds must be > 0 '
+                             f'or None, got {max_train_seconds!r}')
         self.filename = filename
+        self.max_train_seconds = max_train_seconds
         self._offset_train = 0.
         self._offset_wall = 0.
         self._start: Optional[float] = None
@@ -76,6 +85,15 @@ class WallClockHook(Hook):
 
     def after_train_epoch(self, runner) -> None:
         self._write(runner, 'train_epoch')
+        spent = self._now()['train_seconds']
+        if self.max_train_seconds is not None and \
+                spent >= self.max_train_seconds and \
+                hasattr(runner.train_loop, 'stop_training'):
+            runner.logger.info(
+                f'WallClockHook: {spent:.0f} s of training reached the '
+                f'budget of {self.max_train_seconds:.0f} s: training stops '
+                f'after epoch {runner.epoch}')
+            runner.train_loop.stop_training = True
 
     def before_val_epoch(self, runner) -> None:
         if self._start is not None:
