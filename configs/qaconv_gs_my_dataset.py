@@ -5,6 +5,9 @@
 #   python tools/train.py configs/qaconv_gs_my_dataset.py
 #   python tools/test.py configs/qaconv_gs_my_dataset.py \
 #       work_dirs/qaconv_gs_my_dataset/epoch_8.pth
+#
+# Another folder than data/my_dataset: a child config that sets data_root
+# (not my_dataset_root), as configs/_base_/datasets/my_dataset.py shows.
 _base_ = [
     './_base_/models/qaconv_r18_ibn_small.py',
     './_base_/datasets/reid_data.py',

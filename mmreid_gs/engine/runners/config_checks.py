@@ -108,7 +108,90 @@ def load_config(path: str, options: Optional[Dict] = None) -> Config:
             _check_option(cfg, key, checked)
         cfg.merge_from_dict(options)
     check_component_args(cfg, options, path)
+    check_root_variables(cfg, path)
     return cfg
+
+
+#: The config keys under which a run builds datasets.
+_DATASET_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader',
+                 'val_cfg', 'test_cfg')
+
+
+def _data_roots(node, path=''):
+    """Yield ``(key path, data_root)`` of every dict with a string
+    ``data_root`` inside a config node; for a whole config (a
+    :class:`Config`), inside the keys a run builds datasets from
+    (dataloaders, ``val_cfg``, ``test_cfg``), not in unused variables."""
+    if isinstance(node, Config):
+        for key in _DATASET_KEYS:
+            yield from _data_roots(node.get(key), key)
+        return
+    if isinstance(node, dict):
+        if isinstance(node.get('data_root'), str):
+            yield f'{path}.data_root'.lstrip('.'), node['data_root']
+        for key, value in node.items():
+            yield from _data_roots(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _data_roots(value, f'{path}.{i}')
+
+
+def _assigns(file: str, name: str) -> bool:
+    try:
+        text = open(file, encoding='utf-8').read()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return re.search(rf'^{re.escape(name)}\s*=(?!=)', text, re.M) is not None
+
+
+def check_root_variables(cfg: Config, config_path: str) -> None:
+    """Refuse a child config that changes a base's ``*_root`` variable
+    while the datasets still use the base's value.
+
+    MMEngine resolves a base's variables when it loads the base: in a child
+    of ``configs/_base_/datasets/my_dataset.py``, ``my_dataset_root =
+    'data/my_market'`` changes the variable but not the dataset dicts the
+    base built from it, and the run would read the base's folder.
+
+    Args:
+        cfg (Config): The loaded config.
+        config_path (str): Its file.
+
+    Raises:
+        ConfigError: Naming the variable, the base, the dataset keys that
+            still use the base's value, and the fix.
+    """
+    files = _config_files(config_path)
+    if len(files) < 2:
+        return
+    roots = list(_data_roots(cfg))
+    for name, value in cfg.items():
+        if not (name.endswith('_root') and isinstance(value, str)
+                and _assigns(files[0], name)):
+            continue
+        for base in files[1:]:
+            if not _assigns(base, name):
+                continue
+            try:
+                old = Config.fromfile(base).get(name)
+            except Exception:  # noqa: BLE001 - the full load worked
+                continue
+            if not isinstance(old, str) or old == value:
+                break
+            stale = [path for path, root in roots
+                     if root == old or root.startswith(old.rstrip('/') + '/')]
+            if stale:
+                raise ConfigError(
+                    f'{name} = {value!r} in {files[0]} does not reach the '
+                    f'datasets: {", ".join(stale[:5])} still use {old!r}, '
+                    f'the value of {base} (MMEngine resolves a base\'s '
+                    'variables when it loads the base). Set data_root in '
+                    'the child instead, e.g. train_dataloader = dict('
+                    f'dataset=dict(data_root={name})) and the query and '
+                    'gallery data_root of test_cfg.test_sets / '
+                    'val_cfg.test_sets (see the comment of '
+                    'configs/_base_/datasets/my_dataset.py).')
+            break
 
 
 # ---------------------------------------------------------------------------
