@@ -1,6 +1,8 @@
-"""The scale study of tools/analysis_tools/sampler_study.py: its plan and
-run configs (no training), and one tiny study (a few iterations of 64x32
-images) that writes its results, plot, and skips its runs on a rerun."""
+"""The scale study (configs/studies/scale.py, mmreid_gs.studies.scale): its
+plan and run configs (no training), one tiny study (a few iterations of
+64x32 images) that records its runs, writes its results and plot and skips
+its runs on a rerun, and --status / --render from a committed-style
+runs.jsonl alone."""
 import csv
 import json
 import os
@@ -10,7 +12,10 @@ import pytest
 from helpers import CONFIGS, load_tool, write_tiny_config
 from mmengine.config import Config
 
-study = load_tool('tools/analysis_tools/sampler_study.py')
+import mmreid_gs.studies.scale as study
+from mmreid_gs.studies import load_records
+from mmreid_gs.studies.variants import plan_runs
+
 DEMO = osp.join(CONFIGS, 'qaconv_gs_demo.py')
 
 
@@ -43,7 +48,7 @@ def test_quick_plan_is_variants_x_counts_x_starts_x_seeds():
     with pytest.raises(ValueError, match=r'>= 1.*\[0\]'):
         study.plan_scale_runs(True, counts=[0])
     with pytest.raises(ValueError, match='plan_scale_runs'):
-        study.plan_runs('scale', quick=True)
+        plan_runs('scale', quick=True)
 
 
 def _run(runs, **match):
@@ -63,14 +68,21 @@ def test_run_configs_set_ids_epoch_length_and_load_from():
     assert gs.train_dataloader.sampler.batches_per_epoch == \
         preset['batches_per_epoch']
     assert gs.train_cfg.max_epochs == preset['epochs']
-    assert gs.train_cfg.val_interval == preset['epochs']  # tested at the end
+    assert gs.train_cfg.val_interval == 1  # validated every epoch
+    assert preset['counts'] == (8000, 1000, 2000, 4000)
+    assert preset['starts'] == ('pretrained', )
+    quick_runs, quick = study.plan_scale_runs(quick=True)
+    assert study.scale_run_config(
+        base, _run(quick_runs, start='scratch'), quick
+    ).train_cfg.val_interval == quick['epochs']  # quick: at the end only
     assert gs.load_from == 'pre.pth'
     hook, = [h for h in gs.custom_hooks if h.type == 'GraphSamplerHook']
     assert hook.pk_epochs == 1 and hook.num_candidates == 0.05
     # the test sets stay the config's (the same test identities)
     assert gs.val_cfg.test_sets == base.val_cfg.test_sets
     pk = study.scale_run_config(
-        base, _run(runs, variant='pk', num_ids=200, start='scratch'), preset)
+        base, _run(quick_runs, variant='pk', num_ids=200, start='scratch'),
+        quick)
     assert pk.load_from is None
     assert not [h for h in pk.custom_hooks if h.type == 'GraphSamplerHook']
     # the config's own count: the config's own folder
@@ -81,6 +93,14 @@ def test_run_configs_set_ids_epoch_length_and_load_from():
     assert hook.get('num_candidates') is None  # exact below 4000 classes
     with pytest.raises(ValueError, match='pretrained checkpoint'):
         study.scale_run_config(base, _run(runs, start='pretrained'), preset)
+    # the time preset: a training wall-clock budget, the class memory
+    time_runs, timed = study.plan_scale_runs(preset='time')
+    cm = study.scale_run_config(base, _run(time_runs, variant='cm'), timed,
+                                'pre.pth')
+    assert cm.model.head.loss.type == 'ClassMemoryLoss'
+    assert cm.model.head.loss.num_classes == 8000
+    clock, = [h for h in cm.custom_hooks if h.type == 'WallClockHook']
+    assert clock.max_train_seconds == timed['max_train_seconds'] > 0
     pre = study.pretrain_config(base, preset)
     pds = pre.train_dataloader.dataset
     assert pds.seed == preset['pretrain']['seed'] != 0
@@ -140,12 +160,24 @@ def test_tiny_scale_study_writes_results_and_skips_finished_runs(tmp_path):
                   preset_overrides=dict(pretrain=dict(
                       num_ids=8, epochs=1, batches_per_epoch=1,
                       milestones=())))
+    records = str(tmp_path / 'runs.jsonl')
+    kwargs['records'] = records
     results = study.run_scale_study(config, out, **kwargs)
     assert sorted((r['variant'], r['start']) for r in results['runs']) == [
         ('gs', 'pretrained'), ('gs', 'scratch'), ('pretrain', 'pretrain')]
     assert osp.isdir(str(tmp_path / 'data' / 'A_n8'))
     assert osp.isdir(str(tmp_path / 'data' / 'A_pretrain_seed1000_n8'))
-    assert osp.isfile(osp.join(out, 'pretrain', 'epoch_1.pth'))
+    assert osp.isfile(osp.join(out, 'pretrain_n8_seed1000_1x1',
+                               'epoch_1.pth'))
+    recs = sorted(load_records(records), key=lambda r: r['start'])
+    assert [(r['variant'], r['start'], r['num_ids'], r['iterations'],
+             r['warmup_iterations']) for r in recs] == [
+        ('gs', 'pretrained', 8, 2, 1), ('gs', 'scratch', 8, 2, 1)]
+    for r in recs:
+        assert r['study'] == 'scale' and r['preset'] == 'quick'
+        assert r['graph_builds'] == 1 and r['graph_seconds'] > 0
+        assert 0 <= r['batch_lookalike_share'] <= 1
+        assert [c['iteration'] for c in r['curve']] == [2]
     with open(osp.join(out, 'results.csv')) as f:
         rows = list(csv.DictReader(f))
     got = {(r['variant'], r['start'], r['num_ids'], r['epoch'], r['set'],
@@ -166,11 +198,13 @@ def test_tiny_scale_study_writes_results_and_skips_finished_runs(tmp_path):
     with open(osp.join(out, 'results.json')) as f:
         assert json.load(f)['study'] == 'scale'
     # rerun: every run is skipped, same rows
-    done = osp.join(out, 'pretrained', 'n8', 'gs', 'seed0', 'done.json')
+    done = osp.join(out, 'quick', 'pretrained', 'n8', 'gs', 'seed0',
+                    'done.json')
     stamp = osp.getmtime(done)
     again = study.run_scale_study(config, out, **kwargs)
     assert again['rows'] == results['rows']
     assert osp.getmtime(done) == stamp
+    assert len(load_records(records)) == 2
 
 
 def test_summary_share_over_the_gs_epochs():

@@ -1,0 +1,145 @@
+"""Study records (docs/studies/<study>/runs.jsonl): the file format, and
+``sampler_study.py STUDY --status`` / ``--render`` from a committed-style
+file alone (no work dir, no training); the time-to-accuracy and plateau
+rules against hand-computed numbers."""
+import json
+import os.path as osp
+
+import pytest
+from helpers import load_tool
+
+from mmreid_gs.studies import (append_record, load_records, missing_runs,
+                               record_key)
+from mmreid_gs.studies.render import (plateau_change, summary_table,
+                                      time_to_accuracy)
+
+tool = load_tool('tools/analysis_tools/sampler_study.py')
+
+
+def _record(variant, num_ids, seed, a_r1, b_r1, share=0.1, preset='full',
+            curve=None, seconds=600.):
+    warm = 400 if variant == 'gs' else 0
+    curve = curve or [
+        dict(epoch=e, iteration=400 * e, seconds=seconds * e / 12,
+             metrics={'A/Rank-1': a_r1 - (12 - e), 'A/mAP': a_r1 - 10,
+                      'B/Rank-1': b_r1 - (12 - e), 'B/mAP': b_r1 - 10})
+        for e in range(1, 13)]
+    return dict(study='scale', variant=variant, start='pretrained',
+                num_ids=num_ids, seed=seed, iterations=4800,
+                warmup_iterations=warm, metrics=curve[-1]['metrics'],
+                curve=curve, batch_lookalike_share=share,
+                batch_lookalike_share_random=0.01, train_seconds=seconds,
+                graph_seconds=30. if variant == 'gs' else 0.,
+                commit='abc123', date='2026-12-07T12:00:00+00:00',
+                preset=preset)
+
+
+def _write(path, records):
+    for r in records:
+        append_record(str(path), r)
+
+
+def test_records_round_trip_skip_and_clear_errors(tmp_path):
+    path = tmp_path / 'runs.jsonl'
+    first = _record('pk', 8000, 0, 60., 40.)
+    _write(path, [first, _record('gs', 8000, 0, 62., 41.)])
+    # the same run again (e.g. recorded on two machines): the later wins
+    _write(path, [dict(first, metrics={'A/Rank-1': 61.})])
+    recs = load_records(str(path))
+    assert len(recs) == 2
+    pk, = [r for r in recs if r['variant'] == 'pk']
+    assert pk['metrics'] == {'A/Rank-1': 61.}
+    planned = [dict(study='scale', variant=v, start='pretrained',
+                    num_ids=8000, seed=s, iterations=4800,
+                    warmup_iterations=400 if v == 'gs' else 0)
+               for s in (0, 1) for v in ('pk', 'gs')]
+    assert [(p['variant'], p['seed']) for p in missing_runs(
+        planned, recs)] == [('pk', 1), ('gs', 1)]
+    # another warm-up is another run
+    assert record_key(dict(planned[1], warmup_iterations=1200)) != \
+        record_key(planned[1])
+    with open(path, 'a') as f:
+        f.write('{"study": "scale"}\n')
+    with pytest.raises(ValueError, match=r'runs.jsonl, line 4: the record '
+                       r"lacks \['variant'"):
+        load_records(str(path))
+    with pytest.raises(ValueError, match='lacks'):
+        append_record(str(tmp_path / 'x.jsonl'), dict(study='scale'))
+
+
+def test_status_and_render_from_the_file_alone(tmp_path, capsys):
+    path = tmp_path / 'runs.jsonl'
+    recs = []
+    for seed, (pk, gs) in enumerate(((60., 63.), (62., 64.), (61., 65.))):
+        recs += [_record('pk', 8000, seed, pk, 40., 0.01),
+                 _record('gs', 8000, seed, gs, 42., 0.3)]
+    recs += [_record('pk', 1000, 0, 70., 50.)]
+    _write(path, recs)
+    tool.main(['scale', '--status', '--records', str(path)])
+    out = capsys.readouterr().out
+    assert 'scale: 7 of 24 planned runs finished, 17 missing' in out
+    assert 'missing  gs             pretrained n=1000   seed=0' in out
+    tool.main(['scale', '--render', '--records', str(path)])
+    summary = open(tmp_path / 'summary.md').read()
+    # pk at 8,000: A Rank-1 60, 62, 61 -> 61.0 ± 1.0 (sample sd); gs 64.0
+    # ± 1.0; mAP = Rank-1 - 10
+    row = [line for line in summary.splitlines()
+           if line.startswith('| 8,000 | pretrained | - | pk |')][0]
+    assert '| 61.0 ± 1.0 / 51.0 ± 1.0 | 40.0 ± 0.0 / 30.0 ± 0.0 | 3 | ' \
+        '4,800 | 10.0 |' in row
+    row = [line for line in summary.splitlines()
+           if line.startswith('| 8,000 | pretrained | 400 | gs |')][0]
+    assert '| 0.300 ± 0.000 (0.010) | 64.0 ± 1.0 / 54.0 ± 1.0 |' in row
+    for name in ('curves_rank1.png', 'curves_map.png'):
+        assert osp.getsize(tmp_path / name) > 5000
+
+
+def test_time_to_accuracy_hand_computed(tmp_path):
+    def curve(points):
+        return [dict(epoch=i + 1, iteration=400 * (i + 1), seconds=t,
+                     metrics={'A/Rank-1': a})
+                for i, (t, a) in enumerate(points)]
+
+    recs = [
+        _record('gs', 8000, 0, 0, 0, preset='time',
+                curve=curve([(100, 50.), (200, 90.), (300, 100.)])),
+        _record('pk', 8000, 0, 0, 0, preset='time',
+                curve=curve([(100, 80.), (200, 94.), (300, 96.)])),
+        _record('cm', 8000, 0, 0, 0, preset='time',
+                curve=curve([(400, 60.), (800, 89.)])),
+    ]
+    res = time_to_accuracy(recs)
+    assert res['best'] == {'A': 100.}
+    got = {(r['variant'], r['fraction']): r['seconds'] for r in res['rows']}
+    # 90% of 100 = 90: gs at 200 s, pk at 200 s (94), cm never (89)
+    # 95% = 95: gs at 300 s, pk at 300 s (96), cm never
+    assert got == {('gs', 0.9): 200, ('gs', 0.95): 300, ('pk', 0.9): 200,
+                   ('pk', 0.95): 300, ('cm', 0.9): None, ('cm', 0.95): None}
+    path = tmp_path / 'runs.jsonl'
+    _write(path, recs)
+    tool.main(['scale', '--render', '--records', str(path)])
+    summary = open(tmp_path / 'summary.md').read()
+    assert '## Time to accuracy' in summary
+    assert '| cm | never | never | 89.0 ± 0.0 |' in summary
+    assert osp.getsize(tmp_path / 'time_to_accuracy.png') > 5000
+
+
+def test_plateau_change_over_the_last_quarter():
+    rec = _record('pk', 8000, 0, 60., 40.)
+    # last quarter of 4,800 iterations: from 3,600 on = epochs 9-12, A
+    # Rank-1 57, 58, 59, 60 -> moved 3 points
+    assert plateau_change(rec) == pytest.approx(3.)
+    flat = dict(rec, curve=[dict(c, metrics={'A/Rank-1': 60.})
+                            for c in rec['curve']])
+    assert plateau_change(flat) == 0.
+    assert plateau_change(dict(rec, curve=rec['curve'][:1])) is None
+
+
+def test_summary_table_orders_settings_and_samplers():
+    recs = [_record('gs', 1000, 0, 70., 50.), _record('pk', 1000, 0, 69.,
+                                                      49.),
+            _record('pk', 8000, 0, 60., 40.)]
+    lines = summary_table(recs, ['pk', 'gs']).splitlines()[2:]
+    assert [line.split(' | ')[0] + '|' + line.split(' | ')[3]
+            for line in lines] == ['| 1,000|pk', '| 1,000|gs', '| 8,000|pk']
+    assert json.loads(json.dumps(recs))  # records are plain JSON
