@@ -27,7 +27,10 @@ non-negative ``(q + g) x (q + g)`` distance matrix, queries first. Steps:
    and gallery columns.
 
 Everything but the blocks of ``original`` rows and the ``[q, g]`` output is
-O(N * k1 * k2) memory. Only numpy is needed.
+O(N * k1 * k2) memory. Only numpy is needed. Steps 3, 5 and the sums of
+step 6 (:func:`expanded_reciprocal_sets`, :func:`local_query_expansion`,
+:class:`InvertedIndex`) are also those of :func:`jaccard_distance`, the
+variant that unsupervised re-ID clusters on.
 """
 
 import numpy as np
