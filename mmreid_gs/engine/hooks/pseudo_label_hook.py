@@ -198,8 +198,10 @@ class PseudoLabelHook(Hook):
         return dataset, sampler
 
     def _apply(self, dataset, sampler, labels: np.ndarray) -> None:
-        dataset.set_pseudo_labels(labels)
+        # the sampler first: it checks more (C >= P), so a refusal leaves
+        # the dataset and the sampler on the same (previous) labels
         sampler.set_labels(labels)
+        dataset.set_pseudo_labels(labels)
         self.labels = labels
 
     # ---------------------------------------------------------- clustering
