@@ -183,24 +183,30 @@ def matching_device_bytes(num_query: int,
                           matcher_budget_mb: float = 256,
                           world_size: int = 1) -> Dict[str, int]:
     """Peak accelerator memory of a test's matching, from the block sizes
-    the loop uses (beyond the model's weights and one batch's forward pass
-    during extraction, and beyond PyTorch's allocator overhead).
+    the loop uses (beyond the model's weights, one batch's forward pass
+    during extraction and PyTorch's allocator overhead).
 
-    The extracted features stay in host memory (:meth:`extract`); on the
-    device are, at a time:
+    The extracted features stay in host memory (:meth:`extract`). On the
+    device are, at a time (phases):
 
-    - exact (:meth:`score`): a gallery block (:func:`gallery_block_rows`),
-      a chunk of :data:`QUERY_CHUNK` queries, its ``[chunk, block]``
-      float32 scores and the matcher's working memory;
-    - shortlisted (:meth:`score_shortlisted`), first the gallery proxy
-      ``[g, c]`` float32 computed from gallery blocks, then per block of
-      queries the query chunk, the proxy ``[rows, g]`` cosines (combined in
-      place) with their top-N (values and indices), the staged shortlisted
-      gallery items (at most :data:`~mmreid_gs.evaluation.functional.
-      shortlist.STAGE_BYTES`, at most the gallery), one gathered call
-      (:data:`~mmreid_gs.evaluation.functional.shortlist.GATHER_BYTES`),
-      the exact ``[rows, N]`` scores and the matcher's working memory;
-    - under DDP, a gather: this rank's chunk and ``world_size`` gathered
+    - exact (:meth:`score`), ``match``: a gallery block
+      (:data:`DEVICE_GALLERY_BYTES`), a chunk of :data:`QUERY_CHUNK`
+      queries, its ``[chunk, block]`` float32 scores and the matcher's
+      working memory;
+    - shortlisted (:meth:`score_shortlisted`, ``shortlisted_scores`` on
+      host features), ``proxy``: a gallery block and the gallery proxy
+      ``[g, c]`` float32; ``shortlist``: the proxy, a block of ``rows``
+      queries (``shortlist._proxy_rows(g)``), their ``[rows, g]`` cosines
+      and top-N, and every query's list ``[q, N]`` int64; ``match``
+      (``score_shortlist_blocks``): the lists, their in-block mask, the
+      exact ``[q, N]`` float32 scores, a gallery block
+      (``shortlist.DEVICE_GALLERY_BYTES``), a query block
+      (``shortlist.DEVICE_QUERY_BYTES``) with its re-ordered lists (about
+      ``q_block x N x 32`` bytes), one gathered call (at least
+      ``shortlist.GATHER_BYTES``, at least one list of N items) and the
+      matcher's working memory; ``combine``: the proxy, the lists, the
+      exact scores and a ``[rows, g]`` block;
+    - under DDP, ``gather``: this rank's chunk and ``world_size`` gathered
       chunks (:data:`~mmreid_gs.utils.dist.GATHER_CHUNK_BYTES` each).
 
     The matcher's working memory is counted as twice the head's
@@ -217,45 +223,46 @@ def matching_device_bytes(num_query: int,
         world_size (int): Ranks. Defaults to 1.
 
     Returns:
-        dict[str, int]: bytes of every part (``gallery_block``,
-        ``query_chunk``, ``scores``, ``matcher``; shortlisted: ``proxy``,
-        ``proxy_block``, ``topk``, ``staged``, ``gathered``, ``exact``;
-        ``gather`` under DDP), of each phase (``phase_proxy``,
-        ``phase_match``, ``phase_gather``) and ``peak`` (the largest
-        phase).
+        dict[str, int]: bytes of every part, of every phase
+        (``phase_<name>``) and ``peak`` (the largest phase).
     """
     from mmreid_gs.evaluation.functional import shortlist as sl
     from mmreid_gs.utils.dist import GATHER_CHUNK_BYTES
     item_shape = [int(v) for v in item_shape]
     item = 4 * int(np.prod(item_shape))
-    channels = item_shape[0]
     q, g = int(num_query), int(num_gallery)
-    chunk = max(1, min(QUERY_CHUNK, q))
-    g_step = max(1, min(g, DEVICE_GALLERY_BYTES // item))
-    out = dict(query_chunk=chunk * item,
-               matcher=int(2 * matcher_budget_mb * 2**20))
+    matcher = int(2 * matcher_budget_mb * 2**20)
+    phases = {}
     if shortlist is None or shortlist >= g:
-        out.update(gallery_block=g_step * item, scores=chunk * g_step * 4)
-        out['phase_match'] = sum(out.values())
-        out['phase_proxy'] = 0
+        chunk = max(1, min(QUERY_CHUNK, q))
+        g_step = max(1, min(g, DEVICE_GALLERY_BYTES // item))
+        out = dict(gallery_block=g_step * item, query_chunk=chunk * item,
+                   scores=chunk * g_step * 4, matcher=matcher)
+        phases['match'] = sum(out.values())
     else:
         n = int(shortlist)
-        rows = min(chunk, sl._proxy_rows(g))
-        stage_rows = min(rows, max(1, sl.STAGE_BYTES // (n * item)))
-        out.update(proxy=g * channels * 4, proxy_block=rows * g * 4,
-                   topk=rows * n * 12,
-                   staged=min(stage_rows * n, g) * item,
-                   gathered=max(n * item, sl.GATHER_BYTES),
-                   exact=rows * n * 4)
-        out['phase_proxy'] = g_step * item + out['proxy']
-        out['phase_match'] = sum(
-            out[k] for k in ('query_chunk', 'matcher', 'proxy', 'proxy_block',
-                             'topk', 'staged', 'gathered', 'exact'))
-    out['gather'] = (world_size + 1) * GATHER_CHUNK_BYTES \
-        if world_size > 1 else 0
-    out['phase_gather'] = out['gather']
-    out['peak'] = max(out['phase_proxy'], out['phase_match'],
-                      out['phase_gather'])
+        rows = min(q, sl._proxy_rows(g))
+        g_step = max(1, min(g, sl.DEVICE_GALLERY_BYTES // item))
+        q_step = max(1, min(q, sl.DEVICE_QUERY_BYTES // item))
+        out = dict(proxy=g * item_shape[0] * 4, gallery_block=g_step * item,
+                   query_block=q_step * item, proxy_rows=rows * item,
+                   proxy_block=rows * g * 4, topk=rows * n * 12,
+                   lists=q * n * (8 + 1), exact=q * n * 4,
+                   block_lists=q_step * n * 32,
+                   gathered=max(n * item, sl.GATHER_BYTES), matcher=matcher)
+        phases['proxy'] = out['gallery_block'] + out['proxy']
+        phases['shortlist'] = sum(out[k] for k in (
+            'proxy', 'proxy_rows', 'proxy_block', 'topk', 'lists'))
+        phases['match'] = sum(out[k] for k in (
+            'proxy', 'lists', 'exact', 'gallery_block', 'query_block',
+            'block_lists', 'gathered', 'matcher'))
+        phases['combine'] = sum(out[k] for k in (
+            'proxy', 'lists', 'exact', 'proxy_rows', 'proxy_block'))
+    if world_size > 1:
+        out['gather'] = phases['gather'] = \
+            (world_size + 1) * GATHER_CHUNK_BYTES
+    out.update({f'phase_{k}': v for k, v in phases.items()})
+    out['peak'] = max(phases.values())
     return out
 
 
@@ -502,7 +509,10 @@ class _ReIDLoopMixin:
         Every rank pools the gallery proxy; its share of the query rows is
         shortlisted, scored exactly (``model.match_pairs`` when the model
         has one, else ``model.match`` on unions of shortlists) and combined
-        in blocks; the rows are gathered.
+        in blocks; the rows are gathered. On an accelerator the features
+        stay in host memory (the gallery moved once, in blocks:
+        :func:`~mmreid_gs.evaluation.functional.shortlist.
+        score_shortlist_blocks`).
 
         Args:
             query (Tensor): Query features [q, ...].
@@ -523,29 +533,27 @@ class _ReIDLoopMixin:
         start, end = self._rank_rows(query.shape[0])
         pair_matcher = getattr(model, 'match_pairs', None)
         pair_matcher = pair_matcher if callable(pair_matcher) else None
-        if uses_cpu_paths(device):
-            gallery_dev = gallery.to(device)
-            gallery_proxy = proxy_features(gallery_dev)
-        else:
-            # the gallery stays in host memory: its proxy is computed in
-            # blocks on the device, the shortlisted items are staged there
-            # block by block (score_shortlist)
-            gallery_dev = gallery
-            g_step = gallery_block_rows(gallery)
-            gallery_proxy = torch.cat([
-                proxy_features(gallery[j:j + g_step].to(device))
-                for j in range(0, gallery.shape[0], g_step)
-            ])
+        local = torch.empty(end - start, gallery.shape[0])
+        local_idx = torch.empty(end - start, num, dtype=torch.long)
+        if not uses_cpu_paths(device):
+            # the features stay in host memory: the gallery proxy from
+            # blocks, every shortlist, then the exact scores with the gallery
+            # moved once in blocks (score_shortlist_blocks), then the rows
+            with autocast(enabled=self.fp16):
+                _, idx = shortlisted_scores(
+                    query[start:end], gallery, num, model.match,
+                    pair_matcher, out=local, device=device)
+            local_idx[:] = idx
+            return all_gather_rows(local, local_idx)
+        gallery_dev = gallery.to(device)
+        gallery_proxy = proxy_features(gallery_dev)
         chunk = max(1, min(QUERY_CHUNK, end - start))
         steps = range(start, end, chunk)
         bar = self._bar(len(steps))
-        local = torch.empty(end - start, gallery.shape[0])
-        local_idx = torch.empty(end - start, num, dtype=torch.long)
         for i in steps:
             rows = slice(i - start, min(i + chunk, end) - start)
             with autocast(enabled=self.fp16):
-                # the rows are written in place (on an accelerator, block by
-                # block from the device)
+                # the rows are written in place (no second block)
                 _, idx = shortlisted_scores(
                     query[i:min(i + chunk, end)].to(device), gallery_dev, num,
                     model.match, pair_matcher, gallery_proxy=gallery_proxy,

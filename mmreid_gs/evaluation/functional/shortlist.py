@@ -67,9 +67,12 @@ PROXY_BLOCK_BYTES = 64 * 2**20
 MIN_UNION_EFFICIENCY = 0.5
 #: Queries per union group at most.
 MAX_UNION_ROWS = 64
-#: Bytes of shortlisted gallery features staged on the queries' device at a
-#: time when the gallery stays in host memory (:func:`score_shortlist`).
-STAGE_BYTES = 2**30
+#: Bytes of gallery features, and of query features, moved to the device
+#: at a time when the features stay in host memory
+#: (:func:`score_shortlist_blocks`): the gallery is moved once, in blocks,
+#: and every block of queries once per gallery block.
+DEVICE_GALLERY_BYTES = 4 * 2**30
+DEVICE_QUERY_BYTES = 512 * 2**20
 
 
 def check_shortlist(value, name: str = 'test_cfg.shortlist') -> Optional[int]:
@@ -261,21 +264,11 @@ def score_shortlist(query: Tensor,
         gather_bytes (int): Bytes of the gallery features gathered for one
             call (at least one query's list).
 
-    A gallery on another device than the queries (in host memory, the
-    queries on a GPU) stays there: the shortlisted items of blocks of
-    queries (at most :data:`STAGE_BYTES` of features, at least one query's
-    list) are copied to the queries' device and scored there, the same
-    pairs as with the gallery on the device.
-
     Returns:
         Tensor: [b, N] float32 scores, ``out[i, j]`` the score of
-        ``(query[i], gallery[shortlist[i, j]])``, on the queries' device
-        when the gallery is elsewhere, else on the gallery's.
+        ``(query[i], gallery[shortlist[i, j]])``.
     """
     num_rows, n = shortlist.shape
-    if num_rows and n and gallery.device != query.device:
-        return _score_staged(query, gallery, shortlist, matcher,
-                             pair_matcher, gather_bytes)
     dev = gallery.device
     out = torch.empty(num_rows, n, dtype=torch.float32, device=dev)
     if num_rows == 0 or n == 0:
@@ -307,24 +300,92 @@ def score_shortlist(query: Tensor,
     return out
 
 
-def _score_staged(query: Tensor, gallery: Tensor, shortlist: Tensor,
-                  matcher: Matcher, pair_matcher: Optional[Callable],
-                  gather_bytes: int) -> Tensor:
-    """:func:`score_shortlist` of a gallery kept on another device: blocks
-    of queries whose shortlisted items (their distinct union) are copied to
-    the queries' device and scored there with the lists re-indexed."""
+def score_shortlist_blocks(query: Tensor,
+                           gallery: Tensor,
+                           shortlist: Tensor,
+                           matcher: Matcher,
+                           pair_matcher: Optional[Callable] = None,
+                           device: Optional[torch.device] = None,
+                           gather_bytes: int = GATHER_BYTES) -> Tensor:
+    """:func:`score_shortlist` for features kept in host memory, scored on
+    ``device`` (a GPU) that need not hold them.
+
+    The gallery is moved to the device once, in blocks of
+    :data:`DEVICE_GALLERY_BYTES`; for each block, every block of queries
+    (:data:`DEVICE_QUERY_BYTES`) is moved and scored, by
+    :func:`score_shortlist`, against its shortlisted items inside the
+    gallery block (each query's items of the block first, padded to the
+    block's widest row with the block's first item, whose scores are
+    dropped). The same pairs as :func:`score_shortlist` with everything on
+    the device, without moving every query's N gathered items (N times the
+    query set) to the device.
+
+    Args:
+        query (Tensor): [b, ...] query features (any device).
+        gallery (Tensor): [g, ...] gallery features (any device).
+        shortlist (Tensor): [b, N] gallery indices of each query.
+        matcher (callable): ``model.match``.
+        pair_matcher (callable, optional): ``model.match_pairs``.
+        device (torch.device, optional): Where to score; defaults to the
+            queries' device.
+        gather_bytes (int): As :func:`score_shortlist`.
+
+    Returns:
+        Tensor: [b, N] float32 scores on ``device``.
+    """
+    dev = torch.device(device) if device is not None else query.device
     num_rows, n = shortlist.shape
-    dev = query.device
-    item = max(1, gallery[:1].numel() * gallery.element_size())
-    step = max(1, STAGE_BYTES // (n * item))
-    out = torch.empty(num_rows, n, dtype=torch.float32, device=dev)
-    for i in range(0, num_rows, step):
-        lists = shortlist[i:i + step].to(gallery.device)
-        staged, local = torch.unique(lists, return_inverse=True)
-        out[i:i + step] = score_shortlist(
-            query[i:i + step], gallery[staged].to(dev), local.to(dev),
-            matcher, pair_matcher, gather_bytes)
+    lists = shortlist.to(dev)
+    out = torch.zeros(num_rows, n, dtype=torch.float32, device=dev)
+    if num_rows == 0 or n == 0:
+        return out
+    g_item = max(1, gallery[:1].numel() * gallery.element_size())
+    q_item = max(1, query[:1].numel() * query.element_size())
+    g_step = max(1, DEVICE_GALLERY_BYTES // g_item)
+    q_step = max(1, DEVICE_QUERY_BYTES // q_item)
+    for j in range(0, gallery.shape[0], g_step):
+        block = gallery[j:j + g_step].to(dev, non_blocking=True)
+        inside = (lists >= j) & (lists < j + block.shape[0])
+        for i in range(0, num_rows, q_step):
+            mask = inside[i:i + q_step]
+            width = int(mask.sum(1).max())
+            if width == 0:
+                continue
+            # each row's entries in this block first (stable: in list order)
+            order = torch.sort(mask.to(torch.int8), dim=1, descending=True,
+                               stable=True).indices[:, :width]
+            valid = mask.gather(1, order)
+            local = torch.where(valid, lists[i:i + q_step].gather(1, order)
+                                - j, torch.zeros_like(order))
+            scores = score_shortlist(query[i:i + q_step].to(dev), block,
+                                     local, matcher, pair_matcher,
+                                     gather_bytes)
+            rows = out[i:i + q_step]
+            rows.scatter_(1, order, torch.where(valid, scores,
+                                                rows.gather(1, order)))
+        del block
     return out
+
+
+def block_proxy_features(feats: Tensor, device: torch.device) -> Tensor:
+    """:func:`proxy_features` of features in host memory, computed on
+    ``device`` from blocks of :data:`DEVICE_GALLERY_BYTES`.
+
+    Args:
+        feats (Tensor): [n, c, ...] features (any device).
+        device (torch.device): Where to compute and return the proxy.
+
+    Returns:
+        Tensor: [n, c] float32 unit vectors on ``device``.
+    """
+    item = max(1, feats[:1].numel() * feats.element_size())
+    step = max(1, DEVICE_GALLERY_BYTES // item)
+    if feats.shape[0] <= step:
+        return proxy_features(feats.to(device))
+    return torch.cat([
+        proxy_features(feats[j:j + step].to(device))
+        for j in range(0, feats.shape[0], step)
+    ])
 
 
 def combine_scores(proxy_sim: Tensor, shortlist: Tensor,
@@ -369,7 +430,8 @@ def shortlisted_scores(query: Tensor,
                        pair_matcher: Optional[Callable] = None,
                        gallery_proxy: Optional[Tensor] = None,
                        block_rows: Optional[int] = None,
-                       out: Optional[Tensor] = None
+                       out: Optional[Tensor] = None,
+                       device: Optional[torch.device] = None
                        ) -> Tuple[Tensor, Tensor]:
     """Shortlisted scores of every query x gallery pair (module docstring).
 
@@ -380,9 +442,7 @@ def shortlisted_scores(query: Tensor,
 
     Args:
         query (Tensor): [q, ...] query features.
-        gallery (Tensor): [g, ...] gallery features, on the queries'
-            device or in host memory (then staged block by block, see
-            :func:`score_shortlist`).
+        gallery (Tensor): [g, ...] gallery features.
         num (int): Shortlist size N. ``N >= g`` scores every pair with
             ``matcher`` (the shortlist is then every item).
         matcher (callable): ``model.match``.
@@ -393,6 +453,13 @@ def shortlisted_scores(query: Tensor,
             :data:`PROXY_BLOCK_BYTES` proxy block.
         out (Tensor, optional): [q, g] float32 tensor to write the scores
             into (any device).
+        device (torch.device, optional): Where to compute; defaults to the
+            queries' device. Features on another device (in host memory,
+            the device a GPU) stay there: query blocks are moved for the
+            proxy and :func:`score_shortlist_blocks` scores the shortlists
+            (the gallery moved once, in blocks); the proxy block of each
+            query block is computed twice (before and after the exact
+            scores).
 
     Returns:
         tuple[Tensor, Tensor]: ``(scores, shortlist)``: [q, g] float32
@@ -402,7 +469,7 @@ def shortlisted_scores(query: Tensor,
     """
     nq, ng = query.shape[0], gallery.shape[0]
     num = _check_num(num, ng)
-    dev = query.device
+    dev = torch.device(device) if device is not None else query.device
     if out is None:
         out = torch.empty(nq, ng, dtype=torch.float32, device=dev)
     elif tuple(out.shape) != (nq, ng):
@@ -412,12 +479,28 @@ def shortlisted_scores(query: Tensor,
     if num >= ng:
         gallery = gallery.to(dev)
         for i in range(0, nq, step):
-            q = query[i:i + step]
+            q = query[i:i + step].to(dev)
             out[i:i + step] = _check_block(matcher(q, gallery), q.shape[0],
                                            ng, 'matcher (match)')
         return out, torch.arange(ng).repeat(nq, 1)
     if gallery_proxy is None:
-        gallery_proxy = proxy_features(gallery).to(dev)
+        gallery_proxy = block_proxy_features(gallery, dev)
+    if gallery.device != dev or query.device != dev:
+        # features in host memory: shortlists, exact scores by gallery
+        # blocks, then the combined rows
+        lists = torch.empty(nq, num, dtype=torch.long, device=dev)
+        for i in range(0, nq, step):
+            q = proxy_features(query[i:i + step].to(dev))
+            lists[i:i + q.shape[0]] = proxy_similarity(
+                q, gallery_proxy).topk(num, dim=1).indices
+        exact = score_shortlist_blocks(query, gallery, lists, matcher,
+                                       pair_matcher, dev)
+        for i in range(0, nq, step):
+            q = proxy_features(query[i:i + step].to(dev))
+            out[i:i + q.shape[0]] = combine_scores(
+                proxy_similarity(q, gallery_proxy), lists[i:i + q.shape[0]],
+                exact[i:i + q.shape[0]])
+        return out, lists.cpu()
     shortlists = torch.empty(nq, num, dtype=torch.long)
     for i in range(0, nq, step):
         q = query[i:i + step]

@@ -36,21 +36,27 @@ def test_matching_device_bytes_by_hand():
     assert out['matcher'] == 2 * 256 * MiB
     assert out['peak'] == 4293918720 + 301989888 + 3727360 + 536870912 \
         == 5136506880  # 4.78 GiB
-    # MSMT17 size, QAConv maps 64x24x8 (49,152 B), shortlist of 100: the
-    # proxy blocks are 64 MiB // (4 * 82161) = 204 query rows; 2^30 //
-    # (100 * 49152) = 218 >= 204 rows staged at a time
+    # MSMT17 size, QAConv maps 64x24x8 (49,152 B), shortlist of 100:
+    # proxy blocks of 64 MiB // (4 * 82161) = 204 query rows; the whole
+    # gallery (4.04 GB < 4 GiB) in one block; 512 MiB // 49,152 = 10,922
+    # queries a block
     out = m(11659, 82161, (64, 24, 8), shortlist=100)
     assert out['proxy'] == 82161 * 64 * 4 == 21033216
+    assert out['gallery_block'] == 82161 * 49152 == 4038377472
+    assert out['query_block'] == 10922 * 49152 == 536838144
+    assert out['proxy_rows'] == 204 * 49152
     assert out['proxy_block'] == 204 * 82161 * 4 == 67043376
-    assert out['topk'] == 204 * 100 * 12 and out['exact'] == 204 * 100 * 4
-    assert out['staged'] == 204 * 100 * 49152 == 1002700800
-    assert out['gathered'] == 64 * MiB
-    assert out['phase_match'] == (256 * 49152 + 2 * 256 * MiB + 21033216 +
-                                  67043376 + 244800 + 1002700800 +
-                                  64 * MiB + 81600)
-    # the proxy phase: the whole gallery (4.04 GB < 4 GiB) and its proxy
-    assert out['phase_proxy'] == 82161 * 49152 + 21033216 == 4059410688
-    assert out['peak'] == 4059410688
+    assert out['topk'] == 204 * 100 * 12
+    assert out['lists'] == 11659 * 100 * 9 and out['exact'] == 11659 * 400
+    assert out['block_lists'] == 10922 * 100 * 32
+    assert out['gathered'] == 64 * MiB and out['matcher'] == 512 * MiB
+    assert out['phase_proxy'] == 4038377472 + 21033216
+    assert out['phase_match'] == (21033216 + 10493100 + 4663600 +
+                                  4038377472 + 536838144 + 34950400 +
+                                  67108864 + 536870912) == out['peak']
+    # TransMatcher: one list of 100 maps (118 MB) is more than 64 MiB
+    assert m(100, 1000, (1536, 24, 8), shortlist=100)['gathered'] == \
+        100 * 1179648
     # two ranks gather 256 MiB chunks: this rank's and both gathered
     assert m(10, 20, (4, 2, 2), world_size=2)['gather'] == 3 * 256 * MiB
 
@@ -85,12 +91,14 @@ def loop(tmp_path_factory):
 
 def test_accelerator_paths_give_the_cpu_scores(loop, monkeypatch):
     """Exact and shortlisted scores with the accelerator paths (gallery
-    blocks of 3 maps, proxy from gallery blocks) equal the CPU paths'."""
+    blocks of 3 maps; shortlists by gallery blocks of 3 maps) equal the CPU
+    paths'."""
     query, gallery = feature_maps(7, 16, 2, 1, seed=1), feature_maps(
         11, 16, 2, 1, seed=2)
     exact = loop.score(query, gallery, 'q x g')
     scores, idx = loop.score_shortlisted(query, gallery, 4, 'q x g')
     monkeypatch.setattr(loop_module, 'DEVICE_GALLERY_BYTES', 3 * 16 * 4)
+    monkeypatch.setattr(sl, 'DEVICE_GALLERY_BYTES', 3 * 16 * 4)
     with accelerator_code_paths(), torch.inference_mode():
         exact_acc = loop.score(query, gallery, 'q x g')
         scores_acc, idx_acc = loop.score_shortlisted(query, gallery, 4,
@@ -118,24 +126,29 @@ def _max_pairs(q, g):
 
 
 @pytest.mark.parametrize('pairs', [None, _max_pairs])
-def test_shortlist_with_the_gallery_in_host_memory(pairs, monkeypatch):
-    """Queries on a (fake) GPU, the gallery in host memory: the shortlisted
-    items are staged on the device (here 2 queries' lists at a time) and
-    the scores equal those of an all-CPU run."""
+@pytest.mark.parametrize('queries_on', ['gpu', 'host'])
+def test_shortlist_with_the_features_in_host_memory(pairs, queries_on,
+                                                     monkeypatch):
+    """Scored on a (fake) GPU, the gallery in host memory (and the queries
+    too, or on the GPU): the gallery moves in blocks of 6 maps, the queries
+    in blocks of 4, and the scores equal those of an all-CPU run."""
     query, gallery = feature_maps(9, 8, 2, 2, seed=3), feature_maps(
         20, 8, 2, 2, seed=4)
     ref, ref_idx = shortlisted_scores(query, gallery, 5, _max_match, pairs)
-    monkeypatch.setattr(sl, 'STAGE_BYTES', 2 * 5 * 8 * 4 * 4)
+    monkeypatch.setattr(sl, 'DEVICE_GALLERY_BYTES', 6 * 8 * 4 * 4)
+    monkeypatch.setattr(sl, 'DEVICE_QUERY_BYTES', 4 * 8 * 4 * 4)
     out = torch.full((9, 20), float('nan'))
     with FakeAccelerator():
-        on_gpu = query.to('cuda')
-        scores, idx = shortlisted_scores(on_gpu, gallery, 5, _max_match,
-                                         pairs, out=out)
+        q = query.to('cuda') if queries_on == 'gpu' else query
+        scores, idx = shortlisted_scores(q, gallery, 5, _max_match, pairs,
+                                         out=out, device='cuda')
         assert scores is out and not is_fake(idx)
-        alone, _ = shortlisted_scores(on_gpu, gallery, 5, _max_match, pairs)
+        alone, _ = shortlisted_scores(q, gallery, 5, _max_match, pairs,
+                                      device='cuda')
         assert is_fake(alone)
     assert torch.equal(idx, ref_idx)
     assert torch.allclose(out, ref, rtol=0, atol=1e-6)
+    assert torch.allclose(alone, ref, rtol=0, atol=1e-6)
 
 
 # ------------------------------------------------------------ distributed
