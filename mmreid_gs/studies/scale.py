@@ -570,7 +570,7 @@ def _scale_points(results: Dict):
         last[k] = max(last.get(k, 0), int(r['epoch']))
     per_epoch = defaultdict(list)
     out = defaultdict(lambda: defaultdict(dict))
-    warmup = _scale_warmup()
+    warmup = _scale_warmup(results)
     for r in results['rows']:
         k = (r['num_ids'], r['start'], r['variant'], r['seed'])
         point = k[:3]
@@ -594,10 +594,12 @@ def _scale_points(results: Dict):
     return out
 
 
-def _scale_warmup(study: str = 'scale') -> int:
-    """PK warm-up epochs of the scale study's GS variant (its PK runs'
-    share is averaged over the same epochs)."""
-    return study_warmup(load_study(study)['variants'])
+def _scale_warmup(results: Dict, study: str = 'scale') -> int:
+    """PK warm-up epochs of the Graph Sampler variants among the results'
+    runs (PK runs' share is averaged over the same epochs)."""
+    variants = load_study(study)['variants']
+    present = {r['variant'] for r in results['rows']}
+    return study_warmup({k: v for k, v in variants.items() if k in present})
 
 
 def _mean_spread(values, scale=100., digits=1) -> str:

@@ -36,7 +36,10 @@ def test_quick_plan_is_variants_x_counts_x_starts_x_seeds():
     assert set(first) == {preset['seeds'][0]}
     assert runs[0]['name'] == f"scratch/n{preset['counts'][0]}/pk"
     full_runs, full = study.plan_scale_runs(quick=False)
-    assert max(full['counts']) >= 8000 and len(full_runs) > len(runs)
+    assert max(full['counts']) >= 8000 and len(full_runs) == 2 * len(
+        full['counts']) * len(full['seeds'])
+    # the 8,000-identity runs of the first seed come first
+    assert [r['num_ids'] for r in full_runs[:2]] == [8000, 8000]
     some, _ = study.plan_scale_runs(True, seeds=[5], variants=['gs'],
                                     counts=[300], starts=['pretrained'])
     assert [(r['variant'], r['num_ids'], r['start'], r['seed'])
