@@ -1,4 +1,4 @@
-"""The multisource study of tools/analysis_tools/sampler_study.py (PK vs GS
+"""The multisource study (configs/studies/multisource.py; PK vs GS
 vs GS within source on synthetic A + B -> C): its plan, run configs and
 dry-run estimate, the summary table of a hand-made results dict, and a
 study whose training is replaced by fake logs (no data is read or
@@ -10,10 +10,12 @@ import os
 import os.path as osp
 
 import pytest
-from helpers import CONFIGS, load_tool
+from helpers import CONFIGS
 from mmengine.config import Config
 
-study = load_tool('tools/analysis_tools/sampler_study.py')
+import mmreid_gs.studies.multisource as study
+from mmreid_gs.studies import load_records, load_study
+from mmreid_gs.studies.variants import apply_variant, plan_runs
 MULTI = osp.join(CONFIGS, 'qaconv_gs_multisource_demo.py')
 SETS = ('synthetic_C_unseen', 'synthetic_A', 'synthetic_B')
 
@@ -23,7 +25,7 @@ def _gs_hooks(cfg):
 
 
 def test_plan_is_variants_x_seeds_with_each_variants_overrides():
-    runs, preset = study.plan_runs('multisource', quick=True)
+    runs, preset = plan_runs('multisource', quick=True)
     assert preset['seeds'] == (0, 1, 2)
     assert [(n, s) for n, _, s in runs] == [
         (n, s) for s in (0, 1, 2) for n in ('pk', 'gs', 'gs_within')]
@@ -32,7 +34,7 @@ def test_plan_is_variants_x_seeds_with_each_variants_overrides():
     assert (quick['epochs'], quick['batches_per_epoch'],
             quick['milestones']) == (4, 100, (3, ))
     # the full preset is the config's length: 8 epochs x 200 batches
-    full_runs, full = study.plan_runs('multisource', quick=False)
+    full_runs, full = plan_runs('multisource', quick=False)
     assert len(full_runs) == 9 and len(full['seeds']) >= 3
     full = study.multisource_preset(base, full)
     assert (full['epochs'], full['batches_per_epoch'],
@@ -56,18 +58,18 @@ def test_plan_is_variants_x_seeds_with_each_variants_overrides():
                 if s.type == 'MultiStepLR'] == [[3]]
         assert cfg.train_dataloader.dataset.type == 'PooledReIDDataset'
         assert list(cfg.val_cfg.test_sets) == list(SETS)
-    some, _ = study.plan_runs('multisource', True, seeds=[7],
+    some, _ = plan_runs('multisource', True, seeds=[7],
                               variants=['gs_within'])
     assert [(n, s) for n, _, s in some] == [('gs_within', 7)]
     with pytest.raises(ValueError, match="no variant.*'gs_across'"):
-        study.plan_runs('multisource', True, variants=['gs_across'])
+        plan_runs('multisource', True, variants=['gs_across'])
     with pytest.raises(ValueError, match='within_source'):
-        study.apply_variant(Config.fromfile(MULTI),
+        apply_variant(Config.fromfile(MULTI),
                             dict(sampler='pk', within_source=True), 400)
     with pytest.raises(ValueError, match='pooled training set'):
         study.multisource_run_config(
             Config.fromfile(osp.join(CONFIGS, 'qaconv_gs_demo.py')),
-            study.MULTISOURCE['variants']['gs_within'], quick)
+            load_study('multisource')['variants']['gs_within'], quick)
 
 
 def test_dry_run_plans_and_estimates_without_a_folder(tmp_path):
@@ -191,7 +193,20 @@ def test_study_writes_results_and_skips_finished_runs(tmp_path,
     monkeypatch.setattr(study, '_train_run', _fake_training(calls))
     out = str(tmp_path / 'multi')
     kwargs = dict(quick=True, seeds=[0, 1], progress=False)
-    results = study.run_multisource_study(MULTI, out, **kwargs)
+    records = str(tmp_path / 'runs.jsonl')
+    results = study.run_multisource_study(MULTI, out, records=records,
+                                          **kwargs)
+    recs = {(r['variant'], r['seed']): r for r in load_records(records)}
+    assert sorted(recs) == [(v, s) for v in ('gs', 'gs_within', 'pk')
+                            for s in (0, 1)]
+    # 400 iterations (4 x 100), the GS warm-up one epoch of 100; the
+    # share over the epochs after it: seed 1's GS epochs 0.5
+    assert recs[('gs', 1)]['iterations'] == 400
+    assert recs[('gs', 1)]['warmup_iterations'] == 100
+    assert recs[('pk', 1)]['warmup_iterations'] == 0
+    assert recs[('gs', 1)]['batch_lookalike_share'] == pytest.approx(0.5)
+    assert recs[('gs', 1)]['graph_seconds'] == pytest.approx(3.)
+    assert recs[('pk', 0)]['metrics']['C/mAP'] == pytest.approx(30.)
     assert sorted((v, s) for v, s, _ in calls) == [
         (v, s) for v in ('gs', 'gs_within', 'pk') for s in (0, 1)]
     for variant, seed, cfg in calls:
@@ -217,9 +232,9 @@ def test_study_writes_results_and_skips_finished_runs(tmp_path,
     assert '| gs_within | 0.450 ± 0.050 (all epochs ' in summary
     assert '0.000 ± 0.000 (random 0.500)' in summary
     assert osp.getsize(osp.join(out, 'multisource.png')) > 1000
-    # rerun (through run_study, which hands multisource over): all skipped
+    # rerun: all skipped
     calls.clear()
-    again = study.run_study(MULTI, 'multisource', out, **kwargs)
+    again = study.run_multisource_study(MULTI, out, **kwargs)
     assert calls == [] and again['rows'] == results['rows']
     # an unfinished run is trained again, the others are kept
     os.remove(osp.join(out, 'pk', 'seed1', 'done.json'))
