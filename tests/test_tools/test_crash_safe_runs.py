@@ -16,10 +16,13 @@ from mmengine.fileio.backends import LocalBackend
 
 
 def _config(make_tiny_config, folder):
-    """2 epochs, validation after the second, no graph dumps."""
-    return make_tiny_config(folder, train_ids=8,
-                            test_sets=dict(synthetic_A='a'),
-                            graph_hook=dict(save_graph=False), epochs=2)
+    """2 epochs, validation after the second, no graph dumps, the best
+    checkpoint by mAP kept (written atomically too)."""
+    return make_tiny_config(
+        folder, train_ids=8, test_sets=dict(synthetic_A='a'),
+        graph_hook=dict(save_graph=False), epochs=2,
+        extra="default_hooks = dict(checkpoint=dict(save_best="
+        "'synthetic_A/mAP', rule='greater'))\n")
 
 
 def _val_metrics(work_dir, stamp_dir):
@@ -46,6 +49,10 @@ def uninterrupted(make_tiny_config, tmp_path_factory):
     assert train.run_cli(train.main, [config, '--work-dir', work_dir]) == 0
     state = checkpoint_state(osp.join(work_dir, 'epoch_2.pth'))
     metrics = _val_metrics(work_dir, _stamps(work_dir)[0])
+    best = checkpoint_state(
+        osp.join(work_dir, 'best_synthetic_A_mAP_epoch_2.pth'))
+    assert best.keys() == state.keys()
+    assert not glob.glob(osp.join(work_dir, '.*'))  # no temporary file
     return config, work_dir, state, metrics
 
 
@@ -149,13 +156,17 @@ def test_test_run_keeps_the_training_config_and_names_a_folder(
     assert 'Loads checkpoint by local backend' in log
 
     # A folder instead of a checkpoint file.
+    for i, name in enumerate(('epoch_1.pth', 'best_synthetic_A_mAP_epoch_2'
+                              '.pth', 'epoch_2.pth')):
+        os.utime(osp.join(work_dir, name), (1000 * (i + 1), ) * 2)
     assert test.run_cli(test.main, [config, work_dir + os.sep]) == 2
     err = capsys.readouterr().err.splitlines()[0]
     assert err == (
         f'error (ConfigError): {work_dir}{os.sep} is a folder, not a '
         'checkpoint file; the checkpoints in it, newest first: epoch_2.pth, '
-        f'epoch_1.pth. Pass one, e.g.: python tools/test.py {config} '
-        f'{osp.join(work_dir + os.sep, "epoch_2.pth")}')
+        'best_synthetic_A_mAP_epoch_2.pth, epoch_1.pth. Pass one, e.g.: '
+        f'python tools/test.py {config} '
+        f'{osp.join(work_dir + os.sep, "epoch_2.pth")}'), err
     empty = tmp_path / 'empty'
     empty.mkdir()
     assert test.run_cli(test.main, [config, str(empty)]) == 2
