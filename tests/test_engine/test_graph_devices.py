@@ -51,15 +51,19 @@ def test_fake_accelerator_raises_where_a_gpu_would():
         assert (feats.cpu() == feats.cpu()).all()
 
 
-@pytest.mark.parametrize('kind', ['union', 'pairs', 'exact'])
+@pytest.mark.parametrize('kind', ['union', 'union-pooled', 'pairs',
+                                  'exact'])
 def test_graph_with_features_on_an_accelerator(kind):
     """build_class_graph with the features on a (fake) CUDA device gives
-    the CPU graph: the union second stage (no pair scorer: TransMatcher,
-    the global head), the batched pair scorer and the exact graph."""
+    the CPU graph: the union second stage (no pair scorer: a head without
+    match_pairs), with the 'gap' and the 'pooled' proxy (its accelerator
+    blocks), the batched pair scorer and the exact graph."""
     feats = maps(60, seed=3)
     options = dict(num_neighbors=3, exact_fallback=False)
     if kind != 'exact':
         options['num_candidates'] = 8
+    if kind == 'union-pooled':
+        options['candidate_fn'] = 'pooled'
     if kind == 'pairs':
         options['pair_matcher'] = lambda q, g: torch.einsum(
             'acl,abcm->ablm', q.flatten(2), g.flatten(3)).amax(3).mean(2) + \
