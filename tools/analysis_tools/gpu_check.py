@@ -477,27 +477,35 @@ def train(args) -> dict:
 
 def _train(cfg, args, calls) -> dict:
     import torch
+    from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
     runner = Runner.from_cfg(cfg)
     scales = []
-    wrapper = runner.optim_wrapper
-    scaler = getattr(wrapper, 'loss_scaler', None)
-    if scaler is not None:
-        step = wrapper.update_params
 
-        def tracked(*a, **kw):
-            out = step(*a, **kw)
-            scales.append(float(scaler.get_scale()))
-            return out
+    class ScaleHook(Hook):
+        """Records the AMP loss scale after every step (the optimizer
+        wrapper is built by ``runner.train()``)."""
+        priority = 'LOWEST'
 
-        wrapper.update_params = tracked
+        def after_train_iter(self, runner, batch_idx, data_batch=None,
+                             outputs=None):
+            scaler = getattr(runner.optim_wrapper, 'loss_scaler', None)
+            if scaler is not None:
+                scales.append(float(scaler.get_scale()))
+
+    runner.register_hook(ScaleHook())
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     runner.train()
     seconds = time.perf_counter() - start
-    skipped = int(getattr(wrapper, 'num_skipped_steps', 0))
+    wrapper = runner.optim_wrapper
+    if not hasattr(wrapper, 'num_skipped_steps'):
+        raise SystemExit(f'train: the optimizer wrapper '
+                         f'{type(wrapper).__name__} does not count skipped '
+                         'steps (use SkipNonFiniteOptimWrapper)')
+    skipped = int(wrapper.num_skipped_steps)
     scaler_skips = sum(b < a for a, b in zip(scales, scales[1:]))
     metrics = runner.message_hub.log_scalars
     val = sorted(k for k in metrics if k.startswith('val/')
