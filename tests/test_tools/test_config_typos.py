@@ -101,3 +101,33 @@ def test_every_shipped_config_passes_the_check():
     assert len(names) > 20
     for name in names:
         load_config(osp.join(CONFIGS, name))
+
+
+def test_a_typo_deeper_in_the_model_is_explained_when_built(
+        tiny, tmp_path, capsys, monkeypatch):
+    """norm_cfg is built by the backbone (mmcv's build_norm_layer), not by
+    a builder the check knows: its TypeError (raised by _BatchNorm, a base
+    of the registered BatchNorm2d) becomes the same line."""
+    monkeypatch.delenv('MMREID_GS_DEBUG', raising=False)
+    child = tmp_path / 'deep.py'
+    child.write_text(f'_base_ = [{tiny!r}]\nmodel = dict(backbone=dict('
+                     "norm_cfg=dict(type='BN', momentun=0.1)))\n")
+    train = load_tool('tools/train.py')
+    assert train.run_cli(train.main, [
+        str(child), '--work-dir', str(tmp_path / 'run')]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2].startswith(
+        f'error (ConfigError): model.backbone.norm_cfg.momentun (in {child}'
+        "): BatchNorm2d takes no argument 'momentun'. Did you mean: "
+        'momentum? Its arguments: affine, '), err
+    assert 'Traceback' not in '\n'.join(err)
+
+
+def test_other_type_errors_are_not_explained(tiny):
+    from mmreid_gs.engine.runners.config_checks import explain_type_error
+    load_config(tiny)
+    for err in (TypeError('Foo.__init__() got an unexpected keyword '
+                          "argument 'momentun'"),  # no such dict
+                TypeError("unsupported operand type(s) for +: 'int' and "
+                          "'str'"), ValueError('x')):
+        assert explain_type_error(err) is None

@@ -16,6 +16,7 @@ from mmengine.config import Config, ConfigDict
 from mmreid_gs.utils.errors import ConfigError, ReIDUserError
 from mmreid_gs.visualization.backends import VIS_BACKENDS
 from .cli_runner import last_checkpoint, last_runner
+from .config_checks import explain_type_error
 
 
 def add_runner_args(parser, cfg_options_help: str) -> None:
@@ -195,7 +196,9 @@ def run_cli(main, argv=None) -> int:
     """Run a tool's ``main`` and turn user errors into one clear line.
 
     Bad input (see :func:`is_user_error`: a missing file or folder, a wrong
-    config key or value, an unreadable checkpoint) ends with
+    config key or value, an unreadable checkpoint; a constructor's
+    ``TypeError`` for an argument of a config dict,
+    :func:`~.config_checks.explain_type_error`) ends with
     ``error (<type>): <what and where>`` and exit code 2 instead of a
     traceback; ``MMREID_GS_DEBUG=1`` shows the traceback. Any other
     exception is a bug and keeps its traceback. Ctrl-C prints one line
@@ -224,7 +227,10 @@ def run_cli(main, argv=None) -> int:
             if int(os.environ.get('RANK', '0')) == 0:
                 sys.stderr.write(interrupted_message() + '\n')
             return 130
-        if not is_user_error(err):
+        explained = explain_type_error(err)
+        if explained is not None:
+            err = explained  # a config argument its class does not take
+        elif not is_user_error(err):
             raise
         msg = str(err).strip() or repr(err)
         if isinstance(err, KeyError) and msg.startswith(("'", '"')):

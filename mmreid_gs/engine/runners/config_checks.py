@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 
 import yaml
 from mmengine.config import Config
+from mmengine.registry import Registry
 
 import mmreid_gs.datasets  # noqa: F401 (imported: registered)
 from mmreid_gs.registry import DATASETS
@@ -107,8 +108,10 @@ def load_config(path: str, options: Optional[Dict] = None) -> Config:
         for key in options:
             _check_option(cfg, key, checked)
         cfg.merge_from_dict(options)
+    global _LAST_LOADED
     check_component_args(cfg, options, path)
     check_root_variables(cfg, path)
+    _LAST_LOADED = (cfg, dict(options or {}), path)
     return cfg
 
 
@@ -416,15 +419,104 @@ def check_component_args(cfg: Config,
                    if k not in accepted and k not in spec['skip']]
         if not unknown:
             continue
-        key = unknown[0]
-        shown = sorted(accepted - spec['given'] - {'args', 'kwargs'})
-        close = difflib.get_close_matches(str(key), shown, n=1)
-        hint = f' Did you mean: {", ".join(close)}?' if close else ''
-        name = spec['cls'].__name__
-        where = _set_where(f'{path}.{key}', options, config_path)
         raise ConfigError(
-            f'{path}.{key} ({where}): {name} takes no argument '
-            f'{key!r}.{hint} Its arguments: {", ".join(shown)}.')
+            _unknown_argument(path, unknown[0], spec['cls'].__name__,
+                              accepted - spec['given'],
+                              _set_where(f'{path}.{unknown[0]}', options,
+                                         config_path)))
+
+
+def _unknown_argument(path: str, key: str, name: str, accepted,
+                      where: str) -> str:
+    """The one line for an argument ``key`` that class ``name`` (at config
+    key ``path``) does not take."""
+    shown = sorted(set(accepted) - {'args', 'kwargs'})
+    close = difflib.get_close_matches(str(key), shown, n=1)
+    hint = f' Did you mean: {close[0]}?' if close else ''
+    listed = f' Its arguments: {", ".join(shown)}.' if shown else ''
+    return (f'{path}.{key} ({where}): {name} takes no argument {key!r}.'
+            f'{hint}{listed}')
+
+
+#: The config :func:`load_config` loaded last, with its options and file,
+#: for :func:`explain_type_error`.
+_LAST_LOADED = None
+
+#: A constructor called with an argument it does not take (Python 3.10+
+#: names the class; MMEngine's registry may prefix its location).
+_UNEXPECTED = re.compile(r"(?:class `\w+` in [^:]*: )?(?:(\w+)\.)?"
+                         r"__init__\(\) got an unexpected keyword argument "
+                         r"'(\w+)'")
+
+
+def _typed_dicts(node, path=''):
+    """Yield ``(key path, dict)`` of every dict with a ``type`` inside a
+    config node."""
+    if isinstance(node, dict):
+        if 'type' in node:
+            yield path, node
+        for key, value in node.items():
+            yield from _typed_dicts(value, f'{path}.{key}'.lstrip('.'))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _typed_dicts(value, f'{path}.{i}')
+
+
+def _any_registry_class(name: str):
+    """The class registered as ``name`` in one of our registries (their
+    parents included), or None."""
+    from mmreid_gs import registry
+    for value in vars(registry).values():
+        if isinstance(value, Registry):
+            cls = _registry_class(value, name)
+            if isinstance(cls, type):
+                return cls
+    return None
+
+
+def explain_type_error(err: BaseException) -> Optional[ConfigError]:
+    """The config error behind a ``TypeError`` raised while a component of
+    the last loaded config was built, or None.
+
+    :func:`check_component_args` checks the components whose builder is
+    known before anything runs; a component deeper in the config (e.g. a
+    ``norm_cfg`` inside a backbone) fails only when it is built, with
+    ``X.__init__() got an unexpected keyword argument 'k'``. When the
+    config last loaded by :func:`load_config` has a dict of type ``X``
+    holding ``k``, this returns the same one-line error as the check
+    (key path, where it was set, closest and valid arguments); otherwise
+    None (a bug: the traceback stays).
+
+    Args:
+        err (BaseException): The error.
+
+    Returns:
+        ConfigError | None: The error to report instead.
+    """
+    if not isinstance(err, TypeError) or _LAST_LOADED is None:
+        return None
+    found = _UNEXPECTED.search(str(err))
+    if not found or not found.group(1):
+        return None
+    name, key = found.group(1), found.group(2)
+    cfg, options, config_path = _LAST_LOADED
+    for path, node in _typed_dicts(dict(cfg.items())):
+        if key not in node:
+            continue
+        typ = node['type']
+        cls = typ if isinstance(typ, type) else _any_registry_class(str(typ))
+        # the raising __init__ may be a base class's (BatchNorm2d: _BatchNorm)
+        names = {k.__name__ for k in cls.__mro__} if cls is not None else {
+            str(typ).split('.')[-1]}
+        if name not in names:
+            continue
+        accepted = (_accepted_kwargs(cls) if cls is not None else None) or ()
+        shown = cls.__name__ if cls is not None else name
+        return ConfigError(
+            _unknown_argument(path, key, shown, accepted,
+                              _set_where(f'{path}.{key}', options,
+                                         config_path)))
+    return None
 
 
 def _accepted_kwargs(cls) -> Optional[set]:
