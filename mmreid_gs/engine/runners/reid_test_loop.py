@@ -8,7 +8,9 @@ is matched against every gallery image with QAConv. The loops here
    ``val_dataloader``) config, used as a template whose ``dataset`` is
    replaced by the split's dataset config;
 2. extract the feature maps once per split (sharded across ranks under
-   distributed testing, gathered back in dataset order);
+   distributed testing, gathered back in dataset order), kept in host
+   memory: a GPU holds blocks of them while it matches
+   (:func:`matching_device_bytes` states its peak);
 3. score the query x gallery pairs with ``model.match`` (query rows split
    across ranks, then gathered), plus the query x query and gallery x gallery
    blocks when a metric asks for them (k-reciprocal re-ranking); with
