@@ -81,7 +81,6 @@ from mmengine.dist import broadcast, get_dist_info
 from mmengine.evaluator import Evaluator
 from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop, autocast
-from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader
 
 from mmreid_gs.evaluation.functional.shortlist import (check_shortlist,
@@ -95,6 +94,7 @@ from mmreid_gs.utils.dist import all_gather_rows, broadcast_from_rank0
 from mmreid_gs.utils.thread_state import uses_cpu_paths
 from mmreid_gs.utils.errors import (ConfigError, ReIDUserError,
                                     ReIDUserKeyError, ReIDUserTypeError)
+from mmreid_gs.utils.progress import ProgressBar
 
 #: The top-k whose recall ``shortlist_recall=True`` logs.
 RECALL_TOPK = (1, 10)
