@@ -652,13 +652,14 @@ class TransMatcherHead(PairLossMixin, BaseModule):
         block_bytes = self.memory_budget_mb * 2**20
         if query.device.type == 'cpu':
             block_bytes = min(block_bytes, CPU_BLOCK_BYTES_PER_THREAD)
-        mlp_bytes, _ = self._mlp_rows_bytes(query.device)
+        mlp_bytes, rows_bytes = self._mlp_rows_bytes(query.device)
         with torch.no_grad(), torch.autocast(query.device.type,
                                              enabled=False):
             return folded_pair_list_scores(
                 query.flatten(2), gallery.flatten(2), index, layers, offset,
                 dtype, mlp_dtype, int(block_bytes),
-                chunk_bytes=self._chunk_bytes(), mlp_bytes=mlp_bytes)
+                chunk_bytes=self._chunk_bytes(), mlp_bytes=mlp_bytes,
+                rows_bytes=rows_bytes)
 
     def forward(self,
                 query: torch.Tensor,

@@ -571,7 +571,8 @@ def folded_pair_scores(query: torch.Tensor,
 # ---------------------------------------------------------------------------
 # eval mode: each query against its own list of gallery items
 def _fold_query(query: torch.Tensor, layer: FoldedLayer, channels: slice,
-                fold_dtype: torch.dtype) -> Tuple[torch.Tensor, ...]:
+                fold_dtype: torch.dtype,
+                with_norms: bool = False) -> Tuple[torch.Tensor, ...]:
     """One layer's query side with ``fc1`` folded: ``fc1(Q)[t] . fc1(G)[s]
     = (W^T fc1(Q)[t]) . G[s] + fc1(Q)[t] . b`` for ``fc1(x) = W x + b``.
 
@@ -580,11 +581,13 @@ def _fold_query(query: torch.Tensor, layer: FoldedLayer, channels: slice,
         layer (FoldedLayer): The layer (``fc1`` in ``fold_dtype``).
         channels (slice): The layer's channels.
         fold_dtype (torch.dtype): dtype of the fold (float32 or float64).
+        with_norms (bool): Whether to compute ``norms``.
 
     Returns:
         tuple: ``(qp, cq, norms)``: ``qp`` [n, hw, d] ``W^T fc1(Q)``, ``cq``
         [n, hw, 1] ``fc1(Q) . b`` and ``norms`` [n] the largest norm of
-        ``fc1(Q)[t]`` of each query, all ``fold_dtype``.
+        ``fc1(Q)[t]`` of each query (None without ``with_norms``), all
+        ``fold_dtype``.
     """
     n, hw = query.size(0), query.size(2)
     w = layer.fc1_weight.to(fold_dtype)
@@ -594,7 +597,9 @@ def _fold_query(query: torch.Tensor, layer: FoldedLayer, channels: slice,
     f = torch.addmm(b, x.to(fold_dtype), w.t())  # fc1(Q): [n * hw, d]
     qp = torch.mm(f, w).view(n, hw, d)
     cq = torch.mv(f, b).view(n, hw, 1)
-    norms = torch.linalg.vector_norm(f, dim=1).view(n, hw).amax(dim=1)
+    norms = None
+    if with_norms:
+        norms = torch.linalg.vector_norm(f, dim=1).view(n, hw).amax(dim=1)
     return qp, cq, norms
 
 
@@ -607,7 +612,8 @@ def folded_pair_list_scores(query: torch.Tensor,
                             mlp_dtype: torch.dtype,
                             block_bytes: int,
                             chunk_bytes: int,
-                            mlp_bytes: int) -> torch.Tensor:
+                            mlp_bytes: int,
+                            rows_bytes: int) -> torch.Tensor:
     """Eval-mode TransMatcher scores of each query against its own list of
     gallery items, ``out[i, j]`` the score of ``(query[i],
     gallery[index[i, j]])`` (:meth:`TransMatcherHead.match_pairs`).
@@ -647,6 +653,10 @@ def folded_pair_list_scores(query: torch.Tensor,
             gallery rows.
         chunk_bytes (int): Bound of a query chunk's folded features.
         mlp_bytes (int): Bound of a worker's hidden MLP activations.
+        rows_bytes (int): Bound of a worker's maxima buffer: the maxima of
+            a query block and a span of its list wait for one MLP call per
+            layer (an MLP call per GEMM block would read ``fc2``'s weights
+            for a few rows each time).
 
     Returns:
         Tensor: [n, m] scores (``mlp_dtype``).
@@ -659,10 +669,18 @@ def folded_pair_list_scores(query: torch.Tensor,
     d = layers[0].fc1_weight.size(0)
     num_layers = len(layers)
     fold_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    check16 = dtype == torch.float16
+    # float16 maxima of a float32 fallback block may exceed float16
+    rows_dtype = fold_dtype if check16 else dtype
     elem = torch.empty((), dtype=dtype).element_size()
     pairs = max(1, int(block_bytes) // (hw * (hw + d) * elem))
     m_blk = min(m, pairs)
     q_blk = max(1, min(n, pairs // m_blk))
+    # list items of a query block whose maxima wait for one MLP call
+    rows_elem = torch.empty((), dtype=rows_dtype).element_size()
+    span = m_blk * max(1, int(rows_bytes) //
+                       (q_blk * m_blk * 2 * hw * rows_elem))
+    span = min(span, m)
     per_query = num_layers * hw * (d + 1) * elem
     if dtype != fold_dtype:
         per_query += num_layers * hw * (d + 1) * 4
@@ -675,7 +693,6 @@ def folded_pair_list_scores(query: torch.Tensor,
     gal_rows = [gallery[:, ch].transpose(1, 2) for ch in channels]
     embeds = {fold_dtype: [layer.embed.to(fold_dtype) for layer in layers]}
     embeds[dtype] = [layer.embed.to(dtype) for layer in layers]
-    check16 = dtype == torch.float16
     if check16:
         # ||W||_2 and |b| of every layer: |fc1(G)[s]| <= ||W||_2 |G[s]| + |b|
         sigma = [
@@ -685,55 +702,70 @@ def folded_pair_list_scores(query: torch.Tensor,
         beta = [float(layer.fc1_bias.double().norm()) for layer in layers]
     index = index.to(query.device)
 
-    def score(blocks, folded, lo):
+    def block_maxima(folded, k, i, b, ids, rows):
+        """Layer k's maxima of queries i..i+b (of the chunk) against their
+        items ``ids`` [b, mj], written into ``rows`` [b, mj, 2, hw]."""
+        mj = ids.size(1)
+        g = gal_rows[k].index_select(0, ids.reshape(-1))
+        blk_dtype = dtype
+        if check16:
+            g = g.to(dtype)
+            q_norm = folded[k][fold_dtype][2][i:i + b].amax()
+            bound = torch.maximum(
+                q_norm * (sigma[k] * max_norm(g) + beta[k]),
+                q_norm * sigma[k])  # also |W^T fc1(Q)[t]|
+            blk_dtype = similarity_dtype(dtype, bound)
+        qp, cq = folded[k][blk_dtype][:2]
+        g = g.to(blk_dtype).view(b, mj * hw, d)
+        sim = torch.baddbmm(cq[i:i + b], qp[i:i + b], g.transpose(1, 2))
+        sim4 = sim.view(b, hw, mj, hw).mul_(embeds[blk_dtype][k])
+        if blk_dtype == rows.dtype:
+            # max over gallery locations s, per query location t
+            torch.amax(sim4, dim=3, out=rows[:, :, 0].transpose(1, 2))
+            # max over query locations t, per gallery location s
+            torch.amax(sim4, dim=1, out=rows[:, :, 1])
+        else:
+            rows[:, :, 0].copy_(sim4.amax(dim=3).transpose(1, 2))
+            rows[:, :, 1].copy_(sim4.amax(dim=1))
+
+    def score(tasks, folded, lo):
         hidden = torch.empty(mlp_rows, ff, dtype=mlp_dtype,
                              device=query.device)
-        for i, j in blocks:
-            b = min(q_blk, folded[0][fold_dtype][0].size(0) - i)
-            ids = index[lo + i:lo + i + b, j:j + m_blk]
-            mj = ids.size(1)
-            ids = ids.reshape(-1)
-            acc = torch.zeros(b * mj, dtype=mlp_dtype, device=query.device)
+        rows_buf = torch.empty(q_blk * span * 2 * hw, dtype=rows_dtype,
+                               device=query.device)
+        acc_buf = torch.empty(q_blk * span, dtype=mlp_dtype,
+                              device=query.device)
+        chunk = folded[0][fold_dtype][0].size(0)
+        for i, a in tasks:
+            b, n_items = min(q_blk, chunk - i), min(span, m - a)
+            ids = index[lo + i:lo + i + b, a:a + n_items]
+            acc = acc_buf[:b * n_items].zero_()
+            rows = rows_buf[:b * n_items * 2 * hw].view(b, n_items, 2, hw)
             for k, layer in enumerate(layers):
-                g = gal_rows[k].index_select(0, ids)
-                blk_dtype = dtype
-                if check16:
-                    g = g.to(dtype)
-                    q_norm = folded[k][fold_dtype][2][i:i + b].amax()
-                    bound = torch.maximum(
-                        q_norm * (sigma[k] * max_norm(g) + beta[k]),
-                        q_norm * sigma[k])  # also |W^T fc1(Q)[t]|
-                    blk_dtype = similarity_dtype(dtype, bound)
-                qp, cq = folded[k][blk_dtype][:2]
-                g = g.to(blk_dtype).view(b, mj * hw, d)
-                sim = torch.baddbmm(cq[i:i + b], qp[i:i + b],
-                                    g.transpose(1, 2))
-                sim4 = sim.view(b, hw, mj, hw).mul_(embeds[blk_dtype][k])
-                rows = sim.new_empty(b, mj, 2, hw)
-                # max over gallery locations s, per query location t
-                torch.amax(sim4, dim=3, out=rows[:, :, 0].transpose(1, 2))
-                # max over query locations t, per gallery location s
-                torch.amax(sim4, dim=1, out=rows[:, :, 1])
-                del sim, sim4, g
-                _mlp_into(rows.view(b * mj * 2, hw), layer, hidden, acc)
-            out[lo + i:lo + i + b, j:j + mj] = acc.view(b, mj)
+                for j in range(0, n_items, m_blk):
+                    block_maxima(folded, k, i, b, ids[:, j:j + m_blk],
+                                 rows[:, j:j + m_blk])
+                _mlp_into(rows.view(b * n_items * 2, hw), layer, hidden,
+                          acc)
+            out[lo + i:lo + i + b, a:a + n_items] = acc.view(b, n_items)
 
     def run(task):
-        blocks, folded, lo = task
+        tasks, folded, lo = task
         with torch.no_grad(), torch.autocast(query.device.type,
                                              enabled=False):
-            score(blocks, folded, lo)
+            score(tasks, folded, lo)
 
     for lo, hi in _chunks(n, q_chunk):
         folded = []
         for layer, ch in zip(layers, channels):
-            qp, cq, norms = _fold_query(query[lo:hi], layer, ch, fold_dtype)
+            qp, cq, norms = _fold_query(query[lo:hi], layer, ch, fold_dtype,
+                                        with_norms=check16)
             per_dtype = {fold_dtype: (qp, cq, norms)}
             if dtype != fold_dtype:
                 per_dtype[dtype] = (qp.to(dtype), cq.to(dtype), norms)
             folded.append(per_dtype)
-        starts = [(i, j) for i in range(0, hi - lo, q_blk)
-                  for j in range(0, m, m_blk)]
+        starts = [(i, a) for i in range(0, hi - lo, q_blk)
+                  for a in range(0, m, span)]
         workers = max(1, min(cpu_workers(query.device), len(starts)))
         run_in_workers(run, [(starts[k::workers], folded, lo)
                              for k in range(workers)])

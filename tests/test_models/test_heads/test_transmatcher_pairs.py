@@ -88,6 +88,21 @@ def test_match_pairs_equals_match(state, dtype, tol, budget, mode,
     assert torch.equal(got[0, :3], got[0, :1].expand(3))
 
 
+def test_match_pairs_smallest_buffers(state, monkeypatch):
+    """One pair a GEMM block, one list item a span of maxima, MLP pieces
+    of two rows: the same scores."""
+    from mmreid_gs.models.heads import transmatcher_head as head_module
+    head = _make(state, memory_budget_mb=1e-4)
+    query, gallery = _maps(4, 16), _maps(7, 17)
+    index = _index(4, 6, 7, seed=18)
+    with torch.no_grad():
+        expected = head.match(query, gallery).gather(1, index)
+        monkeypatch.setattr(head_module, 'CPU_ROWS_BYTES', 1)
+        monkeypatch.setattr(head_module, 'CPU_MLP_BYTES', 1)
+        got = head.match_pairs(query, gallery, index=index)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
 def test_match_pairs_takes_index_and_small_cases(head):
     assert takes_index(head.match_pairs)
     query, gallery = _maps(3, 5), _maps(4, 6)
