@@ -210,7 +210,7 @@ def build_record(run_dir: str,
                      if tick else None),
             metrics=curve_by_epoch[epoch]))
     metrics = curve[-1]['metrics'] if curve else {}
-    shares, randoms, graph_secs = {}, [], []
+    shares, randoms, graph_secs, recall = {}, [], [], {}
     for row in _scalar_rows(run_dir):
         if 'train/batch_lookalike_share' in row:
             shares[int(row.get('step', row.get('epoch', 0)))] = float(
@@ -219,6 +219,11 @@ def build_record(run_dir: str,
             randoms.append(float(row['train/batch_lookalike_share_random']))
         if 'graph/build_seconds' in row:
             graph_secs.append(float(row['graph/build_seconds']))
+        if 'graph/recall' in row:  # GraphSamplerHook(check_recall=True)
+            recall = dict(recall=float(row['graph/recall']),
+                          exact_seconds=float(
+                              row.get('graph/exact_seconds', 'nan')),
+                          epoch=int(row.get('step', 0)))
     cut = warmup_epochs if share_from_epoch is None else share_from_epoch
     after = [v for e, v in sorted(shares.items()) if e > cut]
     ticks = [c for c in clock.values() if c['event'] == 'train_epoch']
@@ -241,6 +246,7 @@ def build_record(run_dir: str,
                        if train_seconds is not None else None),
         graph_seconds=round(float(sum(graph_secs)), 2),
         graph_builds=len(graph_secs),
+        graph_recall=recall or None,
         batches_per_epoch=int(batches_per_epoch), epochs=int(epochs),
         final_loss=(round(float(losses[-1]['value']), 4) if losses
                     else None),

@@ -218,6 +218,11 @@ def scale_run_config(base: Config, run: Dict, preset: Dict,
         for hook in cfg.custom_hooks:
             if hook.get('type') == 'GraphSamplerHook':
                 hook['num_candidates'] = cand
+                # its recall against the exact graph, on the first build of
+                # the first seed's runs
+                if preset.get('check_recall') and \
+                        run['seed'] == min(preset['seeds']):
+                    hook['check_recall'] = True
     if preset.get('max_train_seconds'):
         cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
             ConfigDict(type='WallClockHook',

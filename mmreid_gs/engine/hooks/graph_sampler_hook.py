@@ -150,6 +150,10 @@ class GraphSamplerHook(Hook):
         within_source (bool): Take each class's neighbours from its own
             source only (a train dataset with ``class_source``, e.g.
             :class:`PooledReIDDataset`). Defaults to False.
+        check_recall (bool): On the first two-stage build of a run, build
+            the exact graph too and log the share of its neighbours the
+            two-stage graph holds (``graph/recall``) and its time
+            (``graph/exact_seconds``). Defaults to False.
 
     Example:
         >>> custom_hooks = [
@@ -182,7 +186,8 @@ class GraphSamplerHook(Hook):
                  fp16: bool = False,
                  visualize: bool = False,
                  vis_classes: Union[int, Sequence[int]] = 8,
-                 within_source: bool = False) -> None:
+                 within_source: bool = False,
+                 check_recall: bool = False) -> None:
         if not isinstance(pipeline, (list, tuple)) or not pipeline:
             raise ReIDUserError(
                 'GraphSamplerHook: pipeline must be a non-empty '
@@ -208,6 +213,8 @@ class GraphSamplerHook(Hook):
         self.visualize = bool(visualize)
         self.vis_classes = vis_classes
         self.within_source = bool(within_source)
+        self.check_recall = bool(check_recall)
+        self._recall_checked = False
         self._families = None  # (dataset id, label families or None)
         self._pipeline: Optional[Compose] = None
         self._pending_state = None  # (checkpoint epoch, sampler state)
@@ -364,6 +371,10 @@ class GraphSamplerHook(Hook):
                 nbrs = all_gather_rows(part[:len(mine)].to(
                     feats.device)).cpu()
         t_score = time.perf_counter() - start - t_feat
+        if self.check_recall and not self._recall_checked and \
+                self.num_candidates is not None and not self.rerank:
+            self._log_recall(runner, feats, matcher, model, k, padded, mine,
+                             groups, nbrs, epoch)
         sampler.set_graph(nbrs)
         total = time.perf_counter() - start
 
@@ -402,6 +413,34 @@ class GraphSamplerHook(Hook):
         if self.visualize and rank == 0:
             self._draw(runner, dataset, chosen, nbrs, epoch, families)
         return nbrs
+
+    def _log_recall(self, runner, feats, matcher, model, k, padded, mine,
+                    groups, nbrs, epoch) -> None:
+        """Once (the first two-stage build): the exact graph too, and the
+        share of its neighbours the two-stage graph found
+        (``graph/recall``) and the exact graph's time
+        (``graph/exact_seconds``)."""
+        start = time.perf_counter()
+        with torch.no_grad(), autocast(enabled=self.fp16):
+            part = build_class_graph(
+                feats, matcher, k, None, self.block_size, rows=padded,
+                pair_matcher=getattr(model, 'match_pairs', None),
+                groups=groups)
+            exact = all_gather_rows(part[:len(mine)].to(feats.device)).cpu()
+        seconds = time.perf_counter() - start
+        found = [len(set(a.tolist()) & set(b.tolist()))
+                 for a, b in zip(nbrs, exact)]
+        recall = float(np.sum(found)) / max(1, exact.numel())
+        self._recall_checked = True
+        runner.logger.info(
+            f'GraphSamplerHook: epoch {epoch + 1}: the two-stage graph '
+            f'(candidates={self.num_candidates}) holds {recall:.4f} of the '
+            f'exact graph\'s neighbours; the exact graph took {seconds:.1f}s')
+        visualizer = getattr(runner, 'visualizer', None)
+        if visualizer is not None:
+            visualizer.add_scalars({'graph/recall': recall,
+                                    'graph/exact_seconds': seconds},
+                                   step=epoch + 1)
 
     def _label_families(self, runner, dataset) -> Optional[np.ndarray]:
         """The dataset's family of every label, or None (no

@@ -467,3 +467,56 @@ def test_distributed_ranks_build_the_same_graph_within_sources(
         for rank in range(world_size):
             graph = np.load(osp.join(tmp_path, f'graph_{cands}_{rank}.npy'))
             assert np.array_equal(graph, expected), (cands, rank)
+
+
+class _Scalars:
+
+    def __init__(self):
+        self.logged = []
+
+    def add_scalars(self, values, step=None):
+        self.logged.append((dict(values), step))
+
+
+def test_check_recall_logs_the_two_stage_graphs_share_of_exact_once(
+        data, tmp_path, monkeypatch):
+    """check_recall=True: on the first two-stage build the exact graph is
+    built too; graph/recall is the share of its neighbour slots that the
+    two-stage graph holds (1 with the exact scores as proxy, lower with a
+    proxy that proposes the farthest classes), logged once per run."""
+    dataset, colours = data
+    expected = expected_graph(colours).numpy()
+    monkeypatch.setattr(
+        'mmreid_gs.engine.graph.candidates.MAX_CANDIDATE_FRACTION', 1.)
+    # tiny features: the cost model would choose the exact graph
+    monkeypatch.setattr('mmreid_gs.engine.graph.build.candidates_decision',
+                        lambda features, n, candidate_fn: (n is not None, ''))
+    monkeypatch.setattr('mmreid_gs.engine.graph.build.union_decision',
+                        lambda *args: (True, ''))
+    for sign in (1., -1.):
+        runner = FakeRunner(tmp_path, dataset, epoch=1)
+        runner.visualizer = _Scalars()
+        sampler = runner.train_dataloader.sampler
+
+        def proxy(q, g, sign=sign):
+            return sign * runner.model.head.match(q, g)
+
+        hook = GraphSamplerHook(PIPELINE, num_candidates=5,
+                                candidate_fn=proxy, check_recall=True)
+        hook.before_train_epoch(runner)
+        found = sum(len(set(a) & set(b))
+                    for a, b in zip(sampler.graph.tolist(), expected.tolist()))
+        recall = [v for v, _ in runner.visualizer.logged
+                  if 'graph/recall' in v]
+        assert len(recall) == 1
+        assert recall[0]['graph/recall'] == pytest.approx(
+            found / expected.size)
+        assert recall[0]['graph/exact_seconds'] > 0
+        if sign > 0:
+            assert recall[0]['graph/recall'] == 1.
+        else:
+            assert recall[0]['graph/recall'] < 0.5
+        runner.epoch = 2
+        hook.before_train_epoch(runner)  # the next build: not again
+        assert len([v for v, _ in runner.visualizer.logged
+                    if 'graph/recall' in v]) == 1
