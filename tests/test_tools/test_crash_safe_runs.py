@@ -139,8 +139,11 @@ def test_test_run_keeps_the_training_config_and_names_a_folder(
     ckpt = osp.join(work_dir, 'epoch_2.pth')
     assert test.run_cli(test.main, [
         config, ckpt, '--work-dir', work_dir, '--cfg-options',
-        'test_evaluator.rerank=True']) == 0
+        'test_evaluator.rerank=True', 'test_cfg.progress=True']) == 0
     out = capsys.readouterr().out
+    # Progress bars into a pipe: plain lines, no carriage returns.
+    assert '\r' not in out
+    assert out.count('\n1/1 (100%), ') >= 2  # query and gallery features
     assert open(dumped).read() == training_config  # not overwritten
     stamp = sorted(_stamps(work_dir))[-1]
     test_config = open(osp.join(work_dir, stamp, 'tiny.py')).read()
