@@ -830,17 +830,6 @@ class ReIDTestLoop(_ReIDLoopMixin, BaseLoop):
         self.runner.call_hook(f'after_{mode}')
         return metrics
 
-    def _log_recall(self, name: str, num: int, shortlist: torch.Tensor,
-                    exact: torch.Tensor) -> None:
-        """Log the recall of the exact top-k by the shortlist."""
-        recalls = ', '.join(
-            f'top-{k} {shortlist_recall(exact, shortlist, k):.4f}'
-            for k in self.recall_topk)
-        self.runner.logger.info(
-            f'{name}: shortlist of {num}: recall of the exact {recalls} '
-            '(share of each query\'s exact top-k in its shortlist, mean over '
-            'the queries)')
-
 
 @LOOPS.register_module()
 class ReIDValLoop(ReIDTestLoop):
