@@ -18,7 +18,6 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import mmreid_gs.engine  # noqa: F401
     import mmreid_gs.evaluation  # noqa: F401
     import mmreid_gs.models  # noqa: F401
-    import mmreid_gs.structures  # noqa: F401
     import mmreid_gs.visualization  # noqa: F401
 
     if not init_default_scope:

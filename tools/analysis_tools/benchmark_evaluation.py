@@ -14,41 +14,13 @@ With fewer queries the full-size time is extrapolated linearly (matching is
 q x g work in independent query rows).
 """
 import argparse
-import resource
-import threading
 import time
 
 import torch
 
 from mmreid_gs.evaluation.functional import evaluate_rank
 from mmreid_gs.models.heads import QAConvHead
-
-
-def current_rss_mb() -> float:
-    """Resident set size of this process now, in MiB."""
-    with open('/proc/self/statm') as f:
-        pages = int(f.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
-
-
-class PeakRSS:
-    """Highest RSS seen while the ``with`` block runs (sampled every 20 ms)."""
-
-    def __enter__(self):
-        self.peak = current_rss_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self):
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, current_rss_mb())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, current_rss_mb())
+from mmreid_gs.utils.benchmark import PeakRSS
 
 
 def main():
@@ -93,7 +65,6 @@ def main():
     with torch.no_grad():  # trained-looking BN statistics
         head.bn.running_mean.fill_(0.5)
         head.bn.running_var.fill_(0.04)
-    base = current_rss_mb()
     feat_mb = (query.numel() + gallery.numel()) * 4 / 2**20
     score_mb = args.num_query * args.num_gallery * 4 / 2**20
 
@@ -112,7 +83,9 @@ def main():
         res = evaluate_rank(dist, q_pids.numpy(), g_pids.numpy(), q_cams,
                             g_cams)
         t_rank = time.perf_counter() - tic
-    peak = watch.peak
+    # resident MiB before matching, and the highest seen while it ran
+    base = watch.base / 2**20
+    peak = (watch.base + watch.peak) / 2**20
 
     pairs = args.num_query * args.num_gallery
     scale = args.full_query / args.num_query

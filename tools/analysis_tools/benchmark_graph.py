@@ -56,8 +56,6 @@ Example::
 """
 import argparse
 import math
-import os
-import threading
 import time
 
 import torch
@@ -65,7 +63,7 @@ import torch.nn.functional as F
 
 from mmreid_gs.engine.graph import (build_class_graph, candidate_classes,
                                     candidates_decision, two_stage_cost_ratio)
-from mmreid_gs.utils.benchmark import gemm_gflops
+from mmreid_gs.utils.benchmark import PeakRSS, gemm_gflops
 
 
 def parse_args():
@@ -206,36 +204,6 @@ def per_class_candidates(feats, matcher, num_neighbors, num, rows, proxy):
         best = torch.sort(s, descending=True, stable=True).indices
         nbrs[r] = cands[r][best[:num_neighbors]]
     return nbrs
-
-
-class PeakRSS:
-    """Peak resident memory of this process above the value at entry,
-    sampled every 2 ms by a thread (Linux /proc/self/statm)."""
-
-    def __init__(self):
-        self.page = os.sysconf('SC_PAGE_SIZE')
-        self.peak = 0
-
-    def _rss(self):
-        with open('/proc/self/statm') as f:
-            return int(f.read().split()[1]) * self.page
-
-    def _watch(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss() - self.base)
-            time.sleep(0.002)
-
-    def __enter__(self):
-        self.base = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss() - self.base)
 
 
 def run_cosine(class_counts, dim, num_neighbors, seed, num_rows=0):

@@ -9,11 +9,11 @@ import torch
 from helpers import CONFIGS, checkpoint_state, read_scalars, \
     write_tiny_config
 from mmengine.config import Config
+from mmpretrain.structures import DataSample
 
 from mmreid_gs.engine.hooks import BatchLookalikeShareHook
 from mmreid_gs.engine.hooks.batch_lookalike_share_hook import batch_labels
 from mmreid_gs.engine.runners import build_runner
-from mmreid_gs.structures import DataSample
 
 KEY = 'train/batch_lookalike_share'
 
