@@ -100,7 +100,7 @@ def _route_loader_message_to_logger() -> None:
     current logger when its caller passes no logger.
 
     ``Runner.load_checkpoint`` and ``Runner.resume`` call it without one,
-    and MMEngine then ``print``\ s ``Loads checkpoint by local backend from
+    and MMEngine then prints ``Loads checkpoint by local backend from
     path: ...`` without a timestamp, on every rank and outside the log
     file. Routed, the line is a log record (the tools' console filter keeps
     it in the log file only: the runner logs ``Load checkpoint from ...``).

@@ -139,10 +139,18 @@ def _data_roots(node, path=''):
             yield from _data_roots(value, f'{path}.{i}')
 
 
-def _assigns(file: str, name: str) -> bool:
+def _read_text(file: str) -> Optional[str]:
+    """The text of a config file, or None when it cannot be read."""
     try:
-        text = open(file, encoding='utf-8').read()
+        with open(file, encoding='utf-8') as f:
+            return f.read()
     except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _assigns(file: str, name: str) -> bool:
+    text = _read_text(file)
+    if text is None:
         return False
     return re.search(rf'^{re.escape(name)}\s*=(?!=)', text, re.M) is not None
 
@@ -378,11 +386,8 @@ def _set_where(key_path: str, options: Optional[Dict],
     assigned = re.compile(rf'(\b{re.escape(key)}\s*=(?!=))|'
                           rf'([\'"]{re.escape(key)}[\'"]\s*:)')
     for file in _config_files(config_path):
-        try:
-            text = open(file, encoding='utf-8').read()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if assigned.search(text):
+        text = _read_text(file)
+        if text is not None and assigned.search(text):
             return f'in {file}'
     return f'in {config_path} or its _base_ files'
 
