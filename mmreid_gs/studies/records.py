@@ -21,8 +21,11 @@ A record holds:
 - ``batch_lookalike_share`` (mean over the epochs after the warm-up: the GS
   epochs; PK runs over the same epochs), ``batch_lookalike_share_all``,
   ``batch_lookalike_share_random``;
-- ``train_seconds``, ``graph_seconds`` (class graphs, summed), ``commit``,
-  ``date``, and what else the study adds (``batches_per_epoch``,
+- ``train_seconds``, ``graph_seconds`` (class graphs, summed; part of the
+  training seconds), ``val_seconds`` (validation, not part of them),
+  ``iter_seconds`` / ``data_seconds`` (median logged seconds per training
+  iteration and of its data loading: where an epoch spends its time),
+  ``commit``, ``date``, and what else the study adds (``batches_per_epoch``,
   ``epochs``, ``preset``, ``converged``, ``graph_recall`` ...).
 """
 import datetime
@@ -211,6 +214,7 @@ def build_record(run_dir: str,
             metrics=curve_by_epoch[epoch]))
     metrics = curve[-1]['metrics'] if curve else {}
     shares, randoms, graph_secs, recall = {}, [], [], {}
+    iter_times, data_times = [], []
     for row in _scalar_rows(run_dir):
         if 'train/batch_lookalike_share' in row:
             shares[int(row.get('step', row.get('epoch', 0)))] = float(
@@ -219,6 +223,10 @@ def build_record(run_dir: str,
             randoms.append(float(row['train/batch_lookalike_share_random']))
         if 'graph/build_seconds' in row:
             graph_secs.append(float(row['graph/build_seconds']))
+        if 'data_time' in row and 'time' in row and 'loss' in row:
+            # the logger's mean over its interval of training iterations
+            iter_times.append(float(row['time']))
+            data_times.append(float(row['data_time']))
         if 'graph/recall' in row:  # GraphSamplerHook(check_recall=True)
             recall = dict(recall=float(row['graph/recall']),
                           exact_seconds=float(
@@ -227,8 +235,12 @@ def build_record(run_dir: str,
     cut = warmup_epochs if share_from_epoch is None else share_from_epoch
     after = [v for e, v in sorted(shares.items()) if e > cut]
     ticks = [c for c in clock.values() if c['event'] == 'train_epoch']
+    val_seconds = None
     if ticks:
         train_seconds = max(float(c['train_seconds']) for c in ticks)
+        last = max(clock.values(), key=lambda c: c['wall_seconds'])
+        val_seconds = round(float(last['wall_seconds'])
+                            - float(last['train_seconds']), 2)
     else:
         train_seconds = meta.get('seconds')
     losses = [r for r in rows if r['set'] == 'train' and r['metric'] == 'loss']
@@ -245,6 +257,11 @@ def build_record(run_dir: str,
         train_seconds=(round(float(train_seconds), 2)
                        if train_seconds is not None else None),
         graph_seconds=round(float(sum(graph_secs)), 2),
+        val_seconds=val_seconds,
+        iter_seconds=(round(float(np.median(iter_times)), 4)
+                      if iter_times else None),
+        data_seconds=(round(float(np.median(data_times)), 4)
+                      if data_times else None),
         graph_builds=len(graph_secs),
         graph_recall=recall or None,
         batches_per_epoch=int(batches_per_epoch), epochs=int(epochs),
