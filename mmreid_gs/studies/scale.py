@@ -35,7 +35,6 @@ import matplotlib
 import numpy as np
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
-from mmengine.runner import find_latest_checkpoint
 from mmengine.utils import ProgressBar
 
 from mmreid_gs.engine.runners import load_config
@@ -241,12 +240,9 @@ def scale_run_config(base: Config, run: Dict, preset: Dict,
 
 def _train_scale_run(cfg: Config, run_dir: str, seed: int, experiment: str,
                      meta: Dict) -> None:
-    load_from = cfg.get('load_from', None)
+    # a new run starts from the pretrained weights; a started one resumes
+    # from its own checkpoint (resume=True, load_from=None)
     _configure_run(cfg, run_dir, seed, experiment)
-    if load_from and find_latest_checkpoint(run_dir) is None:
-        # a new run starts from the pretrained weights; a started one
-        # resumes from its own checkpoint (resume=True, load_from=None)
-        cfg.resume, cfg.load_from = False, load_from
     _train_run(cfg, osp.join(run_dir, 'done.json'), meta)
 
 

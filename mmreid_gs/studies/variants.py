@@ -33,6 +33,7 @@ import matplotlib
 import numpy as np
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
+from mmengine.runner import find_latest_checkpoint
 from mmengine.utils import ProgressBar
 
 from mmreid_gs.engine.graph import load_graph_dump
@@ -151,13 +152,19 @@ def training_classes(cfg: Config):
     """Build the training set of a config.
 
     Returns:
-        tuple: ``(dataset, num_classes)``.
+        tuple: ``(dataset, num_classes)``; for an unlabelled training set
+        (pseudo-labels) the number of true identities its images carry
+        (used to describe the run, never to train), else its images.
     """
     register_all_modules(init_default_scope=True)
     dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
     labels = np.asarray(dataset.get_gt_labels(), dtype=np.int64)
     if labels.size == 0:
         raise ValueError('sampler study: the training set is empty')
+    get_true = getattr(dataset, 'get_true_labels', None)
+    true = get_true() if callable(get_true) else None
+    if true is not None:
+        return dataset, int(np.unique(true).size)
     return dataset, int(labels.max()) + 1
 
 
@@ -353,10 +360,15 @@ def record_run(records: Optional[str], run_dir: str, key: Dict,
 def _configure_run(cfg: Config, run_dir: str, seed: int,
                    experiment: str) -> None:
     """What every study run sets: its folder (resumed from its last
-    checkpoint), seed, one kept checkpoint, a quieter logger."""
+    checkpoint), seed, one kept checkpoint, a quieter logger, the
+    timeline. A config's ``load_from`` (a pretrained or source network)
+    starts a new run; a started one resumes from its own checkpoint."""
+    load_from = cfg.get('load_from', None)
     cfg.work_dir = run_dir
     cfg.resume = True
     cfg.load_from = None
+    if load_from and find_latest_checkpoint(run_dir) is None:
+        cfg.resume, cfg.load_from = False, load_from
     cfg.randomness = ConfigDict(seed=int(seed), deterministic=False)
     cfg.experiment_name = f'{experiment}_{time.time_ns()}'
     cfg.default_hooks.checkpoint = ConfigDict(
