@@ -89,6 +89,7 @@ def test_resume_skips_a_truncated_checkpoint_and_keeps_it(
     assert f'kept as {cut}.unreadable. Resuming from ' \
         f'{osp.join(work_dir, "epoch_1.pth")}' in log
     assert 'resumed epoch: 1, iter: 8' in log
+    assert 'Saving checkpoint after epoch 2' in log
     kept = open(f'{cut}.unreadable', 'rb').read()
     assert kept == data[:len(data) // 2]  # kept, byte for byte
     again = checkpoint_state(cut)
@@ -174,3 +175,23 @@ def test_test_run_keeps_the_training_config_and_names_a_folder(
     empty.mkdir()
     assert test.run_cli(test.main, [config, str(empty)]) == 2
     assert 'holds no checkpoint (*.pth)' in capsys.readouterr().err
+
+
+def test_the_header_of_a_train_and_a_test_run():
+    from mmengine.config import Config
+
+    from mmreid_gs.engine.runners import config_summary
+    cfg = Config(dict(
+        model=dict(type='QAConvReID'), work_dir='w',
+        train_dataloader=dict(batch_size=8, num_workers=1,
+                              dataset=dict(type='Market1501', data_root='m'),
+                              sampler=dict(type='GraphSampler')),
+        train_cfg=dict(max_epochs=1),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        test_cfg=dict(test_sets=dict(a=dict(), b=dict()))))
+    assert config_summary(cfg).splitlines() == [
+        'model: QAConvReID',
+        '    train: Market1501 m, batch 8 (GraphSampler), 1 epoch, 1 worker',
+        '    optimizer: SGD lr 0.1', '    test sets: a, b', '    work dir: w']
+    assert config_summary(cfg, 'test').splitlines() == [
+        'model: QAConvReID', '    test sets: a, b', '    work dir: w']
