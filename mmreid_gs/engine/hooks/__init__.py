@@ -1,5 +1,6 @@
 from .adaptive_schedule_hook import AdaptiveScheduleHook
 from .batch_lookalike_share_hook import BatchLookalikeShareHook
+from .checkpoint_hook import CheckpointHook
 from .epoch_seed_hook import EpochSeedHook
 from .graph_sampler_hook import GraphSamplerHook
 from .pseudo_label_hook import PseudoLabelHook
@@ -8,7 +9,8 @@ from .reid_visualization_hook import ReIDVisualizationHook
 from .wall_clock_hook import WallClockHook, read_clock
 
 __all__ = [
-    'AdaptiveScheduleHook', 'BatchLookalikeShareHook', 'EpochSeedHook',
+    'AdaptiveScheduleHook', 'BatchLookalikeShareHook', 'CheckpointHook',
+    'EpochSeedHook',
     'GraphSamplerHook', 'PseudoLabelHook', 'ReIDLoggerHook',
     'ReIDVisualizationHook',
     'WallClockHook', 'read_clock'
