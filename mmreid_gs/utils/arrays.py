@@ -35,3 +35,35 @@ def to_numpy(x, dtype: Optional[np.dtype] = None,
         raise TypeError(f'{name} must be a numpy array, a torch tensor or a '
                         f'sequence of numbers, got {type(x).__name__}: '
                         f'{err}') from err
+
+
+def stable_topk(rows: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` smallest entries of each row, in stable order
+    (ties to the smaller index).
+
+    Equal to ``np.argsort(rows, axis=1, kind='stable')[:, :k]``, in about
+    ``O(n)`` a row instead of ``O(n log n)`` (an ``argpartition``, then the
+    ``k`` kept entries sorted; rows with ties at the k-th value redone).
+
+    Args:
+        rows (np.ndarray): [b, n] values.
+        k (int): Entries to keep, >= 1 (all n when larger).
+
+    Returns:
+        np.ndarray: [b, min(k, n)] int64 column indices, smallest first.
+    """
+    n = rows.shape[1]
+    if k >= n:
+        return np.argsort(rows, axis=1, kind='stable')
+    part = np.argpartition(rows, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(rows, part, axis=1)
+    kth = vals.max(axis=1, keepdims=True)
+    # with more than k entries <= the k-th value, the tied entries kept by
+    # argpartition may not be the lowest-index ones: redo those rows
+    ambiguous = np.count_nonzero(rows <= kth, axis=1) > k
+    order = np.lexsort((part, vals), axis=1)
+    top = np.take_along_axis(part, order, axis=1)
+    if ambiguous.any():
+        top[ambiguous] = np.argsort(
+            rows[ambiguous], axis=1, kind='stable')[:, :k]
+    return top

@@ -1,6 +1,7 @@
 """:func:`build_class_graph`, the one entry point of the class graph: the
 exact graph (:mod:`.exact`) or, with ``num_candidates``, the two-stage graph
-(:mod:`.candidates`) where it is predicted clearly cheaper."""
+(:mod:`.candidates`, on :mod:`mmreid_gs.two_stage`) where it is predicted
+clearly cheaper."""
 import logging
 from typing import Callable, Optional, Sequence, Tuple, Union
 
@@ -8,10 +9,10 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor
 
+from mmreid_gs.two_stage.second_stage import resolve_pair_matcher
 from .candidates import (_check_candidate_fn, _rescore_candidates,
                          _resolve_num_candidates, candidate_classes,
-                         candidates_decision, resolve_pair_matcher,
-                         union_blocks, union_decision)
+                         candidates_decision, union_blocks, union_decision)
 from .exact import (SCORE_BLOCK_BYTES, Matcher, _check_num_neighbors,
                     _exact_rows, _resolve_rows, resolve_groups)
 

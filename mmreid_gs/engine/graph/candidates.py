@@ -1,241 +1,43 @@
 """The two-stage class graph: a cheap proxy proposes candidate classes
 (``'gap'``: cosine of pooled maps, ``'pooled'``: QAConv on 2x2-pooled maps,
 or a callable), the matcher re-scores only those, and a cost model from the
-feature shape decides whether that is cheaper than the exact graph."""
-import collections
+feature shape decides whether that is cheaper than the exact graph.
+
+The two stages themselves (proxies, top-N candidates, exact scores of the
+candidates, union grouping, per-pair costs) are those of
+:mod:`mmreid_gs.two_stage`, shared with the shortlisted test; this module
+holds what is the class graph's own: classes as their own candidates' rows
+(self excluded, candidates by class index), its budgets, and the decision
+between the two-stage and the exact graph."""
 import math
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from mmreid_gs.two_stage.cost import (MIN_TWO_STAGE_SPEEDUP,
+                                      matcher_pair_macs, proxy_pair_macs,
+                                      two_stage_cost_ratio)
+from mmreid_gs.two_stage.proxy import PROXIES, proxy_candidates
+from mmreid_gs.two_stage.second_stage import (score_candidates, union_groups,
+                                              union_pairs)
 from mmreid_gs.utils.contract import takes_index
-from mmreid_gs.utils.thread_state import (cpu_workers, run_in_workers,
-                                         uses_cpu_paths)
 from .exact import Matcher, _check_scores, _resolve_rows
 
-# ---------------------------------------------------------------- proxies
-def _gap_prepare(features: Tensor) -> Tensor:
-    """Global average pooling over locations, then L2 normalisation."""
-    pooled = features.flatten(2).mean(dim=2) if features.dim() > 2 \
-        else features
-    return F.normalize(pooled.float(), dim=1)
+# names of the shared home that callers still import from here
+from mmreid_gs.two_stage.cost import (  # noqa: E402,F401
+    PAIR_OVERHEAD_MACS, POOLED_MAC_PENALTY, SECOND_STAGE_PENALTY)
+from mmreid_gs.two_stage.proxy import pooled_blocks as _pooled_blocks  # noqa
+from mmreid_gs.two_stage.proxy import \
+    pooled_proxy_features as _pooled_prepare  # noqa: E402,F401
+from mmreid_gs.two_stage.proxy import \
+    pooled_proxy_scores as _pooled_score  # noqa: E402,F401
+from mmreid_gs.two_stage.second_stage import \
+    resolve_pair_matcher  # noqa: E402,F401
 
-
-def _gap_score(q: Tensor, g: Tensor) -> Tensor:
-    return q @ g.t()
-
-
-def _pooled_prepare(features: Tensor) -> Tensor:
-    """2x2 average pooling of the maps and L2 normalisation per location.
-
-    Returns:
-        Tensor: [C, c, L] with L = ceil(h/2) * ceil(w/2) locations.
-    """
-    if features.dim() != 4:
-        raise ValueError("candidate_fn='pooled' needs feature maps "
-                         f'[C, c, h, w]; got shape {list(features.shape)}.')
-    pooled = F.avg_pool2d(features.float(), 2, ceil_mode=True)
-    return F.normalize(pooled.flatten(2), dim=1)
-
-
-#: Pooled-proxy blocks on the CPU: queries, and similarities of one GEMM
-#: (4 MiB of float32, cache-sized).
-CPU_POOLED_QUERIES, CPU_POOLED_SIMS = 8, 2**20
-#: Pooled-proxy blocks on an accelerator: large GEMMs (256 MiB of float32
-#: similarities; the reductions add a quarter of that at most).
-ACCEL_POOLED_QUERIES, ACCEL_POOLED_SIMS = 64, 2**26
-
-
-def _pooled_blocks(nq: int, loc: int,
-                   device: torch.device) -> Tuple[int, int]:
-    """``(query, gallery)`` items per GEMM of the pooled proxy.
-
-    Args:
-        nq (int): Query rows to score.
-        loc (int): Pooled locations per map L (similarities per pair: L^2).
-        device (torch.device): Where the scores are computed
-            (:func:`~mmreid_gs.utils.thread_state.uses_cpu_paths`).
-
-    Returns:
-        tuple[int, int]: at most ``CPU_POOLED_QUERIES`` queries x
-        ``CPU_POOLED_SIMS`` similarities on the CPU, ``ACCEL_POOLED_*``
-        elsewhere (at least one gallery item).
-    """
-    if uses_cpu_paths(device):
-        queries, sims = CPU_POOLED_QUERIES, CPU_POOLED_SIMS
-    else:
-        queries, sims = ACCEL_POOLED_QUERIES, ACCEL_POOLED_SIMS
-    q_blk = max(1, min(nq, queries))
-    return q_blk, max(1, sims // (q_blk * loc * loc))
-
-
-def _pooled_rows(q: Tensor, g2t: Tensor, out: Tensor) -> None:
-    """Pooled scores of queries ``q`` [nq, c, L] against the gallery laid
-    out for the GEMM (``g2t`` [c, ng * L]), into ``out`` [nq, ng], in
-    blocks of :func:`_pooled_blocks` (one GEMM each)."""
-    nq, c, loc = q.shape
-    ng = g2t.shape[1] // loc
-    q2 = q.transpose(1, 2).reshape(nq * loc, c)
-    q_blk, g_blk = _pooled_blocks(nq, loc, q.device)
-    for i in range(0, nq, q_blk):
-        qi = min(q_blk, nq - i)
-        for j in range(0, ng, g_blk):
-            gj = min(g_blk, ng - j)
-            sim = torch.mm(q2[i * loc:(i + qi) * loc],
-                           g2t[:, j * loc:(j + gj) * loc]).view(
-                               qi, loc, gj, loc)
-            out[i:i + qi, j:j + gj] = sim.amax(3).mean(1) + sim.amax(1).mean(2)
-
-
-def _pooled_score(q: Tensor, g: Tensor) -> Tensor:
-    """Unweighted QAConv on pooled maps: mean over query locations of the
-    best gallery location plus the converse.
-
-    On the CPU with several intra-op threads, the query rows are split
-    over as many worker threads, each running single-threaded GEMMs and
-    reductions (as the QAConv kernels do): splitting every small GEMM and
-    max reduction over the threads instead cost 2-7x more time with two
-    threads on a loaded machine (docs/benchmarks.md).
-
-    Args:
-        q (Tensor): [nq, c, L] prepared query maps.
-        g (Tensor): [ng, c, L] prepared gallery maps.
-
-    Returns:
-        Tensor: [nq, ng] float32 scores.
-    """
-    nq, c, loc = q.shape
-    ng = g.shape[0]
-    out = q.new_empty(nq, ng)
-    g2t = g.transpose(1, 2).reshape(ng * loc, c).t()
-    step = _pooled_blocks(nq, loc, q.device)[0]
-    workers = max(1, min(cpu_workers(q.device), math.ceil(nq / step)))
-    bounds = [step * (math.ceil(nq / step) * k // workers)
-              for k in range(workers)] + [nq]
-
-    def run(rows):
-        _pooled_rows(q[rows[0]:rows[1]], g2t, out[rows[0]:rows[1]])
-
-    run_in_workers(run, list(zip(bounds, bounds[1:])))
-    return out
-
-
-#: Named first-stage proxies: name -> (prepare(features), score(q, g)).
-#: ``'gap'`` (default): cosine of global-average-pooled, L2-normalised maps
-#: (C^2 * c work, negligible next to QAConv).
-#: ``'pooled'``: unweighted QAConv max matching on 2x2-pooled maps (16x
-#: fewer FLOPs per pair than QAConv on 24x8 maps, about 4x less time on CPU):
-#: better recall than ``'gap'`` for the same N, but its C^2 pairs dominate
-#: the cost for large C.
-#: Measured on CPU (tools/analysis_tools/benchmark_graph.py, C=3000,
-#: N=300, 15 neighbours, QAConvHead): ``'gap'`` recall 0.983 at 6.4x less
-#: CPU time than exact; ``'pooled'`` recall 0.997 at 4.2x.
-CANDIDATE_FUNCTIONS = {
-    'gap': (_gap_prepare, _gap_score),
-    'pooled': (_pooled_prepare, _pooled_score),
-}
-
-
-# ------------------------------------------------------------ cost model
-#: Cost of scoring one pair beyond its multiply-adds (writing the score,
-#: its share of the running top-k), in multiply-adds; measured on CPU: the
-#: ``'gap'`` proxy on 32-64 channels costs about 18 ns a pair, as much as
-#: 500-600 multiply-adds of the QAConv kernels.
-PAIR_OVERHEAD_MACS = 512
-#: Multiply-adds of the ``'pooled'`` proxy cost this many times those of
-#: the matcher (less efficient GEMM shapes and reductions; measured 1.6-1.8
-#: on 8x4 and 24x8 maps, one thread).
-POOLED_MAC_PENALTY = 2.0
-#: A re-scored candidate pair of the second stage costs this many exact
-#: pairs (gathering, smaller blocks; measured 1.4-1.8 with one thread, 2-3
-#: with two threads on a loaded machine).
-SECOND_STAGE_PENALTY = 3.0
-#: The two-stage graph is used only when predicted at least this many
-#: times cheaper than the exact graph.
-MIN_TWO_STAGE_SPEEDUP = 1.5
-
-
-def matcher_pair_macs(item_shape: Sequence[int]) -> float:
-    """Predicted cost of one matcher pair, in multiply-adds.
-
-    Feature maps ``[c, h, w]`` (any ``[c, *locations]``) are scored like
-    QAConv, every query location against every gallery location
-    (``c * (h w)^2``); embeddings ``[d]`` like a cosine (``d``). Plus
-    :data:`PAIR_OVERHEAD_MACS`.
-
-    Args:
-        item_shape (Sequence[int]): Shape of one class's feature,
-            ``features.shape[1:]``.
-
-    Returns:
-        float: Multiply-add equivalents per pair.
-    """
-    item_shape = [int(v) for v in item_shape]
-    locs = math.prod(item_shape[1:])
-    channels = item_shape[0] if item_shape else 1
-    macs = channels * locs * locs if len(item_shape) > 1 else channels
-    return float(macs + PAIR_OVERHEAD_MACS)
-
-
-def proxy_pair_macs(item_shape: Sequence[int],
-                    candidate_fn: Union[str, Matcher, None]
-                    ) -> Optional[float]:
-    """Predicted cost of one first-stage pair, in multiply-adds.
-
-    ``'gap'`` (or None): a cosine of ``c`` channels; ``'pooled'``: QAConv
-    on 2x2-pooled maps (``c * (ceil(h/2) ceil(w/2))^2``) times
-    :data:`POOLED_MAC_PENALTY`; both plus :data:`PAIR_OVERHEAD_MACS`.
-
-    Args:
-        item_shape (Sequence[int]): ``features.shape[1:]``.
-        candidate_fn (str | callable | None): The proxy.
-
-    Returns:
-        float | None: Multiply-add equivalents per pair; None for a callable
-        proxy, whose cost cannot be known.
-    """
-    if candidate_fn is not None and not isinstance(candidate_fn, str):
-        return None
-    item_shape = [int(v) for v in item_shape]
-    channels = item_shape[0] if item_shape else 1
-    if candidate_fn == 'pooled':
-        locs = math.prod(math.ceil(v / 2) for v in item_shape[1:])
-        macs = POOLED_MAC_PENALTY * channels * locs * locs
-    else:
-        macs = channels
-    return float(macs + PAIR_OVERHEAD_MACS)
-
-
-def two_stage_cost_ratio(item_shape: Sequence[int], num_classes: int,
-                         num_candidates: int,
-                         candidate_fn: Union[str, Matcher, None]
-                         ) -> Optional[float]:
-    """Predicted cost of the two-stage graph over that of the exact one.
-
-    Exact: ``C^2`` matcher pairs. Two-stage: ``C^2`` proxy pairs plus
-    ``C * N`` re-scored pairs at :data:`SECOND_STAGE_PENALTY` matcher pairs
-    each (per class row, so the same ratio for any ``rows``)::
-
-        ratio = proxy / matcher + SECOND_STAGE_PENALTY * N / C
-
-    Args:
-        item_shape (Sequence[int]): ``features.shape[1:]``.
-        num_classes (int): C.
-        num_candidates (int): N, candidates per class.
-        candidate_fn (str | callable | None): The proxy.
-
-    Returns:
-        float | None: The ratio (< 1: the two-stage graph is predicted
-        cheaper); None for a callable proxy.
-    """
-    proxy = proxy_pair_macs(item_shape, candidate_fn)
-    if proxy is None:
-        return None
-    return (proxy / matcher_pair_macs(item_shape) +
-            SECOND_STAGE_PENALTY * num_candidates / max(1, num_classes))
+#: The class graph's first-stage proxies: :data:`mmreid_gs.two_stage.PROXIES`
+#: (name -> (prepare(features), score(q, g))).
+CANDIDATE_FUNCTIONS = PROXIES
 
 
 def _resolve_num_candidates(num_candidates: Union[int, float],
@@ -292,32 +94,16 @@ def candidate_classes(features: Tensor,
     """
     num_classes = features.shape[0]
     rows = _resolve_rows(rows, num_classes)
-    if candidate_fn is None:
-        candidate_fn = 'gap'
-    if isinstance(candidate_fn, str):
-        if candidate_fn not in CANDIDATE_FUNCTIONS:
-            raise ValueError(
-                f'Unknown candidate_fn {candidate_fn!r}; use one of '
-                f'{sorted(CANDIDATE_FUNCTIONS)} or a callable.')
-        prepare, score = CANDIDATE_FUNCTIONS[candidate_fn]
-        prepared = prepare(features)
-    elif callable(candidate_fn):
+    _check_candidate_fn(features, candidate_fn)
+    if callable(candidate_fn):
         prepared, score = features, candidate_fn
     else:
-        raise ValueError('candidate_fn must be a name or a callable; got '
-                         f'{type(candidate_fn).__name__}.')
-    out = []
-    for i in range(0, rows.numel(), max(1, int(block_size))):
-        blk = rows[i:i + block_size].to(features.device)
-        s = _check_scores(score(prepared[blk], prepared), blk.numel(),
-                          num_classes, 'candidate_fn')
-        s[torch.arange(blk.numel(), device=s.device), blk] = -math.inf
-        # unsorted top-k (half the time of a sorted one), then by class index
-        out.append(s.topk(num_candidates, dim=1, sorted=False).indices.sort(
-            dim=1).values)
-    if not out:
-        return torch.empty(0, num_candidates, dtype=torch.long)
-    return torch.cat(out)
+        prepare, score = CANDIDATE_FUNCTIONS[candidate_fn or 'gap']
+        prepared = prepare(features)
+    return proxy_candidates(
+        prepared, prepared, num_candidates, score, block_size, rows,
+        exclude_self=True, by_index=True,
+        check=lambda s, nq, ng: _check_scores(s, nq, ng, 'candidate_fn'))
 
 
 def _check_candidate_fn(features: Tensor,
@@ -338,50 +124,9 @@ def _check_candidate_fn(features: Tensor,
                          f'[C, c, h, w]; got shape {list(features.shape)}.')
 
 
-def resolve_pair_matcher(matcher: Matcher,
-                         pair_matcher: Optional[Callable] = None
-                         ) -> Optional[Callable]:
-    """The batched second-stage scorer to use with ``matcher``.
-
-    The protocol: an explicit ``pair_matcher`` wins; else a matcher that
-    carries its own ``match_pairs`` attribute (a callable object, e.g. a
-    model or a head passed whole); else a bound ``match`` method of an
-    object with a callable ``match_pairs`` (``head.match``, ``model.match``:
-    the documented call ``build_class_graph(feats, head.match, ...)``).
-    ``match_pairs`` must give the scores of ``match`` for each query
-    against its own gallery list; ``None`` (a model whose head has none)
-    means there is none.
-
-    Args:
-        matcher (callable): The all-pairs matcher.
-        pair_matcher (callable, optional): An explicit pair scorer.
-
-    Returns:
-        callable | None: ``fn(q [n, ...], g [n, m, ...]) -> [n, m]``.
-    """
-    if pair_matcher is not None:
-        return pair_matcher
-    own = getattr(matcher, 'match_pairs', None)
-    if callable(own):
-        return own
-    owner = getattr(matcher, '__self__', None)
-    func = getattr(matcher, '__func__', None)
-    if owner is not None and getattr(func, '__name__', None) == 'match':
-        fn = getattr(owner, 'match_pairs', None)
-        if callable(fn):
-            return fn
-    return None
-
-
 #: Rows per call of a pair scorer that takes ``index`` (its memory is the
 #: [rows, N] scores and one cache-sized gathered block per worker).
 PAIR_INDEX_ROWS = 4096
-
-
-#: The union second stage grows a block of classes while at least this
-#: share of the pairs it scores are candidate pairs (the rest is scored
-#: only because another class of the block needs that column).
-MIN_UNION_EFFICIENCY = 0.5
 
 
 def union_blocks(rows: Tensor, cands: Tensor, num_classes: int,
@@ -389,12 +134,9 @@ def union_blocks(rows: Tensor, cands: Tensor, num_classes: int,
     """Blocks of classes for the union second stage (no pair scorer):
     ``matcher(features[block], features[union of their candidates])``.
 
-    Classes are visited along the candidate graph (a class, then its own
-    candidates that still wait, best kept together), so that a block holds
-    classes whose candidate lists overlap; a class joins the block while the
-    candidate pairs stay at least :data:`MIN_UNION_EFFICIENCY` of the
-    block's ``rows x union`` pairs (and the block has at most ``max_rows``
-    classes).
+    :func:`~mmreid_gs.two_stage.union_groups` walking the candidate graph
+    (every row is a class, so a block holds classes whose candidate lists
+    overlap), at most ``max_rows`` classes a block.
 
     Args:
         rows (Tensor): [R] class of every row.
@@ -406,47 +148,8 @@ def union_blocks(rows: Tensor, cands: Tensor, num_classes: int,
         list[tuple[Tensor, Tensor]]: ``(positions in rows [b], union [u])``
         per block, every row in exactly one block.
     """
-    num_rows, n = cands.shape
-    cand = cands.cpu().numpy()
-    pos_of = np.full(num_classes, -1, dtype=np.int64)
-    pos_of[rows.cpu().numpy()] = np.arange(num_rows)
-    waiting = np.ones(num_rows, dtype=bool)
-    in_union = np.zeros(num_classes, dtype=bool)
-    # a block stops looking after this many refused classes
-    patience = 32
-    blocks = []
-    for seed in range(num_rows):
-        if not waiting[seed]:
-            continue
-        members, union_size, refused = [seed], n, 0
-        waiting[seed] = False
-        in_union[:] = False
-        in_union[cand[seed]] = True
-        frontier = collections.deque([seed])
-        while frontier and len(members) < max_rows and refused < patience:
-            nxt = pos_of[cand[frontier.popleft()]]
-            for r in nxt[nxt >= 0][waiting[nxt[nxt >= 0]]]:
-                if len(members) >= max_rows or refused >= patience:
-                    break
-                if not waiting[r]:
-                    continue
-                new = int(np.count_nonzero(~in_union[cand[r]]))
-                if n < MIN_UNION_EFFICIENCY * (union_size + new):
-                    refused += 1
-                    continue
-                members.append(int(r))
-                waiting[r] = False
-                in_union[cand[r]] = True
-                union_size += new
-                frontier.append(int(r))
-        blocks.append((torch.tensor(members, dtype=torch.long),
-                       torch.from_numpy(np.flatnonzero(in_union))))
-    return blocks
-
-
-def union_pairs(blocks: Sequence[Tuple[Tensor, Tensor]]) -> int:
-    """Matcher pairs the union second stage scores for ``blocks``."""
-    return sum(int(p.numel()) * int(u.numel()) for p, u in blocks)
+    return union_groups(cands, num_classes, max_rows=max_rows,
+                        row_items=rows)
 
 
 #: What one call of the union second stage costs beyond its pairs (call,
@@ -507,47 +210,20 @@ def _rescore_candidates(features: Tensor, rows: Tensor, cands: Tensor,
     Returns:
         Tensor: float [R, N] scores on the features' device.
     """
-    num_classes = features.shape[0]
-    num_rows, n = cands.shape
-    dev = features.device
-    out = torch.empty(num_rows, n, dtype=torch.float32, device=dev)
-    if pair_matcher is not None and takes_index(pair_matcher):
-        # the scorer gathers each row's candidates itself, block by block
-        step = max(1, PAIR_INDEX_ROWS)
-        for i in range(0, num_rows, step):
-            r = rows[i:i + step].to(dev)
-            out[i:i + step] = _check_scores(
-                pair_matcher(features[r], features,
-                             index=cands[i:i + step].to(dev)), r.numel(), n,
-                'pair_matcher')
-        return out
-    if pair_matcher is not None:
-        item = features[0].numel() * features.element_size()
-        step = max(1, min(block_size, PAIR_GATHER_BYTES // max(1, n * item)))
+    if pair_matcher is not None and not takes_index(pair_matcher) and \
+            features.dim() == 4:
         # maps gathered from channels-last copies reach the GEMM unpermuted
-        gallery = features.contiguous(memory_format=torch.channels_last) \
-            if features.dim() == 4 else features
-        for i in range(0, num_rows, step):
-            r = rows[i:i + step].to(dev)
-            c = cands[i:i + step].to(dev)
-            out[i:i + step] = _check_scores(
-                pair_matcher(features[r], gallery[c]), r.numel(), n,
-                'pair_matcher')
-        return out
-    if blocks is None:
-        blocks = union_blocks(rows, cands, num_classes, block_size)
-    col = torch.full((num_classes, ), -1, dtype=torch.long, device=dev)
-    for pos, union in blocks:
-        # every index on the device of the tensor it indexes (`rows` is on
-        # the CPU, `cands` where the proxy ran, `out` on the features')
-        block_rows = rows[pos.to(rows.device)].to(dev)
-        block_cands = cands[pos.to(cands.device)].to(dev)
-        pos, union = pos.to(dev), union.to(dev)
-        s = _check_scores(matcher(features[block_rows], features[union]),
-                          pos.numel(), union.numel(), 'matcher')
-        col[union] = torch.arange(union.numel(), device=dev)
-        out[pos] = s.gather(1, col[block_cands])
-    return out
+        gallery = features.contiguous(memory_format=torch.channels_last)
+    else:
+        gallery = features
+    if blocks is None and pair_matcher is None:
+        blocks = union_blocks(rows, cands, features.shape[0], block_size)
+    scores = score_candidates(features, gallery, cands, matcher, pair_matcher,
+                              query_rows=rows, groups=blocks,
+                              gather_bytes=PAIR_GATHER_BYTES,
+                              index_rows=PAIR_INDEX_ROWS,
+                              max_gather_rows=block_size)
+    return torch.nan_to_num(scores, nan=-math.inf)
 
 
 def candidates_decision(features: Tensor, num_candidates: Optional[int],

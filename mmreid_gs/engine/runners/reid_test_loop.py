@@ -84,10 +84,10 @@ from mmengine.runner import BaseLoop, autocast
 from torch.utils.data import DataLoader
 
 from mmreid_gs.evaluation.functional.shortlist import (check_shortlist,
-                                                       proxy_features,
                                                        shortlist_recall,
                                                        shortlisted_scores)
 from mmreid_gs.registry import LOOPS
+from mmreid_gs.two_stage.proxy import proxy_features
 from mmreid_gs.utils.arrays import to_numpy
 from mmreid_gs.utils.contract import check_reid_model
 from mmreid_gs.utils.dist import all_gather_rows, broadcast_from_rank0
@@ -198,8 +198,8 @@ def matching_device_bytes(num_query: int,
     - shortlisted (:meth:`score_shortlisted`, ``shortlisted_scores`` on
       host features), ``proxy``: a gallery block and the gallery proxy
       ``[g, c]`` float32; ``shortlist``: the proxy, a block of ``rows``
-      queries (``shortlist._proxy_rows(g)``), their ``[rows, g]`` cosines
-      and top-N, and every query's list ``[q, N]`` int64; ``match``
+      queries (``shortlist.proxy_block_rows(g)``), their ``[rows, g]``
+      cosines and top-N, and every query's list ``[q, N]`` int64; ``match``
       (``score_shortlist_blocks``): the lists, their in-block mask, the
       exact ``[q, N]`` float32 scores, a gallery block
       (``shortlist.DEVICE_GALLERY_BYTES``), a query block
@@ -243,7 +243,7 @@ def matching_device_bytes(num_query: int,
         phases['match'] = sum(out.values())
     else:
         n = int(shortlist)
-        rows = min(q, sl._proxy_rows(g))
+        rows = min(q, sl.proxy_block_rows(g))
         g_step = max(1, min(g, sl.DEVICE_GALLERY_BYTES // item))
         q_step = max(1, min(q, sl.DEVICE_QUERY_BYTES // item))
         out = dict(proxy=g * item_shape[0] * 4, gallery_block=g_step * item,

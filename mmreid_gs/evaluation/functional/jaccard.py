@@ -33,9 +33,9 @@ from typing import Iterator, Tuple, Union
 
 import numpy as np
 
-from mmreid_gs.utils.arrays import to_numpy
-from .rerank import (InvertedIndex, _check_int, _stable_topk,
-                     expanded_reciprocal_sets, local_query_expansion)
+from mmreid_gs.utils.arrays import stable_topk, to_numpy
+from .rerank import (InvertedIndex, _check_int, expanded_reciprocal_sets,
+                     local_query_expansion)
 
 # Bytes of the float64 temporaries of one block of rows.
 _BLOCK_BYTES = 64 << 20
@@ -129,7 +129,7 @@ def _encoding(src, k1: int, k2: int) -> Tuple[np.ndarray, ...]:
     rank = np.empty((n, k_rank), dtype=np.int64)
     step = max(1, _BLOCK_BYTES // (n * 8))
     for s in range(0, n, step):
-        rank[s:s + step] = _stable_topk(src.rows(s, min(n, s + step)),
+        rank[s:s + step] = stable_topk(src.rows(s, min(n, s + step)),
                                         k_rank)
     v_row, v_col = expanded_reciprocal_sets(rank, k_rank, k_half)
     d = src.pairs(v_row, v_col)

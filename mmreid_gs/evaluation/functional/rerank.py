@@ -35,7 +35,7 @@ variant that unsupervised re-ID clusters on.
 
 import numpy as np
 
-from mmreid_gs.utils.arrays import to_numpy
+from mmreid_gs.utils.arrays import stable_topk, to_numpy
 
 # Rows of the normalised matrix handled at once (bounded temporaries).
 _ROW_BLOCK_BYTES = 64 << 20
@@ -71,28 +71,6 @@ def _normalised_rows(dist: np.ndarray, col_max: np.ndarray, start: int,
         out[:, j:j + _TILE] = dist[j:j + _TILE, start:stop].T
     out /= col_max[start:stop, None]
     return out
-
-
-def _stable_topk(rows: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` smallest entries of each row, in stable order.
-
-    Equal to ``np.argsort(rows, axis=1, kind='stable')[:, :k]``.
-    """
-    n = rows.shape[1]
-    if k >= n:
-        return np.argsort(rows, axis=1, kind='stable')
-    part = np.argpartition(rows, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(rows, part, axis=1)
-    kth = vals.max(axis=1, keepdims=True)
-    # with more than k entries <= the k-th value, the tied entries kept by
-    # argpartition may not be the lowest-index ones: redo those rows
-    ambiguous = np.count_nonzero(rows <= kth, axis=1) > k
-    order = np.lexsort((part, vals), axis=1)
-    top = np.take_along_axis(part, order, axis=1)
-    if ambiguous.any():
-        top[ambiguous] = np.argsort(
-            rows[ambiguous], axis=1, kind='stable')[:, :k]
-    return top
 
 
 class _RowSets:
@@ -334,7 +312,7 @@ def re_ranking(distmat_all,
     for s in range(0, n, rows_per_block):
         e = min(n, s + rows_per_block)
         rows = _normalised_rows(dist, col_max, s, e)
-        rank[s:e] = _stable_topk(rows, k_top)
+        rank[s:e] = stable_topk(rows, k_top)
         if s < q:
             original_qg[s:min(e, q)] = rows[:min(e, q) - s, q:]
     if lambda_value == 1.0:

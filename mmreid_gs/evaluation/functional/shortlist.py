@@ -7,6 +7,9 @@ multiply-adds a pair; at MSMT17 size (11,659 queries x 82,161 gallery maps
 of 64x24x8, 958 M pairs) that is hours on a CPU (about 4.6 h on 2 cores at
 the rate of docs/benchmarks.md). Shortlisting keeps it usable:
 
+The two stages are those of :mod:`mmreid_gs.two_stage` (shared with the
+two-stage class graph); this module holds the shortlist's own steps:
+
 1. **Proxy** (:func:`proxy_features`): every map is average-pooled over its
    locations and L2-normalised, ``[n, c, h, w] -> [n, c]``; the proxy
    similarity of a pair is the cosine of the pooled vectors (one GEMM,
@@ -43,30 +46,24 @@ Ties: the proxy's ``topk`` keeps an arbitrary one of several gallery items
 tied at the N-th proxy value; everything else is deterministic.
 """
 import math
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from mmreid_gs.utils.arrays import to_numpy
-from mmreid_gs.utils.contract import takes_index
+# proxy_features, proxy_similarity and union_groups are also imported from
+# here by callers
+from mmreid_gs.two_stage.proxy import (proxy_candidates,  # noqa: F401
+                                       proxy_features, proxy_similarity,
+                                       top_candidates)
+from mmreid_gs.two_stage.second_stage import (  # noqa: F401
+    GATHER_BYTES, Matcher, check_block, score_candidates, union_groups)
+from mmreid_gs.utils.arrays import stable_topk, to_numpy
 from mmreid_gs.utils.errors import ConfigError
-from .rerank import _stable_topk
 
-Matcher = Callable[[Tensor, Tensor], Tensor]
-
-#: Bytes of the gallery features gathered for one exact call (a pair
-#: scorer's ``[n, N, ...]`` lists, or the union of a group's shortlists).
-GATHER_BYTES = 64 * 2**20
 #: Bytes of one ``[rows, g]`` float32 block of proxy similarities.
 PROXY_BLOCK_BYTES = 64 * 2**20
-#: A query joins a union group while its shortlist pairs are at least this
-#: share of the pairs the group's ``match`` call scores.
-MIN_UNION_EFFICIENCY = 0.5
-#: Queries per union group at most.
-MAX_UNION_ROWS = 64
 #: Bytes of gallery features, and of query features, moved to the device
 #: at a time when the features stay in host memory
 #: (:func:`score_shortlist_blocks`): the gallery is moved once, in blocks,
@@ -99,38 +96,9 @@ def check_shortlist(value, name: str = 'test_cfg.shortlist') -> Optional[int]:
     return int(value)
 
 
-def proxy_features(feats: Tensor) -> Tensor:
-    """The global proxy of feature maps: average over the locations, then
-    L2 normalisation.
-
-    Args:
-        feats (Tensor): [n, c, h, w] maps (any [n, c, *locations]), or
-            [n, d] vectors (only normalised).
-
-    Returns:
-        Tensor: [n, c] float32 unit vectors on the features' device; the
-        proxy similarity of two items is their dot product (a cosine).
-    """
-    if feats.dim() < 2:
-        raise ValueError('proxy_features needs features [n, c, ...], got '
-                         f'shape {list(feats.shape)}')
-    with torch.autocast(feats.device.type, enabled=False):
-        pooled = feats.flatten(2).float().mean(dim=2) if feats.dim() > 2 \
-            else feats.float()
-        return F.normalize(pooled, dim=1)
-
-
-def proxy_similarity(query_proxy: Tensor, gallery_proxy: Tensor,
-                     out: Optional[Tensor] = None) -> Tensor:
-    """Proxy cosines ``[b, g]`` of a block of queries (float32, autocast
-    off), written into ``out`` when given."""
-    with torch.autocast(query_proxy.device.type, enabled=False):
-        return torch.matmul(query_proxy.float(), gallery_proxy.float().t(),
-                            out=out)
-
-
-def _proxy_rows(num_gallery: int) -> int:
-    """Query rows of one proxy block."""
+def proxy_block_rows(num_gallery: int) -> int:
+    """Query rows of one ``[rows, g]`` block of proxy similarities
+    (:data:`PROXY_BLOCK_BYTES`, at most 1024)."""
     return max(1, min(1024, PROXY_BLOCK_BYTES // (4 * max(1, num_gallery))))
 
 
@@ -159,86 +127,10 @@ def shortlist_indices(query_proxy: Tensor,
         similarity, on the proxies' device.
     """
     num = _check_num(num, gallery_proxy.shape[0])
-    step = int(block_rows or _proxy_rows(gallery_proxy.shape[0]))
-    out = []
-    for i in range(0, query_proxy.shape[0], step):
-        sim = proxy_similarity(query_proxy[i:i + step], gallery_proxy)
-        out.append(sim.topk(num, dim=1).indices)
-    if not out:
-        return torch.empty(0, num, dtype=torch.long,
-                           device=query_proxy.device)
-    return torch.cat(out)
-
-
-def union_groups(shortlist: Tensor,
-                 num_gallery: int,
-                 max_union: Optional[int] = None,
-                 max_rows: int = MAX_UNION_ROWS,
-                 min_efficiency: float = MIN_UNION_EFFICIENCY
-                 ) -> List[Tuple[Tensor, Tensor]]:
-    """Groups of queries to score with one ``matcher`` call each, against
-    the union of their shortlists (when the model has no pair scorer).
-
-    The queries are visited ordered by their proxy-best gallery item (so
-    that queries of one identity, whose shortlists overlap, come together);
-    a query joins the current group while the union stays at most
-    ``N / min_efficiency`` items (at least that share of the scored pairs
-    are shortlist pairs), at most ``max_union`` items and the group at most
-    ``max_rows`` queries.
-
-    Args:
-        shortlist (Tensor): [b, N] gallery indices of each query.
-        num_gallery (int): g.
-        max_union (int, optional): Items of a union at most (at least N).
-        max_rows (int): Queries of a group at most.
-        min_efficiency (float): See above, in (0, 1].
-
-    Returns:
-        list[tuple[Tensor, Tensor]]: ``(rows [r], union [u])`` LongTensors
-        on the CPU, every query in exactly one group, unions sorted.
-    """
-    num_rows, n = shortlist.shape
-    if num_rows == 0:
-        return []
-    cap = int(n / min_efficiency)
-    if max_union is not None:
-        cap = min(cap, int(max_union))
-    cap = max(cap, n)
-    sl = shortlist.cpu().numpy()
-    order = np.argsort(sl[:, 0], kind='stable')
-    in_union = np.zeros(num_gallery, dtype=bool)
-    groups, rows, members = [], [], []
-
-    def close():
-        union = np.concatenate(members)
-        union = np.unique(union)
-        in_union[union] = False
-        groups.append((torch.from_numpy(np.asarray(rows, dtype=np.int64)),
-                       torch.from_numpy(union.astype(np.int64))))
-
-    size = 0
-    for r in order:
-        items = sl[r]
-        new = int(np.count_nonzero(~in_union[items]))
-        if rows and (len(rows) >= max_rows or size + new > cap):
-            close()
-            rows, members, size = [], [], 0
-            new = n
-        rows.append(int(r))
-        members.append(items[~in_union[items]])
-        in_union[items] = True
-        size += new
-    close()
-    return groups
-
-
-def _check_block(scores: Tensor, rows: int, cols: int, who: str) -> Tensor:
-    if not isinstance(scores, Tensor) or tuple(scores.shape) != (rows, cols):
-        shape = tuple(scores.shape) if isinstance(scores, Tensor) else \
-            type(scores).__name__
-        raise ValueError(f'{who} returned {shape}, expected scores of shape '
-                         f'({rows}, {cols})')
-    return scores.float()
+    return proxy_candidates(
+        query_proxy, gallery_proxy, num,
+        block_rows=int(block_rows or
+                       proxy_block_rows(gallery_proxy.shape[0])))
 
 
 def score_shortlist(query: Tensor,
@@ -268,36 +160,8 @@ def score_shortlist(query: Tensor,
         Tensor: [b, N] float32 scores, ``out[i, j]`` the score of
         ``(query[i], gallery[shortlist[i, j]])``.
     """
-    num_rows, n = shortlist.shape
-    dev = gallery.device
-    out = torch.empty(num_rows, n, dtype=torch.float32, device=dev)
-    if num_rows == 0 or n == 0:
-        return out
-    item = gallery[0].numel() * gallery.element_size()
-    shortlist = shortlist.to(dev)
-    if pair_matcher is not None and takes_index(pair_matcher):
-        # the scorer gathers the lists itself, block by block
-        out[:] = _check_block(
-            pair_matcher(query, gallery, index=shortlist), num_rows, n,
-            'pair_matcher (match_pairs)')
-        return out
-    if pair_matcher is not None:
-        step = max(1, int(gather_bytes) // max(1, n * item))
-        for i in range(0, num_rows, step):
-            idx = shortlist[i:i + step]
-            out[i:i + step] = _check_block(
-                pair_matcher(query[i:i + step], gallery[idx]), idx.shape[0],
-                n, 'pair_matcher (match_pairs)')
-        return out
-    max_union = max(n, int(gather_bytes) // max(1, item))
-    col = torch.full((gallery.shape[0], ), -1, dtype=torch.long, device=dev)
-    for rows, union in union_groups(shortlist, gallery.shape[0], max_union):
-        rows, union = rows.to(dev), union.to(dev)
-        s = _check_block(matcher(query[rows], gallery[union]), rows.numel(),
-                         union.numel(), 'matcher (match)')
-        col[union] = torch.arange(union.numel(), device=dev)
-        out[rows] = s.gather(1, col[shortlist[rows]])
-    return out
+    return score_candidates(query, gallery, shortlist, matcher, pair_matcher,
+                            gather_bytes=gather_bytes)
 
 
 def score_shortlist_blocks(query: Tensor,
@@ -475,12 +339,12 @@ def shortlisted_scores(query: Tensor,
     elif tuple(out.shape) != (nq, ng):
         raise ValueError(f'out has shape {tuple(out.shape)}, expected '
                          f'({nq}, {ng})')
-    step = int(block_rows or _proxy_rows(ng))
+    step = int(block_rows or proxy_block_rows(ng))
     if num >= ng:
         gallery = gallery.to(dev)
         for i in range(0, nq, step):
             q = query[i:i + step].to(dev)
-            out[i:i + step] = _check_block(matcher(q, gallery), q.shape[0],
+            out[i:i + step] = check_block(matcher(q, gallery), q.shape[0],
                                            ng, 'matcher (match)')
         return out, torch.arange(ng).repeat(nq, 1)
     if gallery_proxy is None:
@@ -491,8 +355,8 @@ def shortlisted_scores(query: Tensor,
         lists = torch.empty(nq, num, dtype=torch.long, device=dev)
         for i in range(0, nq, step):
             q = proxy_features(query[i:i + step].to(dev))
-            lists[i:i + q.shape[0]] = proxy_similarity(
-                q, gallery_proxy).topk(num, dim=1).indices
+            lists[i:i + q.shape[0]] = top_candidates(
+                proxy_similarity(q, gallery_proxy), num)
         exact = score_shortlist_blocks(query, gallery, lists, matcher,
                                        pair_matcher, dev)
         for i in range(0, nq, step):
@@ -505,7 +369,7 @@ def shortlisted_scores(query: Tensor,
     for i in range(0, nq, step):
         q = query[i:i + step]
         sim = proxy_similarity(proxy_features(q), gallery_proxy)
-        idx = sim.topk(num, dim=1).indices
+        idx = top_candidates(sim, num)
         exact = score_shortlist(q, gallery, idx, matcher, pair_matcher)
         out[i:i + q.shape[0]] = combine_scores(sim, idx, exact)
         shortlists[i:i + q.shape[0]] = idx.cpu()
@@ -553,7 +417,7 @@ def shortlist_recall(exact_scores,
     step = max(1, (16 << 20) // max(1, 4 * ng))
     for s in range(0, nq, step):
         e = min(nq, s + step)
-        top = _stable_topk(-scores[s:e], k)  # [b, k]
+        top = stable_topk(-scores[s:e], k)  # [b, k]
         rows = np.arange(e - s, dtype=np.int64)[:, None]
         keys = np.sort((rows * ng + shortlist[s:e]).reshape(-1))
         want = (rows * ng + top).reshape(-1)
