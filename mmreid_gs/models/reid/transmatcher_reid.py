@@ -17,7 +17,10 @@ class TransMatcherReID(QAConvReID):
     is required, the maps are checked against the head's ``num_features``
     (``num_layers * d_model``) / ``height`` / ``width``, :meth:`predict` sets
     ``feature_map``; ``extract_feat`` and ``match`` are those of
-    :class:`ReIDModel`.
+    :class:`ReIDModel`, and so is ``match_pairs``: the head's
+    :meth:`TransMatcherHead.match_pairs` (index form), which the two-stage
+    class graph (``GraphSamplerHook(num_candidates=...)``) and the
+    shortlisted test (``--shortlist N``) call.
 
     Args:
         backbone (dict | nn.Module): Backbone config or module.
