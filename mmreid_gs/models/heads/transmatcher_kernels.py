@@ -489,7 +489,8 @@ def folded_pair_scores(query: torch.Tensor,
             float32. With a float16 ``dtype``, a query chunk x gallery
             chunk whose similarities could overflow float16
             (:func:`similarity_dtype` on the norms of its ``fc1`` outputs)
-            is scored with these in float32.
+            is scored with these in float32 (in blocks of the same pairs,
+            so of twice the bytes).
 
     Returns:
         Tensor: [nq, ng] scores (``mlp_dtype``).
