@@ -181,11 +181,10 @@ def check_block(scores: Tensor, rows: int, cols: int, who: str) -> Tensor:
 GATHER_BYTES = 64 * 2**20
 
 
-def score_candidates(query: Tensor,
-                     gallery: Tensor,
-                     lists: Tensor,
+def score_candidates(query: Tensor, gallery: Tensor, lists: Tensor,
                      matcher: Matcher,
                      pair_matcher: Optional[Callable] = None,
+                     *,
                      query_rows: Optional[Tensor] = None,
                      groups: Optional[Sequence[Tuple[Tensor, Tensor]]] = None,
                      gather_bytes: int = GATHER_BYTES,

@@ -139,20 +139,17 @@ def score_shortlist(query: Tensor,
                     matcher: Matcher,
                     pair_matcher: Optional[Callable] = None,
                     gather_bytes: int = GATHER_BYTES) -> Tensor:
-    """Exact scores of every query's shortlisted gallery items.
+    """Exact scores of every query's shortlisted gallery items:
+    :func:`mmreid_gs.two_stage.score_candidates` with the shortlist's
+    budget (``model.match_pairs`` in its index form, on gathered lists,
+    or ``model.match`` on unions of shortlists).
 
     Args:
         query (Tensor): [b, ...] query features.
         gallery (Tensor): [g, ...] gallery features (same device).
         shortlist (Tensor): [b, N] gallery indices of each query.
-        matcher (callable): ``matcher(q [m, ...], g [k, ...]) -> [m, k]``
-            (``model.match``).
-        pair_matcher (callable, optional): ``pair_matcher(q [m, ...],
-            g [m, N, ...]) -> [m, N]``, each query against its own list
-            (``model.match_pairs``); used when given: in its index form
-            (:func:`~mmreid_gs.utils.contract.takes_index`) with the
-            gallery whole, else on the gathered lists
-            ``gallery[shortlist]``.
+        matcher (callable): ``model.match``.
+        pair_matcher (callable, optional): ``model.match_pairs``.
         gather_bytes (int): Bytes of the gallery features gathered for one
             call (at least one query's list).
 
