@@ -1,9 +1,10 @@
-"""to_numpy: the one tensor/array/sequence conversion of the package."""
+"""to_numpy: the one tensor/array/sequence conversion of the package;
+stable_topk."""
 import numpy as np
 import pytest
 import torch
 
-from mmreid_gs.utils.arrays import to_numpy
+from mmreid_gs.utils.arrays import stable_topk, to_numpy
 
 
 def test_tensors_arrays_and_sequences():
@@ -42,3 +43,14 @@ def test_under_inference_mode():
 def test_bad_input_names_the_value():
     with pytest.raises(TypeError, match='distmat must be'):
         to_numpy([[1, 2], [3]], np.float32, 'distmat')
+
+
+def test_stable_topk_equals_a_stable_argsort():
+    rng = np.random.default_rng(0)
+    # few distinct values: many ties at the k-th value
+    rows = rng.integers(0, 4, size=(50, 30)).astype(np.float32)
+    for k in (1, 5, 29, 30, 40):
+        np.testing.assert_array_equal(
+            stable_topk(rows, k),
+            np.argsort(rows, axis=1, kind='stable')[:, :k])
+    assert stable_topk(np.array([[3., 1., 2., 1.]]), 2).tolist() == [[1, 3]]
