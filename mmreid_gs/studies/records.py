@@ -41,6 +41,8 @@ import numpy as np
 
 from mmreid_gs.engine.hooks.wall_clock_hook import read_clock
 
+from .run_logs import converged, read_scalars, run_metrics
+
 #: the fields that identify a run (a run is skipped when its key is there)
 KEY_FIELDS = ('study', 'variant', 'start', 'num_ids', 'seed', 'iterations',
               'warmup_iterations')
@@ -148,11 +150,6 @@ def git_commit(root: Optional[str] = None) -> Optional[str]:
     return sha + ('-dirty' if dirty else '')
 
 
-def _scalar_rows(run_dir: str) -> List[Dict]:
-    from .variants import _read_scalars
-    return _read_scalars(run_dir)
-
-
 def _finite(value) -> Optional[float]:
     value = float(value)
     return value if math.isfinite(value) else None
@@ -193,7 +190,6 @@ def build_record(run_dir: str,
     Returns:
         dict: The record (see the module docstring).
     """
-    from .variants import converged, run_metrics
     meta = dict(meta or {})
     rows = run_metrics(run_dir)
     curve_by_epoch = defaultdict(dict)
@@ -215,7 +211,7 @@ def build_record(run_dir: str,
     metrics = curve[-1]['metrics'] if curve else {}
     shares, randoms, graph_secs, recall = {}, [], [], {}
     iter_times, data_times = [], []
-    for row in _scalar_rows(run_dir):
+    for row in read_scalars(run_dir):
         if 'train/batch_lookalike_share' in row:
             shares[int(row.get('step', row.get('epoch', 0)))] = float(
                 row['train/batch_lookalike_share'])

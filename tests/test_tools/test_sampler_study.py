@@ -11,8 +11,9 @@ from helpers import CONFIGS
 
 from mmreid_gs.studies import load_records, load_study, study_names
 from mmreid_gs.studies.specs import config_path
-from mmreid_gs.studies.variants import (apply_variant, converged,
-                                        family_share, plan_runs, run_study)
+from mmreid_gs.studies.run_logs import converged
+from mmreid_gs.studies.variants import (apply_variant, family_share,
+                                        plan_runs, run_study)
 from mmreid_gs.utils.errors import ConfigError
 
 
