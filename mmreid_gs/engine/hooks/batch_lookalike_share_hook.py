@@ -84,22 +84,36 @@ class BatchLookalikeShareHook(Hook):
         self._sum = 0.
         self._count = 0
         self._classes_per_batch: Optional[int] = None
+        self._labels_version = None
         #: ``epoch (1-based) -> share`` of the epochs logged by this hook
         self.history = {}
 
     def before_train(self, runner) -> None:
         """Read the family of every training label (None: the hook is
         off)."""
+        self._read_families(runner)
+
+    def _read_families(self, runner) -> None:
         self._families = None
         loader = train_dataloader(runner)
-        fams = read_label_families(getattr(loader, 'dataset', None),
-                                   runner, 'BatchLookalikeShareHook')
+        dataset = getattr(loader, 'dataset', None)
+        self._labels_version = getattr(dataset, 'labels_version', None)
+        fams = read_label_families(dataset, runner,
+                                   'BatchLookalikeShareHook')
         if fams is None or not (fams >= 0).any():
             return
         self._families = fams
         sampler = getattr(loader, 'sampler', None)
         p = getattr(sampler, 'num_classes_per_batch', None)
         self._classes_per_batch = None if p is None else int(p)
+
+    def _labels_changed(self, runner) -> bool:
+        """Whether the training set's labels changed since the families
+        were read (pseudo-labels: ``labels_version`` moves at every
+        clustering)."""
+        dataset = getattr(train_dataloader(runner), 'dataset', None)
+        version = getattr(dataset, 'labels_version', None)
+        return version is not None and version != self._labels_version
 
     def before_train_epoch(self, runner) -> None:
         """Start the epoch's counts."""
@@ -108,6 +122,8 @@ class BatchLookalikeShareHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         """Add the share of the batch just trained on."""
+        if self._labels_changed(runner):  # read again for the new labels
+            self._read_families(runner)
         if self._families is None or data_batch is None:
             return
         labels = batch_labels(data_batch)

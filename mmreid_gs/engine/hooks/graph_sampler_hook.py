@@ -215,7 +215,7 @@ class GraphSamplerHook(Hook):
         self.within_source = bool(within_source)
         self.check_recall = bool(check_recall)
         self._recall_checked = False
-        self._families = None  # (dataset id, label families or None)
+        self._families = None  # ((dataset id, labels version), families)
         self._pipeline: Optional[Compose] = None
         self._pending_state = None  # (checkpoint epoch, sampler state)
         self.last_info: Dict = {}
@@ -445,8 +445,10 @@ class GraphSamplerHook(Hook):
     def _label_families(self, runner, dataset) -> Optional[np.ndarray]:
         """The dataset's family of every label, or None (no
         ``get_label_families``, or it failed: warned once)."""
-        if self._families is None or self._families[0] != id(dataset):
-            self._families = (id(dataset),
+        # pseudo-labels: the families change with every clustering
+        key = (id(dataset), getattr(dataset, 'labels_version', None))
+        if self._families is None or self._families[0] != key:
+            self._families = (key,
                               read_label_families(dataset, runner,
                                                   'GraphSamplerHook'))
         return self._families[1]

@@ -13,7 +13,7 @@ from mmpretrain.structures import DataSample
 
 from mmreid_gs.engine.hooks import BatchLookalikeShareHook
 from mmreid_gs.engine.hooks.batch_lookalike_share_hook import batch_labels
-from mmreid_gs.engine.runners import build_runner
+from mmreid_gs.cli import build_runner
 
 KEY = 'train/batch_lookalike_share'
 
@@ -108,3 +108,50 @@ def test_datasets_without_families_log_nothing():
         DataSample().set_gt_label(0)]))
     hook.after_train_epoch(Runner())  # no logger, visualizer needed
     assert hook.history == {}
+
+
+def test_families_read_again_when_the_pseudo_labels_change():
+    """A training set whose labels change between epochs (pseudo-labels,
+    ``labels_version``): the share of the epoch after a clustering uses
+    that clustering's families, not the ones read before training."""
+
+    class Dataset:
+        labels_version = 0
+        families = np.array([-1, -1])  # before the first clustering: none
+
+        def get_label_families(self):
+            return self.families
+
+    class Runner:
+        train_dataloader = type('Loader', (), dict(dataset=Dataset()))()
+        epoch = 0
+        logger = type('L', (), dict(info=lambda self, m: None))()
+        visualizer = type('V', (), dict(
+            add_scalars=lambda self, s, step=None: None))()
+
+    runner = Runner()
+    hook = BatchLookalikeShareHook(log_random=False)
+    hook.before_train(runner)
+    batch = dict(data_samples=[DataSample().set_gt_label(c)
+                               for c in (0, 0, 1, 1)])
+    hook.before_train_epoch(runner)
+    hook.after_train_iter(runner, 0, batch)
+    hook.after_train_epoch(runner)
+    assert hook.history == {}  # no families yet: nothing logged
+    # a clustering: classes 0 and 1 now in one family -> every class of the
+    # batch has a look-alike in it
+    runner.train_dataloader.dataset.families = np.array([7, 7])
+    runner.train_dataloader.dataset.labels_version = 1
+    runner.epoch = 1
+    hook.before_train_epoch(runner)
+    hook.after_train_iter(runner, 0, batch)
+    hook.after_train_epoch(runner)
+    assert hook.history == {2: 1.0}
+    # the next clustering splits them: no look-alike in the batch
+    runner.train_dataloader.dataset.families = np.array([3, 4])
+    runner.train_dataloader.dataset.labels_version = 2
+    runner.epoch = 2
+    hook.before_train_epoch(runner)
+    hook.after_train_iter(runner, 0, batch)
+    hook.after_train_epoch(runner)
+    assert hook.history[3] == 0.0
