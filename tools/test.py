@@ -18,9 +18,8 @@ import sys
 from mmengine.dist import broadcast
 from mmengine.model import is_model_wrapper
 
-from mmreid_gs.engine.runners import (add_runner_args, apply_runner_args,
-                                      build_runner, init_cpu_dist, load_config,
-                                      run_cli, run_summary)
+from mmreid_gs.cli import (add_runner_args, apply_runner_args, build_runner,
+                           init_cpu_dist, load_config, run_cli, run_summary)
 from mmreid_gs.evaluation.functional import check_shortlist
 from mmreid_gs.evaluation.results_file import save_test_results
 from mmreid_gs.utils.errors import ConfigError

@@ -12,11 +12,9 @@ import sys
 import torch
 from mmengine.config import Config
 
-from mmreid_gs.engine.runners import (add_runner_args, apply_runner_args,
-                                      build_runner, init_cpu_dist,
-                                      last_metrics, load_config, run_cli,
-                                      run_summary)
-from mmreid_gs.engine.runners.cli_runner import resolve_auto_resume
+from mmreid_gs.cli import (add_runner_args, apply_runner_args, build_runner,
+                           init_cpu_dist, last_metrics, load_config,
+                           resolve_auto_resume, run_cli, run_summary)
 from mmreid_gs.utils.errors import ConfigError
 
 

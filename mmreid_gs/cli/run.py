@@ -15,8 +15,8 @@ from mmengine.config import Config, ConfigDict
 
 from mmreid_gs.utils.errors import ConfigError, ReIDUserError
 from mmreid_gs.visualization.backends import VIS_BACKENDS
-from .cli_runner import last_checkpoint, last_runner
 from .config_checks import explain_type_error
+from .runner import last_checkpoint, last_runner
 
 
 def add_runner_args(parser, cfg_options_help: str) -> None:

@@ -37,7 +37,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
-from mmreid_gs.engine.runners import load_config
+from mmreid_gs.cli import load_config
 from mmreid_gs.utils import register_all_modules
 
 matplotlib.use('Agg')

@@ -37,7 +37,7 @@ from mmengine.runner import find_latest_checkpoint
 from mmengine.utils import ProgressBar
 
 from mmreid_gs.engine.graph import load_graph_dump
-from mmreid_gs.engine.runners import build_runner, load_config
+from mmreid_gs.cli import build_runner, load_config
 from mmreid_gs.evaluation.functional import graph_family_share
 from mmreid_gs.registry import DATASETS
 from mmreid_gs.utils import register_all_modules

@@ -1,6 +1,6 @@
 """The error type of input a user can fix.
 
-``tools/*.py`` (through :func:`mmreid_gs.engine.runners.run_cli`) report these
+``tools/*.py`` (through :func:`mmreid_gs.cli.run_cli`) report these
 on one line, ``error (<type>): <message>``, and exit with code 2; any other
 exception is a bug and keeps its traceback. Raise them where the package
 checks user input: a config value, a dataset folder, a checkpoint file.

@@ -3,7 +3,7 @@ check that the package each one needs is installed.
 
 They live with the pictures, not with the command-line tools: the
 picture helpers (:func:`~mmreid_gs.visualization.pictures.build_visualizer`)
-and the runner's pre-build checks (:mod:`mmreid_gs.engine.runners.config_checks`)
+and the runner's pre-build checks (:mod:`mmreid_gs.cli.config_checks`)
 both use them.
 """
 import importlib

@@ -1,4 +1,4 @@
-"""What the tools share (mmreid_gs.engine.runners), without training: which
+"""What the tools share (mmreid_gs.cli), without training: which
 errors are one line and which keep their traceback, Ctrl-C, the dataset key
 path check, worker sizing, visualisation backends, the summary table, and
 checkpoint files that are not checkpoints."""
@@ -14,10 +14,11 @@ from helpers import CONFIGS, load_tool
 from mmengine.config import Config
 
 from mmreid_gs.engine.checkpoint import load_from_local, load_weights_file
-from mmreid_gs.engine.runners import (check_dataset_configs, cli, cli_runner,
-                                      format_metrics_table, is_user_error,
-                                      load_config, run_cli,
-                                      size_dataloader_workers)
+import mmreid_gs.cli.runner as cli_runner
+from mmreid_gs.cli import (apply_runner_args, check_dataset_configs,
+                           format_metrics_table, interrupted_message,
+                           is_user_error, load_config, run_cli,
+                           size_dataloader_workers)
 from mmreid_gs.utils import (ReIDUserError, ReIDUserFileError,
                              ReIDUserKeyError, ReIDUserTypeError)
 from mmreid_gs.utils.errors import ConfigError
@@ -114,13 +115,13 @@ def test_interrupted_message_names_the_last_checkpoint_and_resume(
         work_dir=str(tmp_path), _train_loop=object(),
         cfg=SimpleNamespace(filename='configs/qaconv_gs_demo.py'))
     monkeypatch.setattr(cli_runner, '_LAST_RUNNER', lambda: runner)
-    msg = cli.interrupted_message()
+    msg = interrupted_message()
     assert str(ckpt) in msg
     assert (f'python tools/train.py configs/qaconv_gs_demo.py --work-dir '
             f'{tmp_path} --resume {ckpt}') in msg
     assert 'nothing was deleted' in msg
     runner._train_loop = None  # a test run: no resume command
-    assert '--resume' not in cli.interrupted_message()
+    assert '--resume' not in interrupted_message()
 
 
 def _config(text, tmp_path, name='cfg.py'):
@@ -204,7 +205,7 @@ def test_vis_backend_flag_and_missing_package(monkeypatch):
         dict(type='LocalVisBackend')])))
     args = SimpleNamespace(local_rank=0, launcher='none', work_dir='w',
                            vis_backend=['tensorboard'])
-    cli.apply_runner_args(cfg, args, 'x.py')
+    apply_runner_args(cfg, args, 'x.py')
     assert [b['type'] for b in cfg.visualizer.vis_backends] == [
         'LocalVisBackend', 'TensorboardVisBackend']
     assert cfg.visualizer.type == 'ReIDVisualizer'
@@ -369,8 +370,8 @@ def test_runs_built_within_one_second_log_to_their_own_work_dirs(
 
     from mmengine.model import BaseModel
 
-    from mmreid_gs.engine.runners import CLIRunner
-    from mmreid_gs.engine.runners.cli_runner import _log_file
+    from mmreid_gs.cli import CLIRunner
+    from mmreid_gs.cli.runner import _log_file
 
     class Tiny(BaseModel):
 

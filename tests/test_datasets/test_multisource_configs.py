@@ -11,8 +11,8 @@ from helpers import CONFIGS, make_tiny_reid_trees, point_datasets_at
 from mmengine.registry import DefaultScope
 
 from mmreid_gs.datasets import PooledReIDDataset
-from mmreid_gs.engine.runners import load_config
-from mmreid_gs.engine.runners.config_checks import check_dataset_configs
+from mmreid_gs.cli import load_config
+from mmreid_gs.cli.config_checks import check_dataset_configs
 from mmreid_gs.registry import DATASETS, HOOKS
 from mmreid_gs.utils import register_all_modules
 

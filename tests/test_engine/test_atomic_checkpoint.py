@@ -15,7 +15,7 @@ from mmreid_gs.engine.checkpoint import (checkpoint_problem,
                                          find_resumable_checkpoint,
                                          save_checkpoint_atomic,
                                          write_text_atomic)
-from mmreid_gs.engine.runners.cli_runner import resolve_auto_resume
+from mmreid_gs.cli.runner import resolve_auto_resume
 from mmreid_gs.utils import ReIDUserFileError
 from mmreid_gs.utils.progress import ProgressBar
 

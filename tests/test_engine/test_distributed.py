@@ -334,7 +334,7 @@ def test_run_cli_frees_process_group(fails):
     import torch
     from torch.nn.parallel import DistributedDataParallel
 
-    from mmreid_gs.engine.runners import run_cli
+    from mmreid_gs.cli import run_cli
     from mmreid_gs.utils import ReIDUserError
 
     # start the intra-op thread pools first: only gloo's threads may differ

@@ -7,7 +7,7 @@ import os.path as osp
 import pytest
 from helpers import CONFIGS, load_tool
 
-from mmreid_gs.engine.runners import load_config
+from mmreid_gs.cli import load_config
 from mmreid_gs.utils.errors import ConfigError
 
 #: (config line, key path, class, closest, part of the valid list)
@@ -124,7 +124,7 @@ def test_a_typo_deeper_in_the_model_is_explained_when_built(
 
 
 def test_other_type_errors_are_not_explained(tiny):
-    from mmreid_gs.engine.runners.config_checks import explain_type_error
+    from mmreid_gs.cli.config_checks import explain_type_error
     load_config(tiny)
     for err in (TypeError('Foo.__init__() got an unexpected keyword '
                           "argument 'momentun'"),  # no such dict

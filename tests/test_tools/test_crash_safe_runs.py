@@ -180,7 +180,7 @@ def test_test_run_keeps_the_training_config_and_names_a_folder(
 def test_the_header_of_a_train_and_a_test_run():
     from mmengine.config import Config
 
-    from mmreid_gs.engine.runners import config_summary
+    from mmreid_gs.cli import config_summary
     cfg = Config(dict(
         model=dict(type='QAConvReID'), work_dir='w',
         train_dataloader=dict(batch_size=8, num_workers=1,

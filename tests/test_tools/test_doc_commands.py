@@ -249,7 +249,7 @@ class Products:
     def run_config(self, config, ns, train):
         """Record what ``tools/train.py`` (``train``) or ``tools/test.py``
         with the parsed options ``ns`` writes."""
-        from mmreid_gs.engine.runners import apply_runner_args, load_config
+        from mmreid_gs.cli import apply_runner_args, load_config
         cfg = load_config(osp.join(REPO, config), ns.cfg_options)
         local_rank = os.environ.get('LOCAL_RANK')
         apply_runner_args(cfg, ns, config)

@@ -263,7 +263,7 @@ def test_readme_inherit_with_delete_snippet(tmp_path):
     key path."""
     from mmengine.config import Config
 
-    from mmreid_gs.engine.runners import check_dataset_configs
+    from mmreid_gs.cli import check_dataset_configs
     from mmreid_gs.utils import ReIDUserTypeError
     snippet = _readme_block("_base_ = ['./qaconv_gs_demo.py'")
     path = osp.join(REPO, 'configs', f'_readme_snippet_{os.getpid()}.py')

@@ -10,8 +10,8 @@ import re
 import pytest
 from helpers import CONFIGS, load_tool
 
-from mmreid_gs.engine.runners import load_config
-from mmreid_gs.engine.runners.config_checks import _data_roots
+from mmreid_gs.cli import load_config
+from mmreid_gs.cli.config_checks import _data_roots
 from mmreid_gs.utils.errors import ConfigError
 
 TEMPLATE = osp.join(CONFIGS, '_base_', 'datasets', 'my_dataset.py')

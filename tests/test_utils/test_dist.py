@@ -25,7 +25,7 @@ def _rows(counts, rank):
 def _worker(rank, init_method, out):
     import torch.distributed as dist
 
-    from mmreid_gs.engine.runners import shutdown_dist
+    from mmreid_gs.cli import shutdown_dist
     dist.init_process_group('gloo', init_method=init_method,
                             rank=rank, world_size=WORLD_SIZE)
     try:

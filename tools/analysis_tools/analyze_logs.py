@@ -11,7 +11,7 @@ validation metrics and the Graph Sampler's ``graph/family_share``.
 import argparse
 import sys
 
-from mmreid_gs.engine.runners import run_cli
+from mmreid_gs.cli import run_cli
 from mmreid_gs.visualization.plots import load_scalars, plot_scalar_curves
 
 

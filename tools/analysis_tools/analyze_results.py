@@ -17,7 +17,7 @@ import sys
 
 from mmengine.utils import ProgressBar
 
-from mmreid_gs.engine.runners import run_cli
+from mmreid_gs.cli import run_cli
 from mmreid_gs.evaluation.functional import (evaluate_rank,
                                              pair_scores_and_labels)
 from mmreid_gs.evaluation.results_file import load_test_results

@@ -241,7 +241,7 @@ def _pk_batches(labels, num_batches, seed=0):
 
 def public_loading_times(config, backbone, neck, iters, warmup, workers):
     """Per-iteration wall times of the public loop fed by a DataLoader."""
-    from mmreid_gs.engine.runners import load_config
+    from mmreid_gs.cli import load_config
     from mmreid_gs.registry import DATASETS
     cfg = load_config(config)
     data = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
@@ -270,7 +270,7 @@ def runner_times(config, iters, warmup, workers=None):
     """Per-iteration wall times of the MMEngine Runner (data included)."""
     from mmengine.hooks import Hook
 
-    from mmreid_gs.engine.runners import build_runner, load_config
+    from mmreid_gs.cli import build_runner, load_config
     cfg = full_width(load_config(config))
     cfg.work_dir = f'/tmp/benchmark_train_iter_{time.time_ns()}'
     cfg.train_cfg.max_epochs = 1
@@ -317,7 +317,7 @@ def main(argv=None):
         args.threads = 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    from mmreid_gs.engine.runners import load_config, size_dataloader_workers
+    from mmreid_gs.cli import load_config, size_dataloader_workers
     from mmreid_gs.registry import MODELS
     from mmreid_gs.utils import register_all_modules
     register_all_modules()

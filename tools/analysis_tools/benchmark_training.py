@@ -84,7 +84,7 @@ def main(argv=None):
         torch.set_num_threads(1)
     from mmpretrain.structures import DataSample
 
-    from mmreid_gs.engine.runners import load_config
+    from mmreid_gs.cli import load_config
     from mmreid_gs.models.losses import ClassMemoryLoss
     from mmreid_gs.registry import MODELS
     from mmreid_gs.utils import register_all_modules

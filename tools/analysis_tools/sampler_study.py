@@ -22,7 +22,7 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmreid_gs.engine.runners import run_cli
+from mmreid_gs.cli import run_cli
 from mmreid_gs.studies import (load_records, load_study, records_path,
                                status_lines, study_names)
 from mmreid_gs.studies.multisource import (multisource_summary_table,

@@ -25,8 +25,8 @@ import time
 import numpy as np
 from mmengine.model import is_model_wrapper
 
-from mmreid_gs.engine.runners import (apply_runner_args, build_runner,
-                                      load_config, run_cli)
+from mmreid_gs.cli import (apply_runner_args, build_runner, load_config,
+                           run_cli)
 from mmreid_gs.evaluation.functional import (check_shortlist, evaluate_rank,
                                              shortlist_recall)
 from mmreid_gs.utils.errors import ConfigError

@@ -23,7 +23,7 @@ import sys
 
 from mmreid_gs.apis.inference import (ReIDInferencer, list_images, read_image,
                                       threshold_at_fpr)
-from mmreid_gs.engine.runners import load_config, run_cli
+from mmreid_gs.cli import load_config, run_cli
 from mmreid_gs.utils.errors import ConfigError
 
 

@@ -20,7 +20,7 @@ import sys
 from mmreid_gs.apis.deploy import (check_onnx, export_onnx,
                                    input_size_from_config)
 from mmreid_gs.apis.inference import init_model
-from mmreid_gs.engine.runners import load_config, run_cli
+from mmreid_gs.cli import load_config, run_cli
 from mmreid_gs.utils.errors import ConfigError
 
 

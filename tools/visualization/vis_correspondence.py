@@ -17,7 +17,7 @@ import os.path as osp
 import sys
 
 from mmreid_gs.apis import extract_feature_maps, init_model
-from mmreid_gs.engine.runners import load_config, run_cli
+from mmreid_gs.cli import load_config, run_cli
 from mmreid_gs.utils.errors import ConfigError
 from mmreid_gs.visualization import tool_visualizer
 from mmreid_gs.visualization.backends import VIS_BACKENDS

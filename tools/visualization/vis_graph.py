@@ -23,7 +23,7 @@ import sys
 import numpy as np
 
 from mmreid_gs.engine.graph import load_graph_dumps
-from mmreid_gs.engine.runners import load_config, run_cli
+from mmreid_gs.cli import load_config, run_cli
 from mmreid_gs.evaluation.functional import graph_family_share
 from mmreid_gs.utils.errors import ConfigError
 from mmreid_gs.visualization import (class_graph_epoch, spread_indices,

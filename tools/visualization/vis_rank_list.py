@@ -21,7 +21,7 @@ import sys
 from mmengine.model import is_model_wrapper
 from mmengine.utils import ProgressBar
 
-from mmreid_gs.engine.runners import build_runner, load_config, run_cli
+from mmreid_gs.cli import build_runner, load_config, run_cli
 from mmreid_gs.evaluation.results_file import (collect_test_results,
                                                load_test_results,
                                                ranking_scores)

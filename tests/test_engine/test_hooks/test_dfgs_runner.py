@@ -8,7 +8,7 @@ import torch
 
 from mmreid_gs.datasets.samplers import DepthFirstGraphSampler
 from mmreid_gs.engine.graph import graph_dump_path, load_graph_dump
-from mmreid_gs.engine.runners import build_runner, load_config
+from mmreid_gs.cli import build_runner, load_config
 
 NUM_NEIGHBORS = 5  # P - 1 = 16 / 4 - 1 = 3
 

@@ -305,7 +305,7 @@ def test_checkpoint_resume_continues_identically(data, tmp_path):
 def _ddp_worker(rank, world_size, init_method, root, out_dir, num_classes):
     import torch.distributed as dist
 
-    from mmreid_gs.engine.runners import shutdown_dist
+    from mmreid_gs.cli import shutdown_dist
     dist.init_process_group('gloo', init_method=init_method,
                             rank=rank, world_size=world_size)
     try:
@@ -428,7 +428,7 @@ def _ddp_sources_worker(rank, world_size, init_method, root, out_dir,
                         num_classes):
     import torch.distributed as dist
 
-    from mmreid_gs.engine.runners import shutdown_dist
+    from mmreid_gs.cli import shutdown_dist
     dist.init_process_group('gloo', init_method=init_method,
                             rank=rank, world_size=world_size)
     try:

@@ -224,7 +224,7 @@ def test_config_errors(root, tmp_path):
 def _ddp_worker(rank, world_size, init_method, root, out_dir):
     import torch.distributed as dist
 
-    from mmreid_gs.engine.runners import shutdown_dist
+    from mmreid_gs.cli import shutdown_dist
     dist.init_process_group('gloo', init_method=init_method, rank=rank,
                             world_size=world_size)
     try:

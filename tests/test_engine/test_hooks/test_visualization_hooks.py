@@ -11,7 +11,7 @@ import pytest
 from helpers import read_scalars
 
 from mmreid_gs.engine.graph import graph_dump_path, load_graph_dump
-from mmreid_gs.engine.runners import build_runner, load_config
+from mmreid_gs.cli import build_runner, load_config
 
 
 @pytest.fixture(scope='module')

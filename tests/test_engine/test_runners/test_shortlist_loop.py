@@ -236,7 +236,7 @@ def _inputs():
 
 
 def _worker(rank, init_method, out):
-    from mmreid_gs.engine.runners import shutdown_dist
+    from mmreid_gs.cli import shutdown_dist
     torch.set_num_threads(1)
     torch_dist.init_process_group(
         'gloo', init_method=init_method, rank=rank, world_size=WORLD_SIZE)

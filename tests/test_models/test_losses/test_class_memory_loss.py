@@ -197,7 +197,7 @@ class _LossModel(nn.Module):
 def _ddp_worker(rank, world_size, init_method, out_dir):
     import torch.distributed as dist
 
-    from mmreid_gs.engine.runners import shutdown_dist
+    from mmreid_gs.cli import shutdown_dist
     dist.init_process_group('gloo', init_method=init_method,
                             rank=rank, world_size=world_size)
     try:

@@ -16,7 +16,7 @@ from helpers import CONFIGS
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.structures import DataSample
 
-from mmreid_gs.engine.runners import load_config
+from mmreid_gs.cli import load_config
 from mmreid_gs.registry import MODELS
 from mmreid_gs.utils import register_all_modules
 
