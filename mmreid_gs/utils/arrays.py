@@ -1,4 +1,5 @@
-"""Conversion of array-likes (numpy arrays, torch tensors, sequences)."""
+"""Conversion of array-likes (numpy arrays, torch tensors, sequences), and
+the check of an integer argument that may be a numpy integer."""
 from typing import Optional
 
 import numpy as np
@@ -67,3 +68,25 @@ def stable_topk(rows: np.ndarray, k: int) -> np.ndarray:
         top[ambiguous] = np.argsort(
             rows[ambiguous], axis=1, kind='stable')[:, :k]
     return top
+
+
+def check_int(value, name: str, low: int) -> int:
+    """``value`` as a Python int, checked: an int or a numpy integer (not a
+    bool), at least ``low``.
+
+    Args:
+        value: The argument.
+        name (str): Its name, for the error message.
+        low (int): The smallest value accepted.
+
+    Returns:
+        int: ``int(value)``.
+
+    Raises:
+        ValueError: When ``value`` is not an integer or is below ``low``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f'{name} must be an int, got {value!r}')
+    if value < low:
+        raise ValueError(f'{name} must be >= {low}, got {value}')
+    return int(value)

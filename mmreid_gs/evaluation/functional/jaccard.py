@@ -33,8 +33,8 @@ from typing import Iterator, Tuple, Union
 
 import numpy as np
 
-from mmreid_gs.utils.arrays import stable_topk, to_numpy
-from .rerank import (InvertedIndex, _check_int, expanded_reciprocal_sets,
+from mmreid_gs.utils.arrays import check_int, stable_topk, to_numpy
+from .rerank import (InvertedIndex, expanded_reciprocal_sets,
                      local_query_expansion)
 
 # Bytes of the float64 temporaries of one block of rows.
@@ -172,7 +172,7 @@ def _jaccard_blocks(src, k1: int,
 
 
 def _check_ks(k1, k2) -> Tuple[int, int]:
-    return _check_int(k1, 'k1', 1), _check_int(k2, 'k2', 1)
+    return check_int(k1, 'k1', 1), check_int(k2, 'k2', 1)
 
 
 def jaccard_distance(dist, k1: int = 30, k2: int = 6) -> np.ndarray:

@@ -35,7 +35,7 @@ variant that unsupervised re-ID clusters on.
 
 import numpy as np
 
-from mmreid_gs.utils.arrays import stable_topk, to_numpy
+from mmreid_gs.utils.arrays import check_int, stable_topk, to_numpy
 
 # Rows of the normalised matrix handled at once (bounded temporaries).
 _ROW_BLOCK_BYTES = 64 << 20
@@ -43,14 +43,6 @@ _ROW_BLOCK_BYTES = 64 << 20
 _TILE = 256
 # Query/gallery pairs sharing a column accumulated at once (Jaccard step).
 _PAIR_BATCH = 1 << 18
-
-
-def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f'{name} must be an int, got {value!r}')
-    if value < low:
-        raise ValueError(f'{name} must be >= {low}, got {value}')
-    return int(value)
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -281,12 +273,12 @@ def re_ranking(distmat_all,
                          'num_gallery)^2 matrix, got shape '
                          f'{tuple(dist.shape)}')
     n = dist.shape[0]
-    num_query = _check_int(num_query, 'num_query', 1)
+    num_query = check_int(num_query, 'num_query', 1)
     if num_query >= n:
         raise ValueError(f'num_query must be < {n} (the matrix size) so that '
                          f'there is a gallery, got {num_query}')
-    k1 = _check_int(k1, 'k1', 1)
-    k2 = _check_int(k2, 'k2', 1)
+    k1 = check_int(k1, 'k1', 1)
+    k2 = check_int(k2, 'k2', 1)
     lambda_value = float(lambda_value)
     if not 0.0 <= lambda_value <= 1.0:
         raise ValueError(f'lambda_value must be in [0, 1], got {lambda_value}')
