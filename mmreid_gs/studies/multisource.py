@@ -30,7 +30,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .scale import (SCALE_COSTS, _dataset_images_per_id, _mean_spread,
-                    _scale_base, _test_sets)
+                    _scale_base, _test_sets, describe_estimate)
 from .specs import config_path, load_study
 from .variants import (_configure_run, _train_run, apply_variant,
                        collect_results, is_recorded, plan_runs, record_run,
@@ -211,12 +211,7 @@ def _describe_multisource_plan(runs, preset, estimate, hooks) -> str:
         f"iterations (lr steps at epochs {list(preset['milestones'])}), "
         f"{estimate['classes']} training classes, validated at the last "
         'epoch; ' + '; '.join(f'{n}: {hooks[n]}' for n in variants)
-        + f"; estimated {estimate['total'] / 3600:.1f} h (train "
-        f"{estimate['train'] / 60:.0f} min, class graphs "
-        f"{estimate['graphs'] / 60:.0f} min, data generation "
-        f"{estimate['data'] / 60:.0f} min, runs' fixed cost "
-        f"{estimate['overhead'] / 60:.0f} min; an estimate from measured "
-        'unit costs, see SCALE_COSTS)')
+        + '; ' + describe_estimate(estimate))
 
 
 def run_multisource_study(config: Optional[str],

@@ -56,10 +56,12 @@ from .variants import (GRAPH_SAMPLERS, _chosen, _configure_run, _set_schedule,
 #: extraction in eval mode (about 0.01), seconds per QAConv pair of 64x8x4
 #: maps in the exact class graph (about 2.2e-6), and the fixed cost of a run
 #: (runner, dataset indexing, checkpoints, one validation on the demo's two
-#: test sets of about 1,700 images).
+#: test sets of about 1,700 images); ``val_seconds``: each further
+#: validation (a preset's ``val_interval``; about 1,700 images extracted and
+#: matched).
 SCALE_COSTS = dict(sec_per_iter=0.25, images_per_sec=300.,
                    extract_per_image=0.012, pair_seconds=2.2e-6,
-                   run_overhead=45., two_stage_speedup=6.)
+                   run_overhead=45., two_stage_speedup=6., val_seconds=25.)
 
 
 def plan_scale_runs(quick: bool = False,
@@ -295,9 +297,12 @@ def estimate_scale_seconds(base: Config, runs: List[Dict], preset: Dict,
     ids = sum(n + test_ids for n in counts) + test_ids  # + unseen domain
     if pre_iters:
         ids += pre['num_ids'] + test_ids
+    every = int(preset.get('val_interval') or preset['epochs'])
+    extra_vals = max(0, preset['epochs'] // every - 1)
     out = dict(
         train=(len(runs) * iters + pre_iters) * c['sec_per_iter'],
         graphs=graphs,
+        validation=len(runs) * extra_vals * c.get('val_seconds', 0.),
         data=ids * per_id / c['images_per_sec'],
         overhead=(len(runs) + bool(pre_iters)) * c['run_overhead'])
     out['total'] = sum(out.values())
@@ -318,12 +323,19 @@ def _describe_plan(runs, preset, estimate) -> str:
            f"{preset['pretrain']['batches_per_epoch']} batches on "
            f"{preset['pretrain']['num_ids']} identities"
            if 'pretrained' in {r['start'] for r in runs} else '')
-        + f"; estimated {estimate['total'] / 3600:.1f} h (train "
-        f"{estimate['train'] / 60:.0f} min, class graphs "
-        f"{estimate['graphs'] / 60:.0f} min, data generation "
-        f"{estimate['data'] / 60:.0f} min, runs' fixed cost "
-        f"{estimate['overhead'] / 60:.0f} min; an estimate from "
-        'measured unit costs, see SCALE_COSTS)')
+        + '; ' + describe_estimate(estimate))
+
+
+def describe_estimate(estimate: Dict) -> str:
+    """``estimated X h (train .., class graphs .., ...)`` of an estimate
+    (:func:`estimate_scale_seconds` and the multisource study's)."""
+    parts = [('train', 'train'), ('graphs', 'class graphs'),
+             ('validation', 'validation'), ('data', 'data generation'),
+             ('overhead', "runs' fixed cost")]
+    return (f"estimated {estimate['total'] / 3600:.1f} h ("
+            + ', '.join(f'{label} {estimate[key] / 60:.0f} min'
+                        for key, label in parts if key in estimate)
+            + '; an estimate from measured unit costs, see SCALE_COSTS)')
 
 
 def run_scale_study(config: Optional[str],
