@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import time
 from typing import Dict, Mapping, Optional, Sequence, Union
 
 import cv2
@@ -449,3 +450,11 @@ def dist_init_method(folder) -> str:
     if osp.exists(path):  # a store is for one group only
         os.remove(path)
     return f'file://{path}'
+
+
+def experiment_name(prefix: str = 'test') -> str:
+    """A name no other Runner of this process has: Runners built in the same
+    second would otherwise share MMEngine's timestamp name, and MMEngine
+    warns ("get_instance should not accept any other arguments") when a
+    second Runner asks for the first one's logger and visualizer."""
+    return f'{prefix}_{time.time_ns()}'

@@ -4,6 +4,7 @@ import json
 import os.path as osp
 
 import pytest
+from helpers import experiment_name
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
@@ -31,7 +32,7 @@ def runner(tmp_path):
         test_evaluator=dict(type='ReIDMetric'),
         default_hooks=dict(logger=dict(type='ReIDLoggerHook'), timer=None,
                            checkpoint=None),
-        default_scope='mmreid_gs')
+        default_scope='mmreid_gs', experiment_name=experiment_name())
     # the loader the loop processed last (the hook logs its length)
     runner.test_loop.dataloader = DataLoader(list(range(6)), batch_size=2)
     runner.call_hook('before_run')

@@ -5,7 +5,8 @@ import logging
 import numpy as np
 import pytest
 import torch
-from helpers import LOOP_MODELS, LOOP_PIPELINE, loop_test_sets
+from helpers import (LOOP_MODELS, LOOP_PIPELINE, experiment_name,
+                     loop_test_sets)
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.evaluator import Evaluator
 from mmengine.logging import MMLogger
@@ -60,7 +61,7 @@ def runner(request, data_root, tmp_path_factory):
         test_evaluator=dict(type='ReIDMetric'),
         # the steps are called alone: no hooks that expect a whole epoch
         default_hooks=dict(timer=None, logger=None, checkpoint=None),
-        default_scope='mmreid_gs')
+        default_scope='mmreid_gs', experiment_name=experiment_name())
     runner.model.eval()
     return runner
 

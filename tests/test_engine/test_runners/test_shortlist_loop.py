@@ -10,7 +10,7 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 from helpers import (LOOP_MODELS, LOOP_PIPELINE, dist_init_method,
-                     feature_maps, loop_test_sets)
+                     experiment_name, feature_maps, loop_test_sets)
 from mmengine.runner import Runner
 
 from mmreid_gs.engine.runners import ReIDTestLoop, ReIDValLoop
@@ -45,7 +45,7 @@ def _runner(kind, data_root, work_dir):
                       pipeline=PIPELINE, progress=False),
         test_evaluator=dict(type='ReIDMetric'),
         default_hooks=dict(timer=None, logger=None, checkpoint=None),
-        default_scope='mmreid_gs')
+        default_scope='mmreid_gs', experiment_name=experiment_name())
     runner.model.eval()
     return runner
 
