@@ -25,6 +25,8 @@ A record holds:
   training seconds), ``val_seconds`` (validation, not part of them),
   ``iter_seconds`` / ``data_seconds`` (median logged seconds per training
   iteration and of its data loading: where an epoch spends its time),
+  ``pseudo_labels`` (per clustering: clusters, outliers, NMI, ARI,
+  purity, when the run trains on pseudo-labels),
   ``commit``, ``date``, and what else the study adds (``batches_per_epoch``,
   ``epochs``, ``preset``, ``converged``, ``graph_recall`` ...).
 """
@@ -211,6 +213,7 @@ def build_record(run_dir: str,
     metrics = curve[-1]['metrics'] if curve else {}
     shares, randoms, graph_secs, recall = {}, [], [], {}
     iter_times, data_times = [], []
+    clusters = {}  # PseudoLabelHook: the clustering of every epoch
     for row in read_scalars(run_dir):
         if 'train/batch_lookalike_share' in row:
             shares[int(row.get('step', row.get('epoch', 0)))] = float(
@@ -223,6 +226,10 @@ def build_record(run_dir: str,
             # the logger's mean over its interval of training iterations
             iter_times.append(float(row['time']))
             data_times.append(float(row['data_time']))
+        if 'pseudo_label/num_clusters' in row:
+            clusters[int(row.get('step', 0))] = {
+                k.split('/', 1)[1]: round(float(v), 4)
+                for k, v in row.items() if k.startswith('pseudo_label/')}
         if 'graph/recall' in row:  # GraphSamplerHook(check_recall=True)
             recall = dict(recall=float(row['graph/recall']),
                           exact_seconds=float(
@@ -260,6 +267,8 @@ def build_record(run_dir: str,
                       if data_times else None),
         graph_builds=len(graph_secs),
         graph_recall=recall or None,
+        pseudo_labels=([dict(epoch=e, **v) for e, v in sorted(
+            clusters.items())] if clusters else None),
         batches_per_epoch=int(batches_per_epoch), epochs=int(epochs),
         final_loss=(round(float(losses[-1]['value']), 4) if losses
                     else None),

@@ -102,6 +102,30 @@ def summary_table(records: Sequence[Dict],
     return '\n'.join(lines) + '\n'
 
 
+def pseudo_label_table(records: Sequence[Dict],
+                       variant_order: Optional[Sequence[str]] = None) -> str:
+    """Markdown: sampler | epoch | clusters | outliers | NMI | ARI | purity
+    (mean ± sd over seeds) of the runs that trained on pseudo-labels."""
+    rows = defaultdict(list)
+    for r in records:
+        for c in r.get('pseudo_labels') or []:
+            rows[(r['variant'], c['epoch'])].append(c)
+    if not rows:
+        return ''
+    order = _variant_order(records, variant_order)
+    head = ['sampler', 'epoch', 'clusters', 'outliers', 'NMI', 'ARI',
+            'purity']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for v, e in sorted(rows, key=lambda k: (order.get(k[0], 99), k[1])):
+        cs = rows[(v, e)]
+        lines.append('| ' + ' | '.join(
+            [v, str(e)]
+            + [_mean_sd([c[k] for c in cs], 0 if k.startswith('num') else 3)
+               for k in ('num_clusters', 'num_outliers', 'nmi', 'ari',
+                         'purity')]) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
 def _curve_points(run: Dict, metric: str, x: str = 'iteration'):
     pts = [(c[x], c['metrics'][metric]) for c in run.get('curve', [])
            if c.get(x) is not None and metric in c.get('metrics', {})]
@@ -342,6 +366,10 @@ def render_study(spec: Dict, records: Sequence[Dict],
              'sample standard deviation over seeds, %).\n']
     if main:
         parts.append('\n## Results\n\n' + summary_table(main, order))
+        clusters = pseudo_label_table(main, order)
+        if clusters:
+            parts.append('\n## The pseudo-labels at every clustering\n\n'
+                         + clusters)
         curved = [r for r in main if len(r.get('curve', [])) >= 2]
         if curved:
             for metric in ('Rank-1', 'mAP'):
@@ -386,5 +414,5 @@ def plateau_change(record: Dict, metric: str = 'A/Rank-1',
 __all__ = [
     'summary_table', 'plot_curves', 'time_to_accuracy',
     'time_to_accuracy_table', 'plot_time_to_accuracy', 'render_study',
-    'plateau_change', 'group_records', 'test_sets'
+    'plateau_change', 'group_records', 'test_sets', 'pseudo_label_table'
 ]

@@ -143,3 +143,16 @@ def test_summary_table_orders_settings_and_samplers():
     assert [line.split(' | ')[0] + '|' + line.split(' | ')[3]
             for line in lines] == ['| 1,000|pk', '| 1,000|gs', '| 8,000|pk']
     assert json.loads(json.dumps(recs))  # records are plain JSON
+
+
+def test_pseudo_label_table_means_over_seeds():
+    from mmreid_gs.studies.render import pseudo_label_table
+    recs = [dict(variant='gs', seed=s, pseudo_labels=[
+        dict(epoch=1, num_clusters=30 + 2 * s, num_outliers=200, nmi=0.6 +
+             0.1 * s, ari=0.04, purity=0.2)]) for s in (0, 1)]
+    table = pseudo_label_table(recs)
+    # clusters 30, 32 -> 31 ± 1 (sample sd 1.41 -> '1'); NMI 0.6, 0.7 ->
+    # 0.650 ± 0.071
+    assert '| gs | 1 | 31 ± 1 | 200 ± 0 | 0.650 ± 0.071 | 0.040 ± 0.000 |' \
+        in table
+    assert pseudo_label_table([dict(variant='pk', seed=0)]) == ''
