@@ -4,6 +4,7 @@ class graph from: the choice of one image per class at an epoch
 through the test pipeline (:class:`ClassImages`, with the dataset's
 handling of undecodable images) and their feature maps
 (:func:`extract_class_features`)."""
+import contextlib
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -45,6 +46,20 @@ class ClassImages(Dataset):
                 'use the test pipeline, without filtering transforms.')
         return out
 
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """Every module of ``model`` in eval mode inside the block, each back in
+    its own mode after it (a module kept in eval during training, such as
+    ``norm_eval`` BatchNorm, stays so)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, flag in flags:
+            module.training = flag
 
 def graph_seed(seed: int, epoch: int) -> int:
     """A seed for the hook's image choice, distinct from the sampler's

@@ -29,8 +29,8 @@ from mmreid_gs.utils.errors import (ConfigError, ReIDUserError,
                                     ReIDUserTypeError)
 from mmreid_gs.visualization import (ReIDVisualizer, class_graph_epoch,
                                      spread_indices)
-from .class_images import (choose_class_images, extract_class_features,
-                           image_paths)
+from .class_images import (choose_class_images, eval_mode,
+                           extract_class_features, image_paths)
 from .train_data import (read_class_sources, read_label_families,
                          train_dataloader)
 
@@ -316,13 +316,8 @@ class GraphSamplerHook(Hook):
         """
         model = self._unwrap(runner.model)
         check_reid_model(model, 'GraphSamplerHook')
-        flags = [(m, m.training) for m in model.modules()]
-        model.eval()
-        try:
+        with eval_mode(model):
             return self._update_graph(runner, sampler, model)
-        finally:
-            for module, flag in flags:
-                module.training = flag
 
     def _update_graph(self, runner, sampler: GraphSampler,
                       model) -> torch.Tensor:

@@ -23,7 +23,7 @@ from mmreid_gs.registry import HOOKS
 from mmreid_gs.utils.contract import check_reid_model
 from mmreid_gs.utils.dist import all_gather_rows
 from mmreid_gs.utils.errors import ConfigError, ReIDUserError
-from .class_images import extract_class_features
+from .class_images import eval_mode, extract_class_features
 from .train_data import train_dataloader
 
 
@@ -215,13 +215,8 @@ class PseudoLabelHook(Hook):
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         check_reid_model(model, 'PseudoLabelHook')
-        flags = [(m, m.training) for m in model.modules()]
-        model.eval()
-        try:
+        with eval_mode(model):
             return self._cluster(runner, dataset, model)
-        finally:
-            for module, flag in flags:
-                module.training = flag
 
     def _cluster(self, runner, dataset, model) -> np.ndarray:
         n = len(dataset)
