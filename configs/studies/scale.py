@@ -16,17 +16,22 @@
 #   starts; validated once, at the end.
 # - full: the paper's setting (issue 27): 1,000 / 2,000 / 4,000 / 8,000
 #   identities from the pretrained start (a network trained with PK on 2,000
-#   other people, the stand-in for the paper's ImageNet start), 12 epochs x
-#   400 batches = 4,800 iterations, the lr step at epoch 9, validated every
-#   epoch. The budget is the one the measured PK curve at 8,000 identities
-#   supports (docs/paper_reproduction.md, "Scale"). The class graph is
+#   other people, the stand-in for the paper's ImageNet start), 16 epochs x
+#   400 batches = 6,400 iterations, the lr step after epoch 10, validated
+#   every epoch. The budget is the one the measured PK curve at 8,000
+#   identities supports (docs/paper_reproduction.md, "Scale"). A first
+#   budget of 12 epochs with the step after epoch 9 was not a plateau: A
+#   Rank-1 moved 3.3 points over its last quarter, which began with the lr
+#   step itself; with the step at 10 of 16 the last quarter (epochs 12-16)
+#   lies wholly after it, so the rule judges the converged phase. The class graph is
 #   two-stage (5% candidates) from 4,000 classes on; on the first seed's
 #   first build its recall against the exact graph is logged.
 # - scratch: the same counts and budget from scratch, GS with a warm-up of
 #   one epoch against a quarter of the budget (3 of 12 epochs).
-# - budget: the PK curve that chooses the budget (8,000 identities, 20 x 400
-#   iterations, the lr step at 15); the rule: PK's A Rank-1 moves by less
-#   than 1 point over the last quarter of the run.
+# - budget: the PK curve that checks the budget: the full preset's first run
+#   (PK, 8,000 identities, seed 0), so the check is also a row of the table;
+#   the rule: PK's A Rank-1 moves by less than 1 point over the last quarter
+#   of the run (read on A mAP too: 210 queries make one query 0.48 Rank-1).
 # - time: time to accuracy at 8,000 identities (paper Fig. 2 / Table 1):
 #   the class memory, PK and GS from the pretrained start, each stopped at
 #   the same training wall-clock budget, validated every epoch.
@@ -46,7 +51,7 @@ variants = dict(
 starts = ['scratch', 'pretrained']
 _pretrain_full = dict(num_ids=2000, seed=1000, epochs=8, milestones=[6],
                       batches_per_epoch=250)
-_budget = dict(epochs=12, milestones=[9], batches_per_epoch=400,
+_budget = dict(epochs=16, milestones=[10], batches_per_epoch=400,
                val_interval=1, num_candidates=0.05, candidates_from=4000,
                check_recall=True, pretrain=_pretrain_full)
 presets = dict(
@@ -63,12 +68,10 @@ presets = dict(
                  **_budget),
     dfgs=dict(seeds=[0, 1, 2], counts=[8000, 1000, 2000, 4000],
               variants=['dfgs'], starts=['pretrained'], **_budget),
-    # the budget rule's curve: PK at 8,000 identities, seed 0, longer than
-    # full (the full preset's own PK run moved 3.3 A Rank-1 points over
-    # its last quarter: not a plateau)
+    # the budget rule's curve: the full preset's first run (same settings,
+    # so the record counts in the full table too)
     budget=dict(seeds=[0], counts=[8000], variants=['pk'],
-                starts=['pretrained'],
-                **dict(_budget, epochs=20, milestones=[15])),
+                starts=['pretrained'], **_budget),
     time=dict(seeds=[0], counts=[8000], variants=['gs', 'pk', 'cm'],
               starts=['pretrained'], max_train_seconds=1800, **_budget),
 )
