@@ -25,6 +25,10 @@ BatchNorm statistics. Measured side by side in one run, per size:
   cosine proxy, ``topk``, ``QAConvHead.match_pairs`` on the gathered
   shortlists, combined scores) into one preallocated ``[q, g]`` matrix, for
   all queries unless ``--shortlist-queries-limit``.
+- **shortlist N / M** (``--refine M ...``): the cascade of ``tools/test.py
+  --shortlist N --shortlist-refine M``: the cosine proposes M items per
+  query, QAConv on 2x2-pooled maps keeps the N best, the exact matcher
+  scores those (the pooled gallery computed inside the timed stage).
 
 Peak memory: resident memory above that before the stage, sampled every 2
 ms, next to the size of the stage's own ``[q, g]`` output (it never holds a
@@ -41,6 +45,7 @@ import torch.nn.functional as F
 from mmreid_gs.evaluation.functional import (evaluate_rank, proxy_features,
                                              shortlist_recall,
                                              shortlisted_scores)
+from mmreid_gs.two_stage import pooled_proxy_features
 from mmreid_gs.models.heads import QAConvHead
 from mmreid_gs.utils.benchmark import PeakRSS, gemm_gflops
 
@@ -67,6 +72,10 @@ def parse_args(argv=None):
         '--shortlist-queries-limit', type=int, default=None,
         help='queries the shortlisted stages score (default: all), their '
         'time extrapolated likewise')
+    parser.add_argument('--refine', type=int, nargs='+', default=[],
+                        metavar='M',
+                        help='also time each N as a cascade with M cosine '
+                        'candidates narrowed by 2x2-pooled QAConv (M > N)')
     parser.add_argument('--channels', type=int, default=64)
     parser.add_argument('--height', type=int, default=24)
     parser.add_argument('--width', type=int, default=8)
@@ -109,17 +118,19 @@ def exact_stage(head, query, gallery):
     return out
 
 
-def shortlist_stage(head, query, gallery, num):
+def shortlist_stage(head, query, gallery, num, refine=None):
     out = torch.empty(query.shape[0], gallery.shape[0])
     idx = torch.empty(query.shape[0], min(num, gallery.shape[0]),
                       dtype=torch.long)
     gallery_proxy = proxy_features(gallery)
+    pooled = pooled_proxy_features(gallery) if refine else None
     for i in range(0, query.shape[0], CHUNK):
         rows = slice(i, min(i + CHUNK, query.shape[0]))
         _, idx[rows] = shortlisted_scores(query[rows], gallery, num,
                                           head.match, head.match_pairs,
                                           gallery_proxy=gallery_proxy,
-                                          out=out[rows])
+                                          out=out[rows], refine=refine,
+                                          gallery_pooled=pooled)
     return out, idx
 
 
@@ -158,13 +169,18 @@ def run_size(name, num_query, num_gallery, args, exact_limit):
                      pairs=limit * num_gallery,
                      metrics=_rank(exact, ids, limit)))
     s_limit = min(num_query, args.shortlist_queries_limit or num_query)
-    for num in args.shortlists:
+    runs = [(num, None) for num in args.shortlists] + [
+        (num, m) for num in args.shortlists for m in args.refine
+        if num < m < num_gallery]
+    for num, refine in runs:
         with torch.no_grad():
             (scores, idx), seconds, peak = measure(
-                lambda: shortlist_stage(head, query[:s_limit], gallery, num))
+                lambda: shortlist_stage(head, query[:s_limit], gallery, num,
+                                        refine))
         common = min(limit, s_limit)
         rows.append(dict(
-            stage=f'shortlist {num}', timed=s_limit, seconds=seconds,
+            stage=f'shortlist {num}' + (f' / {refine}' if refine else ''),
+            timed=s_limit, seconds=seconds,
             peak=peak, out_mb=s_limit * num_gallery * 4 / 2**20,
             pairs=s_limit * min(num, num_gallery),
             recall=(shortlist_recall(exact[:common], idx[:common], 1),
@@ -172,7 +188,7 @@ def run_size(name, num_query, num_gallery, args, exact_limit):
             metrics=_rank(scores[:limit], ids, limit)
             if s_limit >= limit else None))
         del scores, idx
-    print(f'{"stage":<14} {"queries":>8} {"time":>9} {"all queries":>13} '
+    print(f'{"stage":<20} {"queries":>8} {"time":>9} {"all queries":>13} '
           f'{"pairs/s":>13} {"peak MiB":>9} {"[q,g] MiB":>9} '
           f'{"rec@1":>6} {"rec@10":>6} {"R1 / mAP (first %d q)" % limit}')
     for row in rows:
@@ -186,7 +202,7 @@ def run_size(name, num_query, num_gallery, args, exact_limit):
                    f'{"-":>6} {"-":>6}')
         met = row['metrics']
         met_txt = f'{met[0]:.3f} / {met[1]:.3f}' if met else '-'
-        print(f'{row["stage"]:<14} {row["timed"]:>8,} '
+        print(f'{row["stage"]:<20} {row["timed"]:>8,} '
               f'{row["seconds"]:8.1f}s {full_txt:>13} '
               f'{row["pairs"] / row["seconds"]:13,.0f} {row["peak"]:9,.0f} '
               f'{row["out_mb"]:9,.0f} {rec_txt} {met_txt}')

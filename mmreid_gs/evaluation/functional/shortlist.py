@@ -16,6 +16,12 @@ two-stage class graph); this module holds the shortlist's own steps:
    ``c`` multiply-adds a pair), computed in blocks of query rows, each
    followed by a ``topk`` (:func:`shortlist_indices`): memory is one
    ``[rows, g]`` block.
+   With ``refine=M`` (> N) the proxy proposes ``M`` items per query and a
+   second, finer proxy keeps the ``N`` best of them
+   (:func:`~mmreid_gs.two_stage.refine_candidates`: unweighted QAConv max
+   matching of 2x2-pooled maps, ``c L^2`` multiply-adds a pair with L the
+   pooled locations, 16x fewer than QAConv): a cascade that keeps more of
+   the exact top-k for the same N (docs/benchmarks.md, "Shortlist proxies").
 2. **Exact scores of the shortlist** (:func:`score_shortlist`): with a pair
    scorer (``model.match_pairs``: each query against its own gathered
    gallery list) in batched calls; otherwise ``matcher`` (``model.match``)
@@ -54,8 +60,9 @@ from torch import Tensor
 
 # proxy_features, proxy_similarity and union_groups are also imported from
 # here by callers
-from mmreid_gs.two_stage.proxy import (proxy_candidates,  # noqa: F401
-                                       proxy_features, proxy_similarity,
+from mmreid_gs.two_stage.proxy import (pooled_proxy_features,  # noqa: F401
+                                       proxy_candidates, proxy_features,
+                                       proxy_similarity, refine_candidates,
                                        top_candidates)
 from mmreid_gs.two_stage.second_stage import (  # noqa: F401
     GATHER_BYTES, Matcher, check_block, score_candidates, union_groups)
@@ -249,6 +256,25 @@ def block_proxy_features(feats: Tensor, device: torch.device) -> Tensor:
     ])
 
 
+def block_pooled_features(feats: Tensor, device: torch.device) -> Tensor:
+    """:func:`~mmreid_gs.two_stage.pooled_proxy_features` of features in
+    host memory, computed on ``device`` from blocks (as
+    :func:`block_proxy_features`).
+
+    Returns:
+        Tensor: [n, c, L] float32 pooled, per-location unit maps on
+        ``device``.
+    """
+    item = max(1, feats[:1].numel() * feats.element_size())
+    step = max(1, DEVICE_GALLERY_BYTES // item)
+    if feats.shape[0] <= step:
+        return pooled_proxy_features(feats.to(device))
+    return torch.cat([
+        pooled_proxy_features(feats[j:j + step].to(device))
+        for j in range(0, feats.shape[0], step)
+    ])
+
+
 def combine_scores(proxy_sim: Tensor, shortlist: Tensor,
                    exact: Tensor) -> Tensor:
     """Shortlisted exact scores, and the proxy's order below them.
@@ -284,6 +310,49 @@ def combine_scores(proxy_sim: Tensor, shortlist: Tensor,
     return proxy_sim
 
 
+def check_refine(value, num: Optional[int] = None,
+                 name: str = 'test_cfg.shortlist_refine') -> Optional[int]:
+    """The cascade's first-proxy list size M of a config, checked.
+
+    Args:
+        value: ``None`` (no second proxy) or an int > ``num``.
+        num (int, optional): The shortlist size N it refines.
+        name (str): The config key, for the message.
+
+    Returns:
+        int | None: The value.
+
+    Raises:
+        ConfigError: naming ``name`` and the value, for anything else.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, np.integer)) or value < 1:
+        raise ConfigError(
+            f'{name} must be None (the shortlist straight from the pooled '
+            'cosine) or a positive integer M > the shortlist N (the items '
+            'per query that the cosine proposes and 2x2-pooled QAConv '
+            f'narrows to N), got {value!r}')
+    if num is not None and value <= num:
+        raise ConfigError(
+            f'{name}={value} must be larger than the shortlist N={num}: it '
+            'is the number of cosine candidates the pooled matcher narrows '
+            'to N (e.g. 4-8 x N)')
+    return int(value)
+
+
+def _lists(q: Tensor, sim: Tensor, num: int, refine: Optional[int],
+           gallery_pooled: Optional[Tensor]) -> Tensor:
+    """A block's shortlists: the proxy's ``num`` best, or its ``refine``
+    best narrowed to ``num`` by the pooled proxy."""
+    if refine is None or refine <= num:
+        return top_candidates(sim, num)
+    wide = top_candidates(sim, min(refine, sim.shape[1]))
+    return refine_candidates(pooled_proxy_features(q), gallery_pooled, wide,
+                             num)
+
+
 def shortlisted_scores(query: Tensor,
                        gallery: Tensor,
                        num: int,
@@ -292,7 +361,9 @@ def shortlisted_scores(query: Tensor,
                        gallery_proxy: Optional[Tensor] = None,
                        block_rows: Optional[int] = None,
                        out: Optional[Tensor] = None,
-                       device: Optional[torch.device] = None
+                       device: Optional[torch.device] = None,
+                       refine: Optional[int] = None,
+                       gallery_pooled: Optional[Tensor] = None
                        ) -> Tuple[Tensor, Tensor]:
     """Shortlisted scores of every query x gallery pair (module docstring).
 
@@ -326,10 +397,14 @@ def shortlisted_scores(query: Tensor,
         tuple[Tensor, Tensor]: ``(scores, shortlist)``: [q, g] float32
         combined scores (in ``out`` when given, else on the queries'
         device) and the LongTensor [q, min(N, g)] of the shortlisted gallery
-        indices, each row by decreasing proxy similarity, on the CPU.
+        indices, each row by decreasing proxy similarity (by decreasing
+        pooled score with ``refine``), on the CPU.
     """
     nq, ng = query.shape[0], gallery.shape[0]
     num = _check_num(num, ng)
+    refine = check_refine(refine, None, 'refine')
+    if refine is not None and refine <= num:
+        refine = None
     dev = torch.device(device) if device is not None else query.device
     if out is None:
         out = torch.empty(nq, ng, dtype=torch.float32, device=dev)
@@ -346,14 +421,17 @@ def shortlisted_scores(query: Tensor,
         return out, torch.arange(ng).repeat(nq, 1)
     if gallery_proxy is None:
         gallery_proxy = block_proxy_features(gallery, dev)
+    if refine is not None and gallery_pooled is None:
+        gallery_pooled = block_pooled_features(gallery, dev)
     if gallery.device != dev or query.device != dev:
         # features in host memory: shortlists, exact scores by gallery
         # blocks, then the combined rows
         lists = torch.empty(nq, num, dtype=torch.long, device=dev)
         for i in range(0, nq, step):
-            q = proxy_features(query[i:i + step].to(dev))
-            lists[i:i + q.shape[0]] = top_candidates(
-                proxy_similarity(q, gallery_proxy), num)
+            qf = query[i:i + step].to(dev)
+            lists[i:i + qf.shape[0]] = _lists(
+                qf, proxy_similarity(proxy_features(qf), gallery_proxy), num,
+                refine, gallery_pooled)
         exact = score_shortlist_blocks(query, gallery, lists, matcher,
                                        pair_matcher, dev)
         for i in range(0, nq, step):
@@ -366,7 +444,7 @@ def shortlisted_scores(query: Tensor,
     for i in range(0, nq, step):
         q = query[i:i + step]
         sim = proxy_similarity(proxy_features(q), gallery_proxy)
-        idx = top_candidates(sim, num)
+        idx = _lists(q, sim, num, refine, gallery_pooled)
         exact = score_shortlist(q, gallery, idx, matcher, pair_matcher)
         out[i:i + q.shape[0]] = combine_scores(sim, idx, exact)
         shortlists[i:i + q.shape[0]] = idx.cpu()
