@@ -221,8 +221,8 @@ def pooled_pair_scores(q: Tensor, g: Tensor, lists: Tensor) -> Tensor:
     return out
 
 
-def refine_candidates(q: Tensor, g: Tensor, lists: Tensor,
-                      num: int) -> Tensor:
+def refine_candidates(q: Tensor, g: Tensor, lists: Tensor, num: int,
+                      return_scores: bool = False):
     """Second proxy pass of a cascade: each row's ``num`` best of its
     ``lists`` by :func:`pooled_pair_scores`.
 
@@ -232,17 +232,21 @@ def refine_candidates(q: Tensor, g: Tensor, lists: Tensor,
         g (Tensor): [G, c, L] prepared gallery maps.
         lists (Tensor): LongTensor [b, M] candidates of a cheaper proxy.
         num (int): Candidates kept per row (clipped to M).
+        return_scores (bool): Also return the pooled scores of all of
+            ``lists``. Defaults to False.
 
     Returns:
-        Tensor: LongTensor [b, min(num, M)] gallery indices, each row by
-        decreasing pooled score (ties: the earlier entry of ``lists``), on
-        ``lists``' device.
+        Tensor | tuple[Tensor, Tensor]: LongTensor [b, min(num, M)] gallery
+        indices, each row by decreasing pooled score (ties: the earlier
+        entry of ``lists``), on ``lists``' device; with ``return_scores``
+        also the [b, M] float32 pooled scores of ``lists``.
     """
     num = min(int(num), lists.shape[1])
     scores = pooled_pair_scores(q, g, lists).to(lists.device)
     order = torch.sort(scores, dim=1, descending=True,
                        stable=True).indices[:, :num]
-    return lists.gather(1, order)
+    kept = lists.gather(1, order)
+    return (kept, scores) if return_scores else kept
 
 
 #: Named first-stage proxies: name -> (prepare(features), score(q, g)).

@@ -36,7 +36,9 @@ two-stage class graph); this module holds the shortlist's own steps:
    every shortlisted score of the row, ordered by the proxy (resolution about
    ``5e-7`` in cosine units, whatever the scores' magnitude). The distance
    ``-scores`` therefore ranks the shortlist first, by the exact matcher,
-   then the rest of the gallery by the proxy.
+   then the rest of the gallery by the proxy. With ``refine`` a middle tier
+   (:func:`combine_cascade`): the rest of the M cascade candidates by their
+   pooled scores, below the shortlist and above the rest.
 
 ``N >= g`` scores every pair with ``matcher`` (:func:`shortlisted_scores`);
 :class:`~mmreid_gs.engine.runners.ReIDTestLoop` then takes its exact path
@@ -343,14 +345,52 @@ def check_refine(value, num: Optional[int] = None,
 
 
 def _lists(q: Tensor, sim: Tensor, num: int, refine: Optional[int],
-           gallery_pooled: Optional[Tensor]) -> Tensor:
-    """A block's shortlists: the proxy's ``num`` best, or its ``refine``
-    best narrowed to ``num`` by the pooled proxy."""
+           gallery_pooled: Optional[Tensor]
+           ) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
+    """A block's shortlists: the proxy's ``num`` best (and None), or its
+    ``refine`` best narrowed to ``num`` by the pooled proxy (and those
+    ``refine`` items with their pooled scores)."""
     if refine is None or refine <= num:
-        return top_candidates(sim, num)
+        return top_candidates(sim, num), None
     wide = top_candidates(sim, min(refine, sim.shape[1]))
-    return refine_candidates(pooled_proxy_features(q), gallery_pooled, wide,
-                             num)
+    idx, pooled = refine_candidates(pooled_proxy_features(q), gallery_pooled,
+                                    wide, num, return_scores=True)
+    return idx, (wide, pooled)
+
+
+def combine_cascade(proxy_sim: Tensor, shortlist: Tensor, exact: Tensor,
+                    wide: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+    """:func:`combine_scores` with a cascade's middle tier: every row ranks
+    its shortlist by the exact scores, then the rest of its ``M`` cascade
+    candidates by their pooled scores, then the rest of the gallery by the
+    proxy cosine.
+
+    Args:
+        proxy_sim (Tensor): [b, g] proxy cosines; overwritten.
+        shortlist (Tensor): [b, N] gallery indices.
+        exact (Tensor): [b, N] exact scores of those pairs.
+        wide (tuple[Tensor, Tensor], optional): ``(lists [b, M], pooled
+            [b, M])`` of the cascade; None: :func:`combine_scores`.
+
+    Returns:
+        Tensor: ``proxy_sim``, now [b, g] float32 combined scores.
+    """
+    if wide is None:
+        return combine_scores(proxy_sim, shortlist, exact)
+    lists, pooled = wide
+    # pooled scores at the M candidates, the cosines' order below them
+    out = combine_scores(proxy_sim, lists, pooled)
+    if out.shape[0] == 0 or shortlist.shape[1] == 0:
+        return out
+    exact = exact.to(device=out.device, dtype=out.dtype)
+    low = exact.min(dim=1, keepdim=True).values
+    # a per-row shift (order kept) puts every entry below the row's lowest
+    # exact score by at least max(1, |low|)
+    shift = out.max(dim=1, keepdim=True).values - low + \
+        low.abs().clamp_min(1.)
+    out.sub_(shift)
+    out.scatter_(1, shortlist.to(out.device), exact)
+    return out
 
 
 def shortlisted_scores(query: Tensor,
@@ -427,26 +467,28 @@ def shortlisted_scores(query: Tensor,
         # features in host memory: shortlists, exact scores by gallery
         # blocks, then the combined rows
         lists = torch.empty(nq, num, dtype=torch.long, device=dev)
+        tiers = []
         for i in range(0, nq, step):
             qf = query[i:i + step].to(dev)
-            lists[i:i + qf.shape[0]] = _lists(
+            lists[i:i + qf.shape[0]], tier = _lists(
                 qf, proxy_similarity(proxy_features(qf), gallery_proxy), num,
                 refine, gallery_pooled)
+            tiers.append(tier)
         exact = score_shortlist_blocks(query, gallery, lists, matcher,
                                        pair_matcher, dev)
-        for i in range(0, nq, step):
+        for k, i in enumerate(range(0, nq, step)):
             q = proxy_features(query[i:i + step].to(dev))
-            out[i:i + q.shape[0]] = combine_scores(
+            out[i:i + q.shape[0]] = combine_cascade(
                 proxy_similarity(q, gallery_proxy), lists[i:i + q.shape[0]],
-                exact[i:i + q.shape[0]])
+                exact[i:i + q.shape[0]], tiers[k])
         return out, lists.cpu()
     shortlists = torch.empty(nq, num, dtype=torch.long)
     for i in range(0, nq, step):
         q = query[i:i + step]
         sim = proxy_similarity(proxy_features(q), gallery_proxy)
-        idx = _lists(q, sim, num, refine, gallery_pooled)
+        idx, tier = _lists(q, sim, num, refine, gallery_pooled)
         exact = score_shortlist(q, gallery, idx, matcher, pair_matcher)
-        out[i:i + q.shape[0]] = combine_scores(sim, idx, exact)
+        out[i:i + q.shape[0]] = combine_cascade(sim, idx, exact, tier)
         shortlists[i:i + q.shape[0]] = idx.cpu()
     return out, shortlists
 

@@ -312,6 +312,17 @@ def test_cascade_keeps_the_pooled_best_of_the_cosine_candidates(head, maps):
         row, idx = scores[i], lists[i]
         torch.testing.assert_close(row[idx], exact[i, idx], rtol=1e-5,
                                    atol=1e-5)
+        # the tiers: exact shortlist > the other cascade candidates by
+        # their pooled scores > the rest of the gallery by the cosine
+        middle = torch.tensor([j for j in wide[i].tolist()
+                               if j not in idx.tolist()])
         rest = torch.ones(37, dtype=torch.bool)
-        rest[idx] = False
-        assert row[idx].min() > row[rest].max()
+        rest[wide[i]] = False
+        assert row[idx].min() > row[middle].max()
+        assert row[middle].min() > row[rest].max()
+        assert torch.equal(middle[row[middle].argsort(descending=True)],
+                           middle[pooled[i, middle].argsort(
+                               descending=True)])
+        r = rest.nonzero()[:, 0]
+        assert torch.equal(r[row[r].argsort(descending=True)],
+                           r[cos[i, r].argsort(descending=True)])
