@@ -80,6 +80,9 @@ def parse_args(argv=None):
     parser.add_argument('--height', type=int, default=24)
     parser.add_argument('--width', type=int, default=8)
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--amp', action='store_true',
+                        help='match under autocast, as tools/test.py --amp '
+                        '(bfloat16 on the CPU); the proxies stay float32')
     parser.add_argument('--quick', action='store_true',
                         help=f'tiny galleries {QUICK_SIZES}: checks that the '
                         'script runs')
@@ -134,6 +137,16 @@ def shortlist_stage(head, query, gallery, num, refine=None):
     return out, idx
 
 
+def _modes(args):
+    """no_grad, and autocast with --amp (tools/test.py --amp)."""
+    import contextlib
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    if getattr(args, 'amp', False):
+        stack.enter_context(torch.autocast('cpu', dtype=torch.bfloat16))
+    return stack
+
+
 def measure(fn):
     with PeakRSS() as mem:
         tic = time.perf_counter()
@@ -161,7 +174,7 @@ def run_size(name, num_query, num_gallery, args, exact_limit):
           f'of {c}x{h}x{w} ({maps_mb:,.0f} MiB of maps)')
     rows = []
     limit = min(num_query, exact_limit)
-    with torch.no_grad():
+    with _modes(args):
         exact, seconds, peak = measure(
             lambda: exact_stage(head, query[:limit], gallery))
     rows.append(dict(stage='exact', timed=limit, seconds=seconds, peak=peak,
@@ -173,7 +186,7 @@ def run_size(name, num_query, num_gallery, args, exact_limit):
         (num, m) for num in args.shortlists for m in args.refine
         if num < m < num_gallery]
     for num, refine in runs:
-        with torch.no_grad():
+        with _modes(args):
             (scores, idx), seconds, peak = measure(
                 lambda: shortlist_stage(head, query[:s_limit], gallery, num,
                                         refine))
@@ -223,7 +236,9 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     sizes = QUICK_SIZES if args.quick else SIZES
     print(f'{torch.get_num_threads()} threads; fp32 GEMM '
-          f'{gemm_gflops():.0f} GFLOP/s; shortlists {args.shortlists}')
+          f'{gemm_gflops():.0f} GFLOP/s; shortlists {args.shortlists}'
+          + (f', cascades {args.refine}' if args.refine else '')
+          + ('; matching under bfloat16 autocast' if args.amp else ''))
     for name in args.sizes:
         num_query, num_gallery = sizes[name]
         limit = args.queries_limit or (
