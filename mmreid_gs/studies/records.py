@@ -64,10 +64,10 @@ def record_key(record: Dict) -> tuple:
     if missing:
         raise KeyError(f'study record: missing key fields {missing} in '
                        f'{ {k: record[k] for k in record if k in KEY_FIELDS} }')
-    return tuple(int(record[k]) if k in ('num_ids', 'seed', 'iterations',
-                                         'warmup_iterations')
-                 else str(record[k]) for k in KEY_FIELDS) + (
-                     int(record.get('max_train_seconds') or 0), )
+    ints = ('num_ids', 'seed', 'iterations', 'warmup_iterations')
+    cap = int(record.get('max_train_seconds') or 0)
+    return tuple(int(record[k]) if k in ints else str(record[k])
+                 for k in KEY_FIELDS) + (cap, )
 
 
 def records_path(study: str, root: Optional[str] = None) -> str:

@@ -46,8 +46,30 @@ def _test(config, tmp_path, tag, *options):
     return _metrics(work_dir), load_test_results(out)
 
 
-def test_shortlist_through_the_test_tool(config, tmp_path):
-    exact_metrics, exact = _test(config, tmp_path, 'exact')
+@pytest.fixture(scope='module')
+def exact_run(config, tmp_path_factory):
+    """The exact evaluation's metrics and results file."""
+    return _test(config, tmp_path_factory.mktemp('exact'), 'exact')
+
+
+def _check_shortlisted(results, exact, num):
+    """Every set: N shortlisted entries a query, equal to the exact scores
+    and ranked before every other entry."""
+    for name in SETS:
+        scores, idx = results[name]['scores'], results[name]['shortlist']
+        assert idx.shape == (scores.shape[0], num)
+        kept = np.take_along_axis(scores, idx, axis=1)
+        np.testing.assert_allclose(
+            kept, np.take_along_axis(exact[name]['scores'], idx, axis=1),
+            rtol=1e-5, atol=1e-5)
+        rest = np.ones_like(scores, dtype=bool)
+        np.put_along_axis(rest, idx, False, axis=1)
+        for i in range(scores.shape[0]):
+            assert kept[i].min() > scores[i][rest[i]].max()
+
+
+def test_shortlist_through_the_test_tool(config, exact_run, tmp_path):
+    exact_metrics, exact = exact_run
     assert exact['synthetic_A']['scores'].shape == (6, 18)
     # N >= every gallery: the exact evaluation, to the last digit
     metrics, results = _test(config, tmp_path, 'full', '--shortlist', '18')
@@ -61,17 +83,7 @@ def test_shortlist_through_the_test_tool(config, tmp_path):
     metrics, results = _test(config, tmp_path, 'short', '--shortlist', '5',
                              '--shortlist-recall')
     assert metrics.keys() == exact_metrics.keys()
-    for name in SETS:
-        scores, idx = results[name]['scores'], results[name]['shortlist']
-        assert idx.shape == (scores.shape[0], 5)
-        kept = np.take_along_axis(scores, idx, axis=1)
-        np.testing.assert_allclose(
-            kept, np.take_along_axis(exact[name]['scores'], idx, axis=1),
-            rtol=1e-5, atol=1e-5)
-        rest = np.ones_like(scores, dtype=bool)
-        np.put_along_axis(rest, idx, False, axis=1)
-        for i in range(scores.shape[0]):
-            assert kept[i].min() > scores[i][rest[i]].max()
+    _check_shortlisted(results, exact, 5)
     logs = glob.glob(osp.join(str(tmp_path / 'short'), '*', '*.log'))
     text = open(logs[0]).read()
     assert 'shortlist of 5: recall of the exact top-1' in text
@@ -100,23 +112,12 @@ def test_recall_needs_a_shortlist(config, tmp_path, capsys):
     assert '--shortlist-recall needs --shortlist N' in capsys.readouterr().err
 
 
-def test_cascade_through_the_test_tool(config, tmp_path):
+def test_cascade_through_the_test_tool(config, exact_run, tmp_path):
     """--shortlist 4 --shortlist-refine 12: the shortlisted entries are
-    exact and rank first, the other 8 cascade candidates next."""
-    _, exact = _test(config, tmp_path, 'exact')
+    exact and rank first."""
     _, results = _test(config, tmp_path, 'cascade', '--shortlist', '4',
                        '--shortlist-refine', '12')
-    for name in SETS:
-        scores, idx = results[name]['scores'], results[name]['shortlist']
-        assert idx.shape == (scores.shape[0], 4)
-        kept = np.take_along_axis(scores, idx, axis=1)
-        np.testing.assert_allclose(
-            kept, np.take_along_axis(exact[name]['scores'], idx, axis=1),
-            rtol=1e-5, atol=1e-5)
-        rest = np.ones_like(scores, dtype=bool)
-        np.put_along_axis(rest, idx, False, axis=1)
-        for i in range(scores.shape[0]):
-            assert kept[i].min() > scores[i][rest[i]].max()
+    _check_shortlisted(results, exact_run[1], 4)
 
 
 @pytest.mark.parametrize('options, message', [

@@ -81,6 +81,19 @@ DEVICE_GALLERY_BYTES = 4 * 2**30
 DEVICE_QUERY_BYTES = 512 * 2**20
 
 
+def _optional_count(value, name: str, none_means: str,
+                    count_means: str) -> Optional[int]:
+    """``value`` as None or a positive int; else a ConfigError naming
+    ``name``, what None and a count mean, and the value."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, np.integer)) or value < 1:
+        raise ConfigError(f'{name} must be None ({none_means}) or a positive '
+                          f'integer ({count_means}), got {value!r}')
+    return int(value)
+
+
 def check_shortlist(value, name: str = 'test_cfg.shortlist') -> Optional[int]:
     """The shortlist size of a config, checked.
 
@@ -94,15 +107,9 @@ def check_shortlist(value, name: str = 'test_cfg.shortlist') -> Optional[int]:
     Raises:
         ConfigError: naming ``name`` and the value, for anything else.
     """
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, np.integer)) or value < 1:
-        raise ConfigError(
-            f'{name} must be None (exact evaluation) or a positive integer '
-            '(the gallery items per query that the exact matcher scores), '
-            f'got {value!r}')
-    return int(value)
+    return _optional_count(
+        value, name, 'exact evaluation',
+        'the gallery items per query that the exact matcher scores')
 
 
 def proxy_block_rows(num_gallery: int) -> int:
@@ -248,12 +255,19 @@ def block_proxy_features(feats: Tensor, device: torch.device) -> Tensor:
     Returns:
         Tensor: [n, c] float32 unit vectors on ``device``.
     """
+    return _blockwise(proxy_features, feats, device)
+
+
+def _blockwise(prepare: Callable[[Tensor], Tensor], feats: Tensor,
+               device: torch.device) -> Tensor:
+    """``prepare`` of host-memory features on ``device``, from blocks of
+    :data:`DEVICE_GALLERY_BYTES`."""
     item = max(1, feats[:1].numel() * feats.element_size())
     step = max(1, DEVICE_GALLERY_BYTES // item)
     if feats.shape[0] <= step:
-        return proxy_features(feats.to(device))
+        return prepare(feats.to(device))
     return torch.cat([
-        proxy_features(feats[j:j + step].to(device))
+        prepare(feats[j:j + step].to(device))
         for j in range(0, feats.shape[0], step)
     ])
 
@@ -267,14 +281,7 @@ def block_pooled_features(feats: Tensor, device: torch.device) -> Tensor:
         Tensor: [n, c, L] float32 pooled, per-location unit maps on
         ``device``.
     """
-    item = max(1, feats[:1].numel() * feats.element_size())
-    step = max(1, DEVICE_GALLERY_BYTES // item)
-    if feats.shape[0] <= step:
-        return pooled_proxy_features(feats.to(device))
-    return torch.cat([
-        pooled_proxy_features(feats[j:j + step].to(device))
-        for j in range(0, feats.shape[0], step)
-    ])
+    return _blockwise(pooled_proxy_features, feats, device)
 
 
 def combine_scores(proxy_sim: Tensor, shortlist: Tensor,
@@ -327,21 +334,16 @@ def check_refine(value, num: Optional[int] = None,
     Raises:
         ConfigError: naming ``name`` and the value, for anything else.
     """
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, np.integer)) or value < 1:
-        raise ConfigError(
-            f'{name} must be None (the shortlist straight from the pooled '
-            'cosine) or a positive integer M > the shortlist N (the items '
-            'per query that the cosine proposes and 2x2-pooled QAConv '
-            f'narrows to N), got {value!r}')
-    if num is not None and value <= num:
+    value = _optional_count(
+        value, name, 'the shortlist straight from the pooled cosine',
+        'M > the shortlist N: the items per query that the cosine proposes '
+        'and 2x2-pooled QAConv narrows to N')
+    if value is not None and num is not None and value <= num:
         raise ConfigError(
             f'{name}={value} must be larger than the shortlist N={num}: it '
             'is the number of cosine candidates the pooled matcher narrows '
             'to N (e.g. 4-8 x N)')
-    return int(value)
+    return value
 
 
 def _lists(q: Tensor, sim: Tensor, num: int, refine: Optional[int],
