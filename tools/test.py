@@ -20,7 +20,7 @@ from mmengine.model import is_model_wrapper
 
 from mmreid_gs.cli import (add_runner_args, apply_runner_args, build_runner,
                            init_cpu_dist, load_config, run_cli, run_summary)
-from mmreid_gs.evaluation.functional import check_shortlist
+from mmreid_gs.evaluation.functional import check_refine, check_shortlist
 from mmreid_gs.evaluation.results_file import save_test_results
 from mmreid_gs.utils.errors import ConfigError
 
@@ -49,6 +49,12 @@ def parse_args(argv=None):
         "query's N best gallery items by the cosine of average-pooled maps "
         'with the exact matcher, rank the rest after them by that proxy; '
         'N >= the gallery size gives the exact metrics')
+    parser.add_argument(
+        '--shortlist-refine', type=int, metavar='M',
+        help='with --shortlist N: the cosine proposes M > N gallery items '
+        'per query and QAConv on 2x2-pooled maps keeps the N best of them '
+        '(test_cfg.shortlist_refine; docs/benchmarks.md, "Shortlist '
+        'proxies")')
     parser.add_argument(
         '--shortlist-recall', action='store_true',
         help='with --shortlist, also score every pair exactly (the full '
@@ -102,6 +108,14 @@ def main(argv=None):
             args.shortlist, 'test_cfg.shortlist (--shortlist)')
     # a config's (or --cfg-options') value fails here, before any work
     check_shortlist(cfg.test_cfg.get('shortlist'), 'test_cfg.shortlist')
+    if args.shortlist_refine is not None:
+        if cfg.test_cfg.get('shortlist') is None:
+            raise ConfigError('--shortlist-refine needs --shortlist N (or '
+                              'test_cfg.shortlist)')
+        cfg.test_cfg.shortlist_refine = args.shortlist_refine
+    check_refine(cfg.test_cfg.get('shortlist_refine'),
+                 cfg.test_cfg.get('shortlist'),
+                 'test_cfg.shortlist_refine (--shortlist-refine)')
     if args.shortlist_recall:
         if cfg.test_cfg.get('shortlist') is None:
             raise ConfigError('--shortlist-recall needs --shortlist N (or '

@@ -57,14 +57,17 @@ REQUIRED_FIELDS = KEY_FIELDS + (
 
 def record_key(record: Dict) -> tuple:
     """The identity of a run: :data:`KEY_FIELDS` of its record (or of a
-    planned run's dict)."""
+    planned run's dict), and its wall-clock cap ``max_train_seconds`` (0:
+    none; a run stopped at a training-time budget is another run than the
+    same settings trained to the end)."""
     missing = [k for k in KEY_FIELDS if k not in record]
     if missing:
         raise KeyError(f'study record: missing key fields {missing} in '
                        f'{ {k: record[k] for k in record if k in KEY_FIELDS} }')
-    return tuple(int(record[k]) if k in ('num_ids', 'seed', 'iterations',
-                                         'warmup_iterations')
-                 else str(record[k]) for k in KEY_FIELDS)
+    ints = ('num_ids', 'seed', 'iterations', 'warmup_iterations')
+    cap = int(record.get('max_train_seconds') or 0)
+    return tuple(int(record[k]) if k in ints else str(record[k])
+                 for k in KEY_FIELDS) + (cap, )
 
 
 def records_path(study: str, root: Optional[str] = None) -> str:

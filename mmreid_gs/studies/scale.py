@@ -451,7 +451,10 @@ def run_scale_study(config: Optional[str],
                        share_from_epoch=share_from, commit=commit,
                        preset=preset['name'],
                        milestones=list(preset['milestones']),
-                       two_stage_graph=_two_stage(run, preset))
+                       two_stage_graph=_two_stage(run, preset),
+                       **({'max_train_seconds': int(
+                           preset['max_train_seconds'])}
+                          if preset.get('max_train_seconds') else {}))
         if bar is not None:
             bar.update()
     results = collect_scale_results(work_dir, runs, preset)
@@ -472,10 +475,13 @@ def scale_run_key(run: Dict, preset: Dict, study: str = 'scale') -> Dict:
     """The record key fields of a planned scale run (study, iterations,
     warm-up iterations; the run's own fields are kept)."""
     bpe = int(preset['batches_per_epoch'])
-    return dict(study=study, variant=run['variant'], start=run['start'],
-                num_ids=int(run['num_ids']), seed=int(run['seed']),
-                iterations=int(preset['epochs']) * bpe,
-                warmup_iterations=warmup_epochs(run['spec']) * bpe)
+    key = dict(study=study, variant=run['variant'], start=run['start'],
+               num_ids=int(run['num_ids']), seed=int(run['seed']),
+               iterations=int(preset['epochs']) * bpe,
+               warmup_iterations=warmup_epochs(run['spec']) * bpe)
+    if preset.get('max_train_seconds'):
+        key['max_train_seconds'] = int(preset['max_train_seconds'])
+    return key
 
 
 def scale_run_dir(work_dir: str, run: Dict, preset: Dict) -> str:

@@ -16,16 +16,17 @@ shortlist). Pure functions on tensors; nothing here imports the engine.
 """
 from .cost import (matcher_pair_macs, proxy_pair_macs,
                    two_stage_cost_ratio)
-from .proxy import (PROXIES, pooled_proxy_features, pooled_proxy_scores,
-                    proxy_candidates, proxy_features, proxy_similarity,
-                    top_candidates)
+from .proxy import (PROXIES, pooled_pair_scores, pooled_proxy_features,
+                    pooled_proxy_scores, proxy_candidates, proxy_features,
+                    proxy_similarity, refine_candidates, top_candidates)
 from .second_stage import (MIN_UNION_EFFICIENCY, check_block,
                            resolve_pair_matcher, score_candidates,
                            union_groups, union_pairs)
 
 __all__ = [
     'proxy_features', 'proxy_similarity', 'pooled_proxy_features',
-    'pooled_proxy_scores', 'PROXIES', 'top_candidates', 'proxy_candidates',
+    'pooled_proxy_scores', 'pooled_pair_scores', 'refine_candidates',
+    'PROXIES', 'top_candidates', 'proxy_candidates',
     'score_candidates', 'union_groups', 'union_pairs', 'check_block',
     'resolve_pair_matcher', 'MIN_UNION_EFFICIENCY', 'matcher_pair_macs',
     'proxy_pair_macs', 'two_stage_cost_ratio'

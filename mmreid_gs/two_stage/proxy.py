@@ -153,6 +153,102 @@ def pooled_proxy_scores(q: Tensor, g: Tensor) -> Tensor:
     return out
 
 
+#: Bytes of the gathered pooled gallery maps of one call of
+#: :func:`pooled_pair_scores` (and of its ``[b, L, M * L]`` similarities).
+POOLED_GATHER_BYTES = 16 * 2**20
+
+
+def _pooled_pair_rows(q: Tensor, g: Tensor, lists: Tensor,
+                      out: Tensor) -> None:
+    """:func:`pooled_pair_scores` of a few query rows, in blocks of
+    :data:`POOLED_GATHER_BYTES` (one batched GEMM each)."""
+    b, c, loc = q.shape
+    m = lists.shape[1]
+    per_row = max(1, m * loc * max(c, loc) * 4)
+    step = max(1, POOLED_GATHER_BYTES // per_row)
+    qt = q.transpose(1, 2)  # [b, L, c]
+    for i in range(0, b, step):
+        rows = slice(i, min(i + step, b))
+        n = rows.stop - rows.start
+        gathered = g[lists[rows].reshape(-1)]  # [n * M, c, L]
+        gathered = gathered.view(n, m, c, loc).permute(0, 2, 1, 3).reshape(
+            n, c, m * loc)
+        sim = torch.bmm(qt[rows], gathered).view(n, loc, m, loc)
+        out[rows] = sim.amax(3).mean(1) + sim.amax(1).mean(2)
+
+
+def pooled_pair_scores(q: Tensor, g: Tensor, lists: Tensor) -> Tensor:
+    """The ``'pooled'`` proxy (unweighted QAConv max matching of 2x2-pooled
+    maps) of each query against its own list of gallery items: the index
+    form of :func:`pooled_proxy_scores`, ``out[i, j]`` equal to
+    ``pooled_proxy_scores(q, g)[i, lists[i, j]]``.
+
+    About ``c L^2`` multiply-adds a pair (L = pooled locations), 16x fewer
+    than QAConv on the maps. On the CPU the query rows are split over the
+    intra-op threads, each running single-threaded batched GEMMs.
+
+    Args:
+        q (Tensor): [b, c, L] prepared query maps
+            (:func:`pooled_proxy_features`).
+        g (Tensor): [G, c, L] prepared gallery maps.
+        lists (Tensor): LongTensor [b, M] gallery indices of every row.
+
+    Returns:
+        Tensor: [b, M] float32 scores.
+    """
+    if q.dim() != 3 or g.dim() != 3 or q.shape[1:] != g.shape[1:]:
+        raise ValueError('pooled_pair_scores needs prepared maps [b, c, L] '
+                         'and [G, c, L] of the same c and L, got '
+                         f'{list(q.shape)} and {list(g.shape)}')
+    if lists.dim() != 2 or lists.shape[0] != q.shape[0]:
+        raise ValueError(f'lists must be [b={q.shape[0]}, M], got '
+                         f'{list(lists.shape)}')
+    b = q.shape[0]
+    out = q.new_empty(b, lists.shape[1], dtype=torch.float32)
+    if b == 0 or lists.shape[1] == 0:
+        return out
+    lists = lists.to(g.device)
+    workers = max(1, min(cpu_workers(q.device), b))
+    bounds = [b * k // workers for k in range(workers)] + [b]
+
+    def run(rows):
+        sl = slice(*rows)
+        _pooled_pair_rows(q[sl].float(), g, lists[sl], out[sl])
+
+    with torch.autocast(q.device.type, enabled=False):
+        run_in_workers(run, [r for r in zip(bounds, bounds[1:])
+                             if r[1] > r[0]])
+    return out
+
+
+def refine_candidates(q: Tensor, g: Tensor, lists: Tensor, num: int,
+                      return_scores: bool = False):
+    """Second proxy pass of a cascade: each row's ``num`` best of its
+    ``lists`` by :func:`pooled_pair_scores`.
+
+    Args:
+        q (Tensor): [b, c, L] prepared query maps
+            (:func:`pooled_proxy_features`).
+        g (Tensor): [G, c, L] prepared gallery maps.
+        lists (Tensor): LongTensor [b, M] candidates of a cheaper proxy.
+        num (int): Candidates kept per row (clipped to M).
+        return_scores (bool): Also return the pooled scores of all of
+            ``lists``. Defaults to False.
+
+    Returns:
+        Tensor | tuple[Tensor, Tensor]: LongTensor [b, min(num, M)] gallery
+        indices, each row by decreasing pooled score (ties: the earlier
+        entry of ``lists``), on ``lists``' device; with ``return_scores``
+        also the [b, M] float32 pooled scores of ``lists``.
+    """
+    num = min(int(num), lists.shape[1])
+    scores = pooled_pair_scores(q, g, lists).to(lists.device)
+    order = torch.sort(scores, dim=1, descending=True,
+                       stable=True).indices[:, :num]
+    kept = lists.gather(1, order)
+    return (kept, scores) if return_scores else kept
+
+
 #: Named first-stage proxies: name -> (prepare(features), score(q, g)).
 #: ``'gap'`` (default): cosine of global-average-pooled, L2-normalised maps
 #: (C^2 * c work, negligible next to QAConv).

@@ -3,6 +3,7 @@
 file alone (no work dir, no training); the time-to-accuracy and plateau
 rules against hand-computed numbers."""
 import json
+import math
 import os.path as osp
 
 import pytest
@@ -10,22 +11,26 @@ from helpers import load_tool
 
 from mmreid_gs.studies import (append_record, load_records, missing_runs,
                                record_key)
+from mmreid_gs.studies.specs import load_study
 from mmreid_gs.studies.render import (plateau_change, summary_table,
                                       time_to_accuracy)
 
 tool = load_tool('tools/analysis_tools/sampler_study.py')
+#: the full preset's budget (configs/studies/scale.py): epochs x 400
+EPOCHS = load_study('scale')['presets']['full']['epochs']
+ITERS = 400 * EPOCHS
 
 
 def _record(variant, num_ids, seed, a_r1, b_r1, share=0.1, preset='full',
             curve=None, seconds=600.):
     warm = 400 if variant == 'gs' else 0
     curve = curve or [
-        dict(epoch=e, iteration=400 * e, seconds=seconds * e / 12,
-             metrics={'A/Rank-1': a_r1 - (12 - e), 'A/mAP': a_r1 - 10,
-                      'B/Rank-1': b_r1 - (12 - e), 'B/mAP': b_r1 - 10})
-        for e in range(1, 13)]
+        dict(epoch=e, iteration=400 * e, seconds=seconds * e / EPOCHS,
+             metrics={'A/Rank-1': a_r1 - (EPOCHS - e), 'A/mAP': a_r1 - 10,
+                      'B/Rank-1': b_r1 - (EPOCHS - e), 'B/mAP': b_r1 - 10})
+        for e in range(1, EPOCHS + 1)]
     return dict(study='scale', variant=variant, start='pretrained',
-                num_ids=num_ids, seed=seed, iterations=4800,
+                num_ids=num_ids, seed=seed, iterations=ITERS,
                 warmup_iterations=warm, metrics=curve[-1]['metrics'],
                 curve=curve, batch_lookalike_share=share,
                 batch_lookalike_share_random=0.01, train_seconds=seconds,
@@ -50,7 +55,7 @@ def test_records_round_trip_skip_and_clear_errors(tmp_path):
     pk, = [r for r in recs if r['variant'] == 'pk']
     assert pk['metrics'] == {'A/Rank-1': 61.}
     planned = [dict(study='scale', variant=v, start='pretrained',
-                    num_ids=8000, seed=s, iterations=4800,
+                    num_ids=8000, seed=s, iterations=ITERS,
                     warmup_iterations=400 if v == 'gs' else 0)
                for s in (0, 1) for v in ('pk', 'gs')]
     assert [(p['variant'], p['seed']) for p in missing_runs(
@@ -58,6 +63,13 @@ def test_records_round_trip_skip_and_clear_errors(tmp_path):
     # another warm-up is another run
     assert record_key(dict(planned[1], warmup_iterations=1200)) != \
         record_key(planned[1])
+    # a run stopped at a wall-clock budget (the time preset) is another
+    # run than the same settings trained to the end
+    capped = dict(planned[0], max_train_seconds=1800)
+    assert record_key(capped) != record_key(planned[0])
+    assert [p['variant'] for p in missing_runs([capped], recs)] == ['pk']
+    assert record_key(dict(planned[0], max_train_seconds=None)) == \
+        record_key(planned[0])
     with open(path, 'a') as f:
         f.write('{"study": "scale"}\n')
     with pytest.raises(ValueError, match=r'runs.jsonl, line 4: the record '
@@ -86,7 +98,7 @@ def test_status_and_render_from_the_file_alone(tmp_path, capsys):
     row = [line for line in summary.splitlines()
            if line.startswith('| 8,000 | pretrained | - | pk |')][0]
     assert '| 61.0 ± 1.0 / 51.0 ± 1.0 | 40.0 ± 0.0 / 30.0 ± 0.0 | 3 | ' \
-        '4,800 | 10.0 |' in row
+        f'{ITERS:,} | 10.0 |' in row
     row = [line for line in summary.splitlines()
            if line.startswith('| 8,000 | pretrained | 400 | gs |')][0]
     assert '| 0.300 ± 0.000 (0.010) | 64.0 ± 1.0 / 54.0 ± 1.0 |' in row
@@ -126,9 +138,11 @@ def test_time_to_accuracy_hand_computed(tmp_path):
 
 def test_plateau_change_over_the_last_quarter():
     rec = _record('pk', 8000, 0, 60., 40.)
-    # last quarter of 4,800 iterations: from 3,600 on = epochs 9-12, A
-    # Rank-1 57, 58, 59, 60 -> moved 3 points
-    assert plateau_change(rec) == pytest.approx(3.)
+    # last quarter of the iterations: from epoch ceil(3/4 x EPOCHS) on
+    # (e.g. 12-16 of 16), A Rank-1 rising by 1 an epoch to 60 -> moved
+    # EPOCHS - that epoch points
+    first = math.ceil(0.75 * EPOCHS)
+    assert plateau_change(rec) == pytest.approx(EPOCHS - first)
     flat = dict(rec, curve=[dict(c, metrics={'A/Rank-1': 60.})
                             for c in rec['curve']])
     assert plateau_change(flat) == 0.

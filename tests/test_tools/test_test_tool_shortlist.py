@@ -46,8 +46,30 @@ def _test(config, tmp_path, tag, *options):
     return _metrics(work_dir), load_test_results(out)
 
 
-def test_shortlist_through_the_test_tool(config, tmp_path):
-    exact_metrics, exact = _test(config, tmp_path, 'exact')
+@pytest.fixture(scope='module')
+def exact_run(config, tmp_path_factory):
+    """The exact evaluation's metrics and results file."""
+    return _test(config, tmp_path_factory.mktemp('exact'), 'exact')
+
+
+def _check_shortlisted(results, exact, num):
+    """Every set: N shortlisted entries a query, equal to the exact scores
+    and ranked before every other entry."""
+    for name in SETS:
+        scores, idx = results[name]['scores'], results[name]['shortlist']
+        assert idx.shape == (scores.shape[0], num)
+        kept = np.take_along_axis(scores, idx, axis=1)
+        np.testing.assert_allclose(
+            kept, np.take_along_axis(exact[name]['scores'], idx, axis=1),
+            rtol=1e-5, atol=1e-5)
+        rest = np.ones_like(scores, dtype=bool)
+        np.put_along_axis(rest, idx, False, axis=1)
+        for i in range(scores.shape[0]):
+            assert kept[i].min() > scores[i][rest[i]].max()
+
+
+def test_shortlist_through_the_test_tool(config, exact_run, tmp_path):
+    exact_metrics, exact = exact_run
     assert exact['synthetic_A']['scores'].shape == (6, 18)
     # N >= every gallery: the exact evaluation, to the last digit
     metrics, results = _test(config, tmp_path, 'full', '--shortlist', '18')
@@ -61,17 +83,7 @@ def test_shortlist_through_the_test_tool(config, tmp_path):
     metrics, results = _test(config, tmp_path, 'short', '--shortlist', '5',
                              '--shortlist-recall')
     assert metrics.keys() == exact_metrics.keys()
-    for name in SETS:
-        scores, idx = results[name]['scores'], results[name]['shortlist']
-        assert idx.shape == (scores.shape[0], 5)
-        kept = np.take_along_axis(scores, idx, axis=1)
-        np.testing.assert_allclose(
-            kept, np.take_along_axis(exact[name]['scores'], idx, axis=1),
-            rtol=1e-5, atol=1e-5)
-        rest = np.ones_like(scores, dtype=bool)
-        np.put_along_axis(rest, idx, False, axis=1)
-        for i in range(scores.shape[0]):
-            assert kept[i].min() > scores[i][rest[i]].max()
+    _check_shortlisted(results, exact, 5)
     logs = glob.glob(osp.join(str(tmp_path / 'short'), '*', '*.log'))
     text = open(logs[0]).read()
     assert 'shortlist of 5: recall of the exact top-1' in text
@@ -100,11 +112,36 @@ def test_recall_needs_a_shortlist(config, tmp_path, capsys):
     assert '--shortlist-recall needs --shortlist N' in capsys.readouterr().err
 
 
+def test_cascade_through_the_test_tool(config, exact_run, tmp_path):
+    """--shortlist 4 --shortlist-refine 12: the shortlisted entries are
+    exact and rank first."""
+    _, results = _test(config, tmp_path, 'cascade', '--shortlist', '4',
+                       '--shortlist-refine', '12')
+    _check_shortlisted(results, exact_run[1], 4)
+
+
+@pytest.mark.parametrize('options, message', [
+    (['--shortlist-refine', '12'],
+     '--shortlist-refine needs --shortlist N'),
+    (['--shortlist', '5', '--shortlist-refine', '5'],
+     'test_cfg.shortlist_refine (--shortlist-refine)=5 must be larger than '
+     'the shortlist N=5'),
+    (['--shortlist', '5', '--cfg-options', 'test_cfg.shortlist_refine=0'],
+     'test_cfg.shortlist_refine (--shortlist-refine) must be None'),
+])
+def test_bad_refine_is_one_line(config, tmp_path, capsys, options, message):
+    test = load_tool('tools/test.py')
+    code = test.run_cli(test.main, [config, '--work-dir',
+                                    str(tmp_path / 'bad'), *options])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_shortlist_study_smoke(config, tmp_path, capsys):
     study = load_tool('tools/analysis_tools/shortlist_study.py')
     code = study.run_cli(study.main, [
         config, 'none', '--shortlists', '4', '18', '--sets', 'synthetic_A',
-        '--work-dir', str(tmp_path / 'study')
+        '--refine-factors', '3', '--work-dir', str(tmp_path / 'study')
     ])
     out = capsys.readouterr().out
     assert code == 0
@@ -114,6 +151,9 @@ def test_shortlist_study_smoke(config, tmp_path, capsys):
     assert exact[0] == 'exact' and short[0] == '4' and full[0] == '18'
     # N >= the gallery: the exact numbers, full recall
     assert full[1:5] == exact[1:5] and full[5:7] == ['100.0', '100.0']
+    # the cascade row of N = 4 (3 x 4 = 12 cosine candidates)
+    assert lines[5].split()[0] == '4' and 'cascade: cosine 12 -> pooled 4' \
+        in lines[5]
     assert 'synthetic_B_unseen:' not in table
     assert study.run_cli(study.main, [config, 'none', '--shortlists',
                                       '0']) == 2
@@ -123,8 +163,10 @@ def test_shortlist_study_smoke(config, tmp_path, capsys):
 def test_benchmark_shortlist_runs_tiny(capsys):
     bench = load_tool('tools/analysis_tools/benchmark_shortlist.py')
     args = bench.parse_args(['--channels', '8', '--height', '4', '--width',
-                             '2', '--shortlists', '5', '40'])
+                             '2', '--shortlists', '5', '40', '--refine',
+                             '20'])
     bench.run_size('tiny', 12, 40, args, exact_limit=4)
     out = capsys.readouterr().out
     assert 'EXTRAPOLATED to 12 queries from 4 timed queries' in out
     assert 'shortlist 5' in out and 'shortlist 40' in out
+    assert 'shortlist 5 / 20' in out

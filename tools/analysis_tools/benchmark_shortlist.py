@@ -25,6 +25,10 @@ BatchNorm statistics. Measured side by side in one run, per size:
   cosine proxy, ``topk``, ``QAConvHead.match_pairs`` on the gathered
   shortlists, combined scores) into one preallocated ``[q, g]`` matrix, for
   all queries unless ``--shortlist-queries-limit``.
+- **shortlist N / M** (``--refine M ...``): the cascade of ``tools/test.py
+  --shortlist N --shortlist-refine M``: the cosine proposes M items per
+  query, QAConv on 2x2-pooled maps keeps the N best, the exact matcher
+  scores those (the pooled gallery computed inside the timed stage).
 
 Peak memory: resident memory above that before the stage, sampled every 2
 ms, next to the size of the stage's own ``[q, g]`` output (it never holds a
@@ -41,6 +45,7 @@ import torch.nn.functional as F
 from mmreid_gs.evaluation.functional import (evaluate_rank, proxy_features,
                                              shortlist_recall,
                                              shortlisted_scores)
+from mmreid_gs.two_stage import pooled_proxy_features
 from mmreid_gs.models.heads import QAConvHead
 from mmreid_gs.utils.benchmark import PeakRSS, gemm_gflops
 
@@ -67,10 +72,17 @@ def parse_args(argv=None):
         '--shortlist-queries-limit', type=int, default=None,
         help='queries the shortlisted stages score (default: all), their '
         'time extrapolated likewise')
+    parser.add_argument('--refine', type=int, nargs='+', default=[],
+                        metavar='M',
+                        help='also time each N as a cascade with M cosine '
+                        'candidates narrowed by 2x2-pooled QAConv (M > N)')
     parser.add_argument('--channels', type=int, default=64)
     parser.add_argument('--height', type=int, default=24)
     parser.add_argument('--width', type=int, default=8)
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--amp', action='store_true',
+                        help='match under autocast, as tools/test.py --amp '
+                        '(bfloat16 on the CPU); the proxies stay float32')
     parser.add_argument('--quick', action='store_true',
                         help=f'tiny galleries {QUICK_SIZES}: checks that the '
                         'script runs')
@@ -109,18 +121,30 @@ def exact_stage(head, query, gallery):
     return out
 
 
-def shortlist_stage(head, query, gallery, num):
+def shortlist_stage(head, query, gallery, num, refine=None):
     out = torch.empty(query.shape[0], gallery.shape[0])
     idx = torch.empty(query.shape[0], min(num, gallery.shape[0]),
                       dtype=torch.long)
     gallery_proxy = proxy_features(gallery)
+    pooled = pooled_proxy_features(gallery) if refine else None
     for i in range(0, query.shape[0], CHUNK):
         rows = slice(i, min(i + CHUNK, query.shape[0]))
         _, idx[rows] = shortlisted_scores(query[rows], gallery, num,
                                           head.match, head.match_pairs,
                                           gallery_proxy=gallery_proxy,
-                                          out=out[rows])
+                                          out=out[rows], refine=refine,
+                                          gallery_pooled=pooled)
     return out, idx
+
+
+def _modes(args):
+    """no_grad, and autocast with --amp (tools/test.py --amp)."""
+    import contextlib
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    if getattr(args, 'amp', False):
+        stack.enter_context(torch.autocast('cpu', dtype=torch.bfloat16))
+    return stack
 
 
 def measure(fn):
@@ -150,7 +174,7 @@ def run_size(name, num_query, num_gallery, args, exact_limit):
           f'of {c}x{h}x{w} ({maps_mb:,.0f} MiB of maps)')
     rows = []
     limit = min(num_query, exact_limit)
-    with torch.no_grad():
+    with _modes(args):
         exact, seconds, peak = measure(
             lambda: exact_stage(head, query[:limit], gallery))
     rows.append(dict(stage='exact', timed=limit, seconds=seconds, peak=peak,
@@ -158,13 +182,18 @@ def run_size(name, num_query, num_gallery, args, exact_limit):
                      pairs=limit * num_gallery,
                      metrics=_rank(exact, ids, limit)))
     s_limit = min(num_query, args.shortlist_queries_limit or num_query)
-    for num in args.shortlists:
-        with torch.no_grad():
+    runs = [(num, None) for num in args.shortlists] + [
+        (num, m) for num in args.shortlists for m in args.refine
+        if num < m < num_gallery]
+    for num, refine in runs:
+        with _modes(args):
             (scores, idx), seconds, peak = measure(
-                lambda: shortlist_stage(head, query[:s_limit], gallery, num))
+                lambda: shortlist_stage(head, query[:s_limit], gallery, num,
+                                        refine))
         common = min(limit, s_limit)
         rows.append(dict(
-            stage=f'shortlist {num}', timed=s_limit, seconds=seconds,
+            stage=f'shortlist {num}' + (f' / {refine}' if refine else ''),
+            timed=s_limit, seconds=seconds,
             peak=peak, out_mb=s_limit * num_gallery * 4 / 2**20,
             pairs=s_limit * min(num, num_gallery),
             recall=(shortlist_recall(exact[:common], idx[:common], 1),
@@ -172,7 +201,7 @@ def run_size(name, num_query, num_gallery, args, exact_limit):
             metrics=_rank(scores[:limit], ids, limit)
             if s_limit >= limit else None))
         del scores, idx
-    print(f'{"stage":<14} {"queries":>8} {"time":>9} {"all queries":>13} '
+    print(f'{"stage":<20} {"queries":>8} {"time":>9} {"all queries":>13} '
           f'{"pairs/s":>13} {"peak MiB":>9} {"[q,g] MiB":>9} '
           f'{"rec@1":>6} {"rec@10":>6} {"R1 / mAP (first %d q)" % limit}')
     for row in rows:
@@ -186,7 +215,7 @@ def run_size(name, num_query, num_gallery, args, exact_limit):
                    f'{"-":>6} {"-":>6}')
         met = row['metrics']
         met_txt = f'{met[0]:.3f} / {met[1]:.3f}' if met else '-'
-        print(f'{row["stage"]:<14} {row["timed"]:>8,} '
+        print(f'{row["stage"]:<20} {row["timed"]:>8,} '
               f'{row["seconds"]:8.1f}s {full_txt:>13} '
               f'{row["pairs"] / row["seconds"]:13,.0f} {row["peak"]:9,.0f} '
               f'{row["out_mb"]:9,.0f} {rec_txt} {met_txt}')
@@ -207,7 +236,9 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     sizes = QUICK_SIZES if args.quick else SIZES
     print(f'{torch.get_num_threads()} threads; fp32 GEMM '
-          f'{gemm_gflops():.0f} GFLOP/s; shortlists {args.shortlists}')
+          f'{gemm_gflops():.0f} GFLOP/s; shortlists {args.shortlists}'
+          + (f', cascades {args.refine}' if args.refine else '')
+          + ('; matching under bfloat16 autocast' if args.amp else ''))
     for name in args.sizes:
         num_query, num_gallery = sizes[name]
         limit = args.queries_limit or (

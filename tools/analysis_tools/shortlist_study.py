@@ -15,7 +15,9 @@ that proxy). Printed per set: Rank-1 and mAP exact and shortlisted, their
 differences, the recall of each query's exact top-1 and top-10 by its
 shortlist (:func:`mmreid_gs.evaluation.functional.shortlist_recall`) and the
 matching times. An N at least the gallery size is the exact evaluation
-(marked ``= exact``). One process.
+(marked ``= exact``). ``--refine-factors F ...`` adds, for every N, the
+cascade of ``--shortlist N --shortlist-refine F*N`` (the cosine proposes
+F x N items, QAConv on 2x2-pooled maps keeps the N best). One process.
 """
 import argparse
 import os.path as osp
@@ -45,6 +47,10 @@ def parse_args(argv=None):
     parser.add_argument('--shortlists', type=int, nargs='+',
                         default=list(SHORTLISTS), metavar='N',
                         help=f'shortlist sizes (default: {SHORTLISTS})')
+    parser.add_argument('--refine-factors', type=int, nargs='+', default=[],
+                        metavar='F',
+                        help='also evaluate each N as a cascade: the cosine '
+                        'proposes F x N items, 2x2-pooled QAConv keeps N')
     parser.add_argument('--sets', nargs='+', metavar='NAME',
                         help='only these test sets (default: all)')
     parser.add_argument('--amp', action='store_true',
@@ -61,7 +67,8 @@ def _rank(scores, ids) -> dict:
     return evaluate_rank(-np.asarray(scores, dtype=np.float32), *ids)
 
 
-def study_set(loop, name: str, item: dict, shortlists) -> list:
+def study_set(loop, name: str, item: dict, shortlists,
+              refine_factors=()) -> list:
     """Exact and shortlisted numbers of one named set.
 
     Returns:
@@ -79,7 +86,10 @@ def study_set(loop, name: str, item: dict, shortlists) -> list:
     rows = [dict(N='exact', rank1=float(res['cmc'][0]), mAP=res['mAP'],
                  seconds=t_exact, note='',
                  size=(len(q_ds), len(g_ds)))]
-    for num in shortlists:
+    runs = [(num, None) for num in shortlists] + [
+        (num, f * num) for num in shortlists for f in refine_factors
+        if f * num < g_feats.shape[0]]
+    for num, refine in runs:
         if q_feats.dim() == 2:
             rows.append(dict(N=num, note='global vectors: exact'))
             continue
@@ -87,13 +97,17 @@ def study_set(loop, name: str, item: dict, shortlists) -> list:
             rows.append(dict(rows[0], N=num, note='= exact (N >= gallery)',
                              **{f'recall@{k}': 1.0 for k in RECALL_TOPK}))
             continue
+        loop.shortlist_refine = refine
         tic = time.perf_counter()
         scores, shortlist = loop.score_shortlisted(q_feats, g_feats, num,
                                                    f'{name} N={num}')
         seconds = time.perf_counter() - tic
+        loop.shortlist_refine = None
         res = _rank(scores, ids)
         row = dict(N=num, rank1=float(res['cmc'][0]), mAP=res['mAP'],
-                   seconds=seconds, note='')
+                   seconds=seconds, refine=refine,
+                   note=f'cascade: cosine {refine} -> pooled {num}'
+                   if refine else 'cosine')
         for k in RECALL_TOPK:
             row[f'recall@{k}'] = shortlist_recall(exact, shortlist, k)
         rows.append(row)
@@ -131,6 +145,8 @@ def _metrics(name: str, rows: list) -> dict:
         if 'rank1' not in row:
             continue
         suffix = '' if row['N'] == 'exact' else f'_shortlist{row["N"]}'
+        if row.get('refine'):
+            suffix += f'_refine{row["refine"]}'
         out[f'{name}/Rank-1{suffix}'] = row['rank1']
         out[f'{name}/mAP{suffix}'] = row['mAP']
         for k in RECALL_TOPK:
@@ -179,7 +195,8 @@ def main(argv=None):
     runner.call_hook('before_test_epoch')
     tables, metrics = [], {}
     for name, item in sets.items():
-        rows = study_set(loop, name, item, args.shortlists)
+        rows = study_set(loop, name, item, args.shortlists,
+                         args.refine_factors)
         tables.append(format_rows(name, rows))
         metrics.update(_metrics(name, rows))
     # the numbers in the work dir's JSON log too

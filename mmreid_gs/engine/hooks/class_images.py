@@ -47,7 +47,6 @@ class ClassImages(Dataset):
         return out
 
 
-
 @contextlib.contextmanager
 def eval_mode(model: torch.nn.Module):
     """Every module of ``model`` in eval mode inside the block, each back in
@@ -60,6 +59,7 @@ def eval_mode(model: torch.nn.Module):
     finally:
         for module, flag in flags:
             module.training = flag
+
 
 def graph_seed(seed: int, epoch: int) -> int:
     """A seed for the hook's image choice, distinct from the sampler's

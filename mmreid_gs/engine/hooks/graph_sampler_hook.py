@@ -448,26 +448,35 @@ class GraphSamplerHook(Hook):
                                                   'GraphSamplerHook'))
         return self._families[1]
 
+    def _publish_share(self, runner, epoch: int, name: str, quality: Dict,
+                       message: str) -> None:
+        """``name`` and ``name_random`` of ``quality`` into
+        :attr:`last_info`, the log (``message``) and the visualizer's
+        ``graph/`` scalars."""
+        self.last_info.update({name: quality['share'],
+                               f'{name}_random': quality['random']})
+        runner.logger.info(f'GraphSamplerHook: epoch {epoch + 1}: {message}')
+        visualizer = getattr(runner, 'visualizer', None)
+        if visualizer is not None:
+            visualizer.add_scalars(
+                {
+                    f'graph/{name}': quality['share'],
+                    f'graph/{name}_random': quality['random']
+                },
+                step=epoch + 1)
+
     def _log_family_share(self, runner, nbrs, families, epoch) -> None:
         if families.size < nbrs.shape[0]:
             return
         quality = graph_family_share(nbrs.numpy(), families)
         if quality['num_classes'] == 0:
             return
-        self.last_info.update(family_share=quality['share'],
-                              family_share_random=quality['random'])
-        runner.logger.info(
-            f'GraphSamplerHook: epoch {epoch + 1}: '
+        self._publish_share(
+            runner, epoch, 'family_share', quality,
             f'{quality["share"]:.1%} of the neighbours are look-alikes '
             f'(same family; {quality["num_classes"]} classes), random '
             f'neighbours: {quality["random"]:.1%}, at most '
             f'{quality["best"]:.1%}')
-        runner.visualizer.add_scalars(
-            {
-                'graph/family_share': quality['share'],
-                'graph/family_share_random': quality['random']
-            },
-            step=epoch + 1)
 
     def _log_source_share(self, runner, nbrs, sources, epoch) -> None:
         """Log the share of neighbours from another source (pooled
@@ -479,21 +488,11 @@ class GraphSamplerHook(Hook):
         quality = graph_cross_group_share(nbrs.numpy(), class_source)
         if np.isnan(quality['share']):
             return
-        self.last_info.update(cross_source_share=quality['share'],
-                              cross_source_share_random=quality['random'])
-        runner.logger.info(
-            f'GraphSamplerHook: epoch {epoch + 1}: '
+        self._publish_share(
+            runner, epoch, 'cross_source_share', quality,
             f'{quality["share"]:.1%} of the neighbours come from another '
             f'source than their class ({len(names)} sources), random '
             f'neighbours: {quality["random"]:.1%}')
-        visualizer = getattr(runner, 'visualizer', None)
-        if visualizer is not None:
-            visualizer.add_scalars(
-                {
-                    'graph/cross_source_share': quality['share'],
-                    'graph/cross_source_share_random': quality['random']
-                },
-                step=epoch + 1)
 
     def _draw(self, runner, dataset, chosen, nbrs, epoch, families) -> None:
         if isinstance(self.vis_classes, int):

@@ -67,6 +67,9 @@ scores at the shortlisted entries, pseudo-scores below them elsewhere; the
 - Distributed: the query rows of every block are split across ranks, each
   rank computes the gallery proxy and shortlists, scores and combines its
   rows (rows are independent), and the rows are gathered.
+- ``shortlist_refine=M`` (> N, ``tools/test.py --shortlist-refine M``): the
+  proxy proposes M items per query and QAConv on 2x2-pooled maps keeps the
+  N best of them (a cascade: more of the exact top-k for the same N).
 - ``shortlist_recall=True`` (or a list of k) also computes the exact scores
   (the full cost) and logs the share of every query's exact top-1 and
   top-10 (or top-k) that survive the shortlist; off by default.
@@ -83,7 +86,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop, autocast
 from torch.utils.data import DataLoader
 
-from mmreid_gs.evaluation.functional.shortlist import (check_shortlist,
+from mmreid_gs.evaluation.functional.shortlist import (block_pooled_features,
+                                                       check_refine,
+                                                       check_shortlist,
                                                        shortlist_recall,
                                                        shortlisted_scores)
 from mmreid_gs.registry import LOOPS
@@ -276,8 +281,8 @@ class _ReIDLoopMixin:
     def _init_sets(self, runner, dataloader, evaluator, test_sets,
                    pipeline, fp16: bool, progress: bool,
                    keep_outputs: bool, shortlist: Optional[int] = None,
-                   shortlist_recall: Union[bool, Sequence[int]] = False
-                   ) -> None:
+                   shortlist_recall: Union[bool, Sequence[int]] = False,
+                   shortlist_refine: Optional[int] = None) -> None:
         if not isinstance(dataloader, dict):
             raise ReIDUserTypeError(
                 f'{type(self).__name__} builds one dataloader per test set '
@@ -319,6 +324,9 @@ class _ReIDLoopMixin:
         self.keep_outputs = keep_outputs
         self.shortlist = check_shortlist(shortlist,
                                          f'{self.mode}_cfg.shortlist')
+        self.shortlist_refine = check_refine(
+            shortlist_refine, self.shortlist,
+            f'{self.mode}_cfg.shortlist_refine')
         self.recall_topk = self._recall_topk(shortlist_recall)
         # Per-set scores, labels, paths and metric arrays of the last run
         # (keep_outputs).
@@ -544,11 +552,15 @@ class _ReIDLoopMixin:
             with autocast(enabled=self.fp16):
                 _, idx = shortlisted_scores(
                     query[start:end], gallery, num, model.match,
-                    pair_matcher, out=local, device=device)
+                    pair_matcher, out=local, device=device,
+                    refine=self.shortlist_refine)
             local_idx[:] = idx
             return all_gather_rows(local, local_idx)
         gallery_dev = gallery.to(device)
         gallery_proxy = proxy_features(gallery_dev)
+        refine = self.shortlist_refine
+        gallery_pooled = (block_pooled_features(gallery_dev, device)
+                          if refine is not None and refine > num else None)
         chunk = max(1, min(QUERY_CHUNK, end - start))
         steps = range(start, end, chunk)
         bar = self._bar(len(steps))
@@ -559,7 +571,8 @@ class _ReIDLoopMixin:
                 _, idx = shortlisted_scores(
                     query[i:min(i + chunk, end)].to(device), gallery_dev, num,
                     model.match, pair_matcher, gallery_proxy=gallery_proxy,
-                    out=local[rows])
+                    out=local[rows], refine=refine,
+                    gallery_pooled=gallery_pooled)
             local_idx[rows] = idx
             if bar is not None:
                 bar.update()
@@ -800,6 +813,10 @@ class ReIDTestLoop(_ReIDLoopMixin, BaseLoop):
             compute the exact scores and log the recall of each query's
             exact top-k by its shortlist (True: top-1 and top-10).
             Defaults to False.
+        shortlist_refine (int, optional): M > ``shortlist``: the proxy
+            proposes M gallery items per query, QAConv on 2x2-pooled maps
+            keeps the ``shortlist`` best of them. Defaults to None (the
+            proxy's N best).
     """
     mode = 'test'
 
@@ -813,12 +830,12 @@ class ReIDTestLoop(_ReIDLoopMixin, BaseLoop):
                  progress: bool = True,
                  keep_outputs: bool = False,
                  shortlist: Optional[int] = None,
-                 shortlist_recall: Union[bool, Sequence[int]] = False
-                 ) -> None:
+                 shortlist_recall: Union[bool, Sequence[int]] = False,
+                 shortlist_refine: Optional[int] = None) -> None:
         # BaseLoop.__init__ would build `dataloader`; ours is a template.
         self._init_sets(runner, dataloader, evaluator, test_sets, pipeline,
                         fp16, progress, keep_outputs, shortlist,
-                        shortlist_recall)
+                        shortlist_recall, shortlist_refine)
 
     def run(self) -> dict:
         """Evaluate every named set and return the metrics."""

@@ -7,7 +7,8 @@ from .jaccard import EmbeddingDistance, jaccard_distance, jaccard_neighbors
 from .pseudo_labels import cluster_quality, dbscan_pseudo_labels
 from .rank import average_precisions, evaluate_rank
 from .rerank import re_ranking
-from .shortlist import (check_shortlist, combine_scores, proxy_features,
+from .shortlist import (check_refine, check_shortlist, combine_scores,
+                        proxy_features,
                         score_shortlist, shortlist_indices, shortlist_recall,
                         shortlisted_scores)
 from .tlift import tlift
@@ -20,7 +21,8 @@ __all__ = [
     'sigmoid_distance', 'graph_family_share', 'graph_cross_group_share',
     'neighbor_family_share',
     'random_family_share', 'batch_lookalike_share', 'batch_lookalike_shares',
-    'random_batch_lookalike_share', 'check_shortlist', 'proxy_features',
+    'random_batch_lookalike_share', 'check_shortlist', 'check_refine',
+    'proxy_features',
     'shortlist_indices', 'score_shortlist', 'combine_scores',
     'shortlisted_scores', 'shortlist_recall', 'jaccard_distance',
     'jaccard_neighbors', 'EmbeddingDistance', 'dbscan_pseudo_labels',

@@ -16,6 +16,12 @@ two-stage class graph); this module holds the shortlist's own steps:
    ``c`` multiply-adds a pair), computed in blocks of query rows, each
    followed by a ``topk`` (:func:`shortlist_indices`): memory is one
    ``[rows, g]`` block.
+   With ``refine=M`` (> N) the proxy proposes ``M`` items per query and a
+   second, finer proxy keeps the ``N`` best of them
+   (:func:`~mmreid_gs.two_stage.refine_candidates`: unweighted QAConv max
+   matching of 2x2-pooled maps, ``c L^2`` multiply-adds a pair with L the
+   pooled locations, 16x fewer than QAConv): a cascade that keeps more of
+   the exact top-k for the same N (docs/benchmarks.md, "Shortlist proxies").
 2. **Exact scores of the shortlist** (:func:`score_shortlist`): with a pair
    scorer (``model.match_pairs``: each query against its own gathered
    gallery list) in batched calls; otherwise ``matcher`` (``model.match``)
@@ -30,7 +36,9 @@ two-stage class graph); this module holds the shortlist's own steps:
    every shortlisted score of the row, ordered by the proxy (resolution about
    ``5e-7`` in cosine units, whatever the scores' magnitude). The distance
    ``-scores`` therefore ranks the shortlist first, by the exact matcher,
-   then the rest of the gallery by the proxy.
+   then the rest of the gallery by the proxy. With ``refine`` a middle tier
+   (:func:`combine_cascade`): the rest of the M cascade candidates by their
+   pooled scores, below the shortlist and above the rest.
 
 ``N >= g`` scores every pair with ``matcher`` (:func:`shortlisted_scores`);
 :class:`~mmreid_gs.engine.runners.ReIDTestLoop` then takes its exact path
@@ -54,8 +62,9 @@ from torch import Tensor
 
 # proxy_features, proxy_similarity and union_groups are also imported from
 # here by callers
-from mmreid_gs.two_stage.proxy import (proxy_candidates,  # noqa: F401
-                                       proxy_features, proxy_similarity,
+from mmreid_gs.two_stage.proxy import (pooled_proxy_features,  # noqa: F401
+                                       proxy_candidates, proxy_features,
+                                       proxy_similarity, refine_candidates,
                                        top_candidates)
 from mmreid_gs.two_stage.second_stage import (  # noqa: F401
     GATHER_BYTES, Matcher, check_block, score_candidates, union_groups)
@@ -72,6 +81,19 @@ DEVICE_GALLERY_BYTES = 4 * 2**30
 DEVICE_QUERY_BYTES = 512 * 2**20
 
 
+def _optional_count(value, name: str, none_means: str,
+                    count_means: str) -> Optional[int]:
+    """``value`` as None or a positive int; else a ConfigError naming
+    ``name``, what None and a count mean, and the value."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, np.integer)) or value < 1:
+        raise ConfigError(f'{name} must be None ({none_means}) or a positive '
+                          f'integer ({count_means}), got {value!r}')
+    return int(value)
+
+
 def check_shortlist(value, name: str = 'test_cfg.shortlist') -> Optional[int]:
     """The shortlist size of a config, checked.
 
@@ -85,15 +107,9 @@ def check_shortlist(value, name: str = 'test_cfg.shortlist') -> Optional[int]:
     Raises:
         ConfigError: naming ``name`` and the value, for anything else.
     """
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, np.integer)) or value < 1:
-        raise ConfigError(
-            f'{name} must be None (exact evaluation) or a positive integer '
-            '(the gallery items per query that the exact matcher scores), '
-            f'got {value!r}')
-    return int(value)
+    return _optional_count(
+        value, name, 'exact evaluation',
+        'the gallery items per query that the exact matcher scores')
 
 
 def proxy_block_rows(num_gallery: int) -> int:
@@ -239,14 +255,33 @@ def block_proxy_features(feats: Tensor, device: torch.device) -> Tensor:
     Returns:
         Tensor: [n, c] float32 unit vectors on ``device``.
     """
+    return _blockwise(proxy_features, feats, device)
+
+
+def _blockwise(prepare: Callable[[Tensor], Tensor], feats: Tensor,
+               device: torch.device) -> Tensor:
+    """``prepare`` of host-memory features on ``device``, from blocks of
+    :data:`DEVICE_GALLERY_BYTES`."""
     item = max(1, feats[:1].numel() * feats.element_size())
     step = max(1, DEVICE_GALLERY_BYTES // item)
     if feats.shape[0] <= step:
-        return proxy_features(feats.to(device))
+        return prepare(feats.to(device))
     return torch.cat([
-        proxy_features(feats[j:j + step].to(device))
+        prepare(feats[j:j + step].to(device))
         for j in range(0, feats.shape[0], step)
     ])
+
+
+def block_pooled_features(feats: Tensor, device: torch.device) -> Tensor:
+    """:func:`~mmreid_gs.two_stage.pooled_proxy_features` of features in
+    host memory, computed on ``device`` from blocks (as
+    :func:`block_proxy_features`).
+
+    Returns:
+        Tensor: [n, c, L] float32 pooled, per-location unit maps on
+        ``device``.
+    """
+    return _blockwise(pooled_proxy_features, feats, device)
 
 
 def combine_scores(proxy_sim: Tensor, shortlist: Tensor,
@@ -284,6 +319,82 @@ def combine_scores(proxy_sim: Tensor, shortlist: Tensor,
     return proxy_sim
 
 
+def check_refine(value, num: Optional[int] = None,
+                 name: str = 'test_cfg.shortlist_refine') -> Optional[int]:
+    """The cascade's first-proxy list size M of a config, checked.
+
+    Args:
+        value: ``None`` (no second proxy) or an int > ``num``.
+        num (int, optional): The shortlist size N it refines.
+        name (str): The config key, for the message.
+
+    Returns:
+        int | None: The value.
+
+    Raises:
+        ConfigError: naming ``name`` and the value, for anything else.
+    """
+    value = _optional_count(
+        value, name, 'the shortlist straight from the pooled cosine',
+        'M > the shortlist N: the items per query that the cosine proposes '
+        'and 2x2-pooled QAConv narrows to N')
+    if value is not None and num is not None and value <= num:
+        raise ConfigError(
+            f'{name}={value} must be larger than the shortlist N={num}: it '
+            'is the number of cosine candidates the pooled matcher narrows '
+            'to N (e.g. 4-8 x N)')
+    return value
+
+
+def _lists(q: Tensor, sim: Tensor, num: int, refine: Optional[int],
+           gallery_pooled: Optional[Tensor]
+           ) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
+    """A block's shortlists: the proxy's ``num`` best (and None), or its
+    ``refine`` best narrowed to ``num`` by the pooled proxy (and those
+    ``refine`` items with their pooled scores)."""
+    if refine is None or refine <= num:
+        return top_candidates(sim, num), None
+    wide = top_candidates(sim, min(refine, sim.shape[1]))
+    idx, pooled = refine_candidates(pooled_proxy_features(q), gallery_pooled,
+                                    wide, num, return_scores=True)
+    return idx, (wide, pooled)
+
+
+def combine_cascade(proxy_sim: Tensor, shortlist: Tensor, exact: Tensor,
+                    wide: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+    """:func:`combine_scores` with a cascade's middle tier: every row ranks
+    its shortlist by the exact scores, then the rest of its ``M`` cascade
+    candidates by their pooled scores, then the rest of the gallery by the
+    proxy cosine.
+
+    Args:
+        proxy_sim (Tensor): [b, g] proxy cosines; overwritten.
+        shortlist (Tensor): [b, N] gallery indices.
+        exact (Tensor): [b, N] exact scores of those pairs.
+        wide (tuple[Tensor, Tensor], optional): ``(lists [b, M], pooled
+            [b, M])`` of the cascade; None: :func:`combine_scores`.
+
+    Returns:
+        Tensor: ``proxy_sim``, now [b, g] float32 combined scores.
+    """
+    if wide is None:
+        return combine_scores(proxy_sim, shortlist, exact)
+    lists, pooled = wide
+    # pooled scores at the M candidates, the cosines' order below them
+    out = combine_scores(proxy_sim, lists, pooled)
+    if out.shape[0] == 0 or shortlist.shape[1] == 0:
+        return out
+    exact = exact.to(device=out.device, dtype=out.dtype)
+    low = exact.min(dim=1, keepdim=True).values
+    # a per-row shift (order kept) puts every entry below the row's lowest
+    # exact score by at least max(1, |low|)
+    shift = out.max(dim=1, keepdim=True).values - low + \
+        low.abs().clamp_min(1.)
+    out.sub_(shift)
+    out.scatter_(1, shortlist.to(out.device), exact)
+    return out
+
+
 def shortlisted_scores(query: Tensor,
                        gallery: Tensor,
                        num: int,
@@ -292,7 +403,9 @@ def shortlisted_scores(query: Tensor,
                        gallery_proxy: Optional[Tensor] = None,
                        block_rows: Optional[int] = None,
                        out: Optional[Tensor] = None,
-                       device: Optional[torch.device] = None
+                       device: Optional[torch.device] = None,
+                       refine: Optional[int] = None,
+                       gallery_pooled: Optional[Tensor] = None
                        ) -> Tuple[Tensor, Tensor]:
     """Shortlisted scores of every query x gallery pair (module docstring).
 
@@ -326,10 +439,14 @@ def shortlisted_scores(query: Tensor,
         tuple[Tensor, Tensor]: ``(scores, shortlist)``: [q, g] float32
         combined scores (in ``out`` when given, else on the queries'
         device) and the LongTensor [q, min(N, g)] of the shortlisted gallery
-        indices, each row by decreasing proxy similarity, on the CPU.
+        indices, each row by decreasing proxy similarity (by decreasing
+        pooled score with ``refine``), on the CPU.
     """
     nq, ng = query.shape[0], gallery.shape[0]
     num = _check_num(num, ng)
+    refine = check_refine(refine, None, 'refine')
+    if refine is not None and refine <= num:
+        refine = None
     dev = torch.device(device) if device is not None else query.device
     if out is None:
         out = torch.empty(nq, ng, dtype=torch.float32, device=dev)
@@ -346,29 +463,34 @@ def shortlisted_scores(query: Tensor,
         return out, torch.arange(ng).repeat(nq, 1)
     if gallery_proxy is None:
         gallery_proxy = block_proxy_features(gallery, dev)
+    if refine is not None and gallery_pooled is None:
+        gallery_pooled = block_pooled_features(gallery, dev)
     if gallery.device != dev or query.device != dev:
         # features in host memory: shortlists, exact scores by gallery
         # blocks, then the combined rows
         lists = torch.empty(nq, num, dtype=torch.long, device=dev)
+        tiers = []
         for i in range(0, nq, step):
-            q = proxy_features(query[i:i + step].to(dev))
-            lists[i:i + q.shape[0]] = top_candidates(
-                proxy_similarity(q, gallery_proxy), num)
+            qf = query[i:i + step].to(dev)
+            lists[i:i + qf.shape[0]], tier = _lists(
+                qf, proxy_similarity(proxy_features(qf), gallery_proxy), num,
+                refine, gallery_pooled)
+            tiers.append(tier)
         exact = score_shortlist_blocks(query, gallery, lists, matcher,
                                        pair_matcher, dev)
-        for i in range(0, nq, step):
+        for k, i in enumerate(range(0, nq, step)):
             q = proxy_features(query[i:i + step].to(dev))
-            out[i:i + q.shape[0]] = combine_scores(
+            out[i:i + q.shape[0]] = combine_cascade(
                 proxy_similarity(q, gallery_proxy), lists[i:i + q.shape[0]],
-                exact[i:i + q.shape[0]])
+                exact[i:i + q.shape[0]], tiers[k])
         return out, lists.cpu()
     shortlists = torch.empty(nq, num, dtype=torch.long)
     for i in range(0, nq, step):
         q = query[i:i + step]
         sim = proxy_similarity(proxy_features(q), gallery_proxy)
-        idx = top_candidates(sim, num)
+        idx, tier = _lists(q, sim, num, refine, gallery_pooled)
         exact = score_shortlist(q, gallery, idx, matcher, pair_matcher)
-        out[i:i + q.shape[0]] = combine_scores(sim, idx, exact)
+        out[i:i + q.shape[0]] = combine_cascade(sim, idx, exact, tier)
         shortlists[i:i + q.shape[0]] = idx.cpu()
     return out, shortlists
 

@@ -27,19 +27,27 @@ class _GroupNormInstanceNorm2d(nn.InstanceNorm2d):
                             self.eps)
 
 
-def _residual_then_in(block: nn.Module, x, residual_fn):
-    """Run ``residual_fn`` (the block's branch + shortcut, before the final
-    ReLU), apply the optional ``block.IN`` and the ReLU."""
-    if block.with_cp and x.requires_grad:
-        out = cp.checkpoint(residual_fn, x, use_reentrant=False)
-    else:
-        out = residual_fn(x)
-    if block.IN is not None:
-        out = block.IN(out)
-    return block.relu(out)
+class _IBNResidual:
+    """What both IBN-b blocks add to mmpretrain's block: an optional
+    InstanceNorm ``IN`` (None unless :class:`ResNetIBN` sets it) applied
+    after the residual sum (the block's ``_residual``: branch + shortcut),
+    before the final ReLU."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.IN = None
+
+    def forward(self, x):
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(self._residual, x, use_reentrant=False)
+        else:
+            out = self._residual(x)
+        if self.IN is not None:
+            out = self.IN(out)
+        return self.relu(out)
 
 
-class IBNBasicBlock(BasicBlock):
+class IBNBasicBlock(_IBNResidual, BasicBlock):
     """mmpretrain's BasicBlock with an optional InstanceNorm ``IN`` applied
     after the residual sum, before the final ReLU (IBN-b).
 
@@ -47,27 +55,16 @@ class IBNBasicBlock(BasicBlock):
     computes exactly as mmpretrain's ``BasicBlock``.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.IN = None
-
     def _residual(self, x):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
         return self.drop_path(out) + identity
 
-    def forward(self, x):
-        return _residual_then_in(self, x, self._residual)
 
-
-class IBNBottleneck(Bottleneck):
+class IBNBottleneck(_IBNResidual, Bottleneck):
     """mmpretrain's Bottleneck with an optional InstanceNorm ``IN`` applied
     after the residual sum, before the final ReLU (IBN-b)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.IN = None
 
     def _residual(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -75,9 +72,6 @@ class IBNBottleneck(Bottleneck):
         out = self.relu(self.norm2(self.conv2(out)))
         out = self.norm3(self.conv3(out))
         return self.drop_path(out) + identity
-
-    def forward(self, x):
-        return _residual_then_in(self, x, self._residual)
 
 
 _IBN_BLOCKS = {BasicBlock: IBNBasicBlock, Bottleneck: IBNBottleneck}

@@ -1,5 +1,4 @@
 """QAConv matching head: query-adaptive convolution scores of image pairs."""
-import math
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -10,7 +9,8 @@ from mmreid_gs.registry import MODELS
 from mmreid_gs.utils.errors import ReIDUserError
 from .pair_head import PairLossMixin, pair_compute_dtype
 from .qaconv_kernels import (CPU_BLOCK_BYTES_PER_THREAD, PairMaxima,
-                             folded_pair_scores, pair_maxima_blocks)
+                             block_sizes, folded_pair_scores,
+                             pair_maxima_blocks)
 from .qaconv_list_kernels import folded_pair_list_scores
 
 
@@ -158,25 +158,10 @@ class QAConvHead(PairLossMixin, BaseModule):
             (and, on CPU, in ``CPU_BLOCK_BYTES_PER_THREAD`` per intra-op
             thread), unless overridden.
         """
-        hw = self.height * self.width
-        pair_bytes = hw * hw * torch.empty((), dtype=dtype).element_size()
-        budget = self.memory_budget_mb * 2**20
-        num_query, num_gallery = max(num_query, 1), max(num_gallery, 1)
-        if torch.device(device).type == 'cpu':
-            # per-thread cache-sized blocks, about square GEMM outputs
-            threads = max(1, torch.get_num_threads())
-            budget = min(budget, CPU_BLOCK_BYTES_PER_THREAD *
-                         math.ceil(threads / 8))
-            pairs = max(1, int(budget // pair_bytes))
-            g_blk = max(1, pairs // max(1, math.isqrt(pairs)))
-        else:
-            pairs = max(1, int(budget // pair_bytes))
-            g_blk = pairs
-        g_blk = min(num_gallery, g_blk)
-        g_blk = gal_batch_size or self.gal_batch_size or g_blk
-        q_blk = (prob_batch_size or self.prob_batch_size
-                 or max(1, pairs // g_blk))
-        return max(1, min(q_blk, num_query)), max(1, g_blk)
+        return block_sizes(self.height * self.width, num_query, num_gallery,
+                           dtype, device, self.memory_budget_mb,
+                           prob_batch_size or self.prob_batch_size,
+                           gal_batch_size or self.gal_batch_size)
 
     @staticmethod
     def _bn_affine(bn: nn.BatchNorm1d) -> Tuple[torch.Tensor, torch.Tensor]:

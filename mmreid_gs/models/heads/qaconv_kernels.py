@@ -12,7 +12,7 @@ What :class:`~mmreid_gs.models.heads.QAConvHead` calls to score pairs:
 No q x g x hw x hw tensor is built beyond one block.
 """
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -402,3 +402,47 @@ def folded_pair_scores(q: torch.Tensor, gal: torch.Tensor, w: torch.Tensor,
 
     run_in_workers(run, tasks)
     return out.mul_(scale).add_(offset)
+
+
+def block_sizes(hw: int,
+                num_query: int,
+                num_gallery: int,
+                dtype: torch.dtype,
+                device: torch.device,
+                memory_budget_mb: float,
+                prob_batch_size: Optional[int] = None,
+                gal_batch_size: Optional[int] = None) -> Tuple[int, int]:
+    """Queries and gallery items per similarity block.
+
+    Args:
+        hw (int): Locations per map.
+        num_query (int): Number of queries.
+        num_gallery (int): Number of gallery items.
+        dtype (torch.dtype): dtype of the similarity block.
+        device (torch.device): Device of the computation.
+        memory_budget_mb (float): Upper bound of one block in MiB.
+        prob_batch_size (int, optional): Override of the query count.
+        gal_batch_size (int, optional): Override of the gallery count.
+
+    Returns:
+        tuple[int, int]: ``(q_blk, g_blk)`` such that a
+        ``q_blk x g_blk x hw x hw`` block fits in ``memory_budget_mb`` (on
+        the CPU in ``CPU_BLOCK_BYTES_PER_THREAD`` per intra-op thread, about
+        square GEMM outputs), unless overridden.
+    """
+    pair_bytes = hw * hw * torch.empty((), dtype=dtype).element_size()
+    budget = memory_budget_mb * 2**20
+    num_query, num_gallery = max(num_query, 1), max(num_gallery, 1)
+    if torch.device(device).type == 'cpu':
+        threads = max(1, torch.get_num_threads())
+        budget = min(budget,
+                     CPU_BLOCK_BYTES_PER_THREAD * math.ceil(threads / 8))
+        pairs = max(1, int(budget // pair_bytes))
+        g_blk = max(1, pairs // max(1, math.isqrt(pairs)))
+    else:
+        pairs = max(1, int(budget // pair_bytes))
+        g_blk = pairs
+    g_blk = min(num_gallery, g_blk)
+    g_blk = gal_batch_size or g_blk
+    q_blk = prob_batch_size or max(1, pairs // g_blk)
+    return max(1, min(q_blk, num_query)), max(1, g_blk)

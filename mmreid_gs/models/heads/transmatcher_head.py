@@ -387,7 +387,7 @@ class TransMatcherHead(PairLossMixin, BaseModule):
                     prob_batch_size: Optional[int] = None,
                     gal_batch_size: Optional[int] = None) -> Tuple[int, int]:
         """Queries and gallery items per similarity block (see
-        :func:`~mmreid_gs.models.heads.transmatcher_kernels.block_sizes`).
+        :func:`~mmreid_gs.models.heads.qaconv_kernels.block_sizes`).
 
         Returns:
             tuple[int, int]: ``(q_blk, g_blk)``.

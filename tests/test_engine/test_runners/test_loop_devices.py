@@ -125,26 +125,31 @@ def _max_pairs(q, g):
     return s.amax(3).mean(2) + s.amax(2).mean(2)
 
 
-@pytest.mark.parametrize('pairs', [None, _max_pairs])
+@pytest.mark.parametrize('pairs,refine', [(None, None), (_max_pairs, None),
+                                          (_max_pairs, 12)])
 @pytest.mark.parametrize('queries_on', ['gpu', 'host'])
-def test_shortlist_with_the_features_in_host_memory(pairs, queries_on,
+def test_shortlist_with_the_features_in_host_memory(pairs, refine,
+                                                     queries_on,
                                                      monkeypatch):
     """Scored on a (fake) GPU, the gallery in host memory (and the queries
     too, or on the GPU): the gallery moves in blocks of 6 maps, the queries
-    in blocks of 4, and the scores equal those of an all-CPU run."""
+    in blocks of 4, and the scores equal those of an all-CPU run (the
+    cascade's too)."""
     query, gallery = feature_maps(9, 8, 2, 2, seed=3), feature_maps(
         20, 8, 2, 2, seed=4)
-    ref, ref_idx = shortlisted_scores(query, gallery, 5, _max_match, pairs)
+    ref, ref_idx = shortlisted_scores(query, gallery, 5, _max_match, pairs,
+                                      refine=refine)
     monkeypatch.setattr(sl, 'DEVICE_GALLERY_BYTES', 6 * 8 * 4 * 4)
     monkeypatch.setattr(sl, 'DEVICE_QUERY_BYTES', 4 * 8 * 4 * 4)
     out = torch.full((9, 20), float('nan'))
     with FakeAccelerator():
         q = query.to('cuda') if queries_on == 'gpu' else query
         scores, idx = shortlisted_scores(q, gallery, 5, _max_match, pairs,
-                                         out=out, device='cuda')
+                                         out=out, device='cuda',
+                                         refine=refine)
         assert scores is out and not is_fake(idx)
         alone, _ = shortlisted_scores(q, gallery, 5, _max_match, pairs,
-                                      device='cuda')
+                                      device='cuda', refine=refine)
         assert is_fake(alone)
     assert torch.equal(idx, ref_idx)
     assert torch.allclose(out, ref, rtol=0, atol=1e-6)

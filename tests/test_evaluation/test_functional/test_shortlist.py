@@ -1,13 +1,16 @@
 """Shortlisted evaluation, the pure functions: the pooled-map proxy, the
 shortlist, the exact scores of the shortlist (pair scorer and union paths),
 the combined scores and the recall of the exact top-k."""
+import re
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers import feature_maps
 
-from mmreid_gs.evaluation.functional import (check_shortlist, combine_scores,
+from mmreid_gs.evaluation.functional import (check_refine, check_shortlist,
+                                             combine_scores,
                                              proxy_features,
                                              score_shortlist,
                                              shortlist_indices,
@@ -15,6 +18,8 @@ from mmreid_gs.evaluation.functional import (check_shortlist, combine_scores,
                                              shortlisted_scores)
 from mmreid_gs.evaluation.functional.shortlist import union_groups
 from mmreid_gs.models.heads import QAConvHead
+from mmreid_gs.two_stage import (pooled_pair_scores, pooled_proxy_features,
+                                 pooled_proxy_scores)
 from mmreid_gs.utils.errors import ConfigError
 
 C, H, W = 16, 4, 2
@@ -255,3 +260,69 @@ def test_full_top1_recall_keeps_the_exact_best(head, maps):
     assert kept.any()
     np.testing.assert_array_equal(scores[kept].argmax(dim=1),
                                   exact[kept].argmax(dim=1))
+
+
+# ------------------------------------------------------------ the cascade
+@pytest.mark.parametrize('bad', [0, -1, 2.5, True, '40'])
+def test_bad_refine_is_a_config_error_naming_key_and_value(bad):
+    with pytest.raises(ConfigError,
+                       match=r'test_cfg.shortlist_refine must be .*' +
+                       re.escape(repr(bad))):
+        check_refine(bad, 10)
+    assert check_refine(None, 10) is None and check_refine(40, 10) == 40
+
+
+def test_refine_not_above_the_shortlist_is_a_config_error():
+    with pytest.raises(ConfigError, match=r'shortlist_refine=10 must be '
+                       r'larger than the shortlist N=10'):
+        check_refine(10, 10)
+
+
+def test_pooled_pair_scores_are_the_index_form_of_the_pooled_proxy(maps):
+    query, gallery = maps
+    q, g = pooled_proxy_features(query), pooled_proxy_features(gallery)
+    full = pooled_proxy_scores(q, g)
+    lists = torch.stack([torch.randperm(37, generator=torch.Generator(
+        ).manual_seed(i))[:9] for i in range(11)])
+    with torch.inference_mode():
+        pairs = pooled_pair_scores(q, g, lists)
+    torch.testing.assert_close(pairs, full.gather(1, lists), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_cascade_keeps_the_pooled_best_of_the_cosine_candidates(head, maps):
+    query, gallery = maps
+    cos = proxy_features(query) @ proxy_features(gallery).t()
+    pooled = pooled_proxy_scores(pooled_proxy_features(query),
+                                 pooled_proxy_features(gallery))
+    with torch.inference_mode():
+        exact = head.match(query, gallery)
+        scores, lists = shortlisted_scores(query, gallery, 4, head.match,
+                                           head.match_pairs, refine=12,
+                                           block_rows=3)
+        plain, _ = shortlisted_scores(query, gallery, 4, head.match,
+                                      head.match_pairs, refine=4)
+        ref, _ = shortlisted_scores(query, gallery, 4, head.match,
+                                    head.match_pairs)
+    torch.testing.assert_close(plain, ref)  # refine <= N: no cascade
+    wide = cos.topk(12, dim=1).indices
+    for i in range(11):
+        want = wide[i][pooled[i, wide[i]].argsort(descending=True)[:4]]
+        assert lists[i].tolist() == want.tolist()
+        row, idx = scores[i], lists[i]
+        torch.testing.assert_close(row[idx], exact[i, idx], rtol=1e-5,
+                                   atol=1e-5)
+        # the tiers: exact shortlist > the other cascade candidates by
+        # their pooled scores > the rest of the gallery by the cosine
+        middle = torch.tensor([j for j in wide[i].tolist()
+                               if j not in idx.tolist()])
+        rest = torch.ones(37, dtype=torch.bool)
+        rest[wide[i]] = False
+        assert row[idx].min() > row[middle].max()
+        assert row[middle].min() > row[rest].max()
+        assert torch.equal(middle[row[middle].argsort(descending=True)],
+                           middle[pooled[i, middle].argsort(
+                               descending=True)])
+        r = rest.nonzero()[:, 0]
+        assert torch.equal(r[row[r].argsort(descending=True)],
+                           r[cos[i, r].argsort(descending=True)])
