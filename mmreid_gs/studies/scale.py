@@ -219,6 +219,8 @@ def scale_run_config(base: Config, run: Dict, preset: Dict,
         for hook in cfg.custom_hooks:
             if hook.get('type') == 'GraphSamplerHook':
                 hook['num_candidates'] = cand
+                if preset.get('candidate_fn'):
+                    hook['candidate_fn'] = preset['candidate_fn']
                 # its recall against the exact graph, on the first build of
                 # the first seed's runs
                 if preset.get('check_recall') and \
@@ -452,6 +454,8 @@ def run_scale_study(config: Optional[str],
                        preset=preset['name'],
                        milestones=list(preset['milestones']),
                        two_stage_graph=_two_stage(run, preset),
+                       **({'candidate_fn': preset.get('candidate_fn') or 'gap'}
+                          if _two_stage(run, preset) else {}),
                        **({'max_train_seconds': int(
                            preset['max_train_seconds'])}
                           if preset.get('max_train_seconds') else {}))
