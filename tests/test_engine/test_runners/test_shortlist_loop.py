@@ -227,6 +227,7 @@ def _bare_loop(use_pairs=True):
     loop = ReIDTestLoop.__new__(ReIDTestLoop)
     loop._runner = types.SimpleNamespace(model=model)
     loop.fp16, loop.progress = False, False
+    loop.shortlist_refine = None
     return loop
 
 
