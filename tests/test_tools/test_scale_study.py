@@ -152,14 +152,17 @@ def test_estimate_counts_every_part():
 
 def test_tiny_scale_study_writes_results_and_skips_finished_runs(tmp_path):
     # 12 training identities in the config; the study trains GS (1 PK
-    # epoch, then one graph epoch) on 8 (its own data folder), from scratch
-    # and from a network pretrained on 8 other people: 3 tiny runs
+    # epoch, then one graph epoch) on 8 (its own data folder) from a network
+    # pretrained on 8 other people: 2 tiny runs (the scratch start is the
+    # same run without load_from, checked by
+    # test_run_configs_set_ids_epoch_length_and_load_from)
     config = write_tiny_config(tmp_path, augment=(), test_ids=4,
                                channels=8, log_interval=None,
                                test_sets=dict(synthetic_A='a'))
     out = str(tmp_path / 'scale')
     kwargs = dict(quick=True, seeds=[0], counts=[8], variants=['gs'],
-                  epochs=2, batches_per_epoch=1, progress=False,
+                  starts=['pretrained'], epochs=2, batches_per_epoch=1,
+                  progress=False,
                   preset_overrides=dict(pretrain=dict(
                       num_ids=8, epochs=1, batches_per_epoch=1,
                       milestones=())))
@@ -167,7 +170,7 @@ def test_tiny_scale_study_writes_results_and_skips_finished_runs(tmp_path):
     kwargs['records'] = records
     results = study.run_scale_study(config, out, **kwargs)
     assert sorted((r['variant'], r['start']) for r in results['runs']) == [
-        ('gs', 'pretrained'), ('gs', 'scratch'), ('pretrain', 'pretrain')]
+        ('gs', 'pretrained'), ('pretrain', 'pretrain')]
     assert osp.isdir(str(tmp_path / 'data' / 'A_n8'))
     assert osp.isdir(str(tmp_path / 'data' / 'A_pretrain_seed1000_n8'))
     assert osp.isfile(osp.join(out, 'pretrain_n8_seed1000_1x1',
@@ -175,7 +178,7 @@ def test_tiny_scale_study_writes_results_and_skips_finished_runs(tmp_path):
     recs = sorted(load_records(records), key=lambda r: r['start'])
     assert [(r['variant'], r['start'], r['num_ids'], r['iterations'],
              r['warmup_iterations']) for r in recs] == [
-        ('gs', 'pretrained', 8, 2, 1), ('gs', 'scratch', 8, 2, 1)]
+        ('gs', 'pretrained', 8, 2, 1)]
     for r in recs:
         assert r['study'] == 'scale' and r['preset'] == 'quick'
         assert r['graph_builds'] == 1 and r['graph_seconds'] > 0
@@ -185,7 +188,7 @@ def test_tiny_scale_study_writes_results_and_skips_finished_runs(tmp_path):
         rows = list(csv.DictReader(f))
     got = {(r['variant'], r['start'], r['num_ids'], r['epoch'], r['set'],
             r['metric']) for r in rows}
-    for start in ('scratch', 'pretrained'):
+    for start in ('pretrained', ):
         for m in ('Rank-1', 'mAP'):
             assert ('gs', start, '8', '2', 'synthetic_A', m) in got
         for epoch in ('1', '2'):  # the PK warm-up and the GS epoch
@@ -195,7 +198,6 @@ def test_tiny_scale_study_writes_results_and_skips_finished_runs(tmp_path):
         assert ('gs', start, '8', '2', 'graph', 'build_seconds') in got
     assert ('pretrain', 'pretrain', '8', '1', 'synthetic_A', 'mAP') in got
     summary = open(osp.join(out, 'summary.md')).read()
-    assert '| 8 | scratch | gs |' in summary
     assert '| 8 | pretrained | gs |' in summary
     assert osp.getsize(osp.join(out, 'scale.png')) > 1000
     with open(osp.join(out, 'results.json')) as f:
@@ -207,7 +209,7 @@ def test_tiny_scale_study_writes_results_and_skips_finished_runs(tmp_path):
     again = study.run_scale_study(config, out, **kwargs)
     assert again['rows'] == results['rows']
     assert osp.getmtime(done) == stamp
-    assert len(load_records(records)) == 2
+    assert len(load_records(records)) == 1
 
 
 def test_summary_share_over_the_gs_epochs():
