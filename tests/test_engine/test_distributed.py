@@ -258,8 +258,12 @@ def test_dist_graph_is_built_by_one_model(dist_trained):
                                   gs[1]['graph_buffers'])
 
 
-@pytest.mark.parametrize('checkpoint', ['epoch_2.pth', None],
-                         ids=['trained', 'initialised'])
+# the initialised network (18 s) is benchmark-marked (`pytest -m
+# benchmark`): the CPU suite stays under its 10-minute limit
+@pytest.mark.parametrize('checkpoint', [
+    pytest.param('epoch_2.pth', id='trained'),
+    pytest.param(None, id='initialised', marks=pytest.mark.benchmark)
+])
 def test_dist_test_equals_single_process(dist_trained, checkpoint):
     """2-process test == 1-process test, for a checkpoint and for the
     initialised network (``""`` as the checkpoint of dist_test.sh)."""

@@ -451,6 +451,9 @@ def test_work_dir_paths_are_checked(after_quick_start):
                      '--no-such-flag'], after_quick_start, 'x')
 
 
+# slow (about 18-30 s): a benchmark-marked run (`pytest -m benchmark`)
+# keeps the CPU suite under its 10-minute limit
+@pytest.mark.benchmark
 def test_demo_graph_dumps_only_write_files(make_tiny_config, tmp_path):
     """``save_graph=True`` (the demo's, for vis_graph.py) leaves the
     training as it is: the same checkpoint, bit for bit, with and without

@@ -245,6 +245,9 @@ def test_ddp_ranks_hold_the_same_memory(tmp_path):
         torch.testing.assert_close(m0['class_memory'][c], feat)
 
 
+# slow (about 18-30 s): a benchmark-marked run (`pytest -m benchmark`)
+# keeps the CPU suite under its 10-minute limit
+@pytest.mark.benchmark
 def test_memory_saved_and_restored_by_resume(make_tiny_config, tmp_path):
     """A real Runner: the class memory is in the checkpoint and a resumed
     run starts its next epoch with it."""
