@@ -17,6 +17,10 @@ from mmreid_gs.studies.variants import (apply_variant, family_share,
 from mmreid_gs.utils.errors import ConfigError
 
 
+# slow (about 28 s; the tiny scale study covers the same machinery): a
+# benchmark-marked run (`pytest -m benchmark`) keeps the CPU suite under its
+# 10-minute limit
+@pytest.mark.benchmark
 def test_study_writes_results_and_skips_finished_runs(make_tiny_config,
                                                       tmp_path):
     # 8 training ids (B = 8 = 4 x 2), an 8-channel network, domain A only
