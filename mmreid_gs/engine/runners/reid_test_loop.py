@@ -86,13 +86,12 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop, autocast
 from torch.utils.data import DataLoader
 
-from mmreid_gs.evaluation.functional.shortlist import (block_pooled_features,
-                                                       check_refine,
+from mmreid_gs.evaluation.functional.shortlist import (check_refine,
                                                        check_shortlist,
                                                        shortlist_recall,
                                                        shortlisted_scores)
 from mmreid_gs.registry import LOOPS
-from mmreid_gs.two_stage.proxy import proxy_features
+from mmreid_gs.two_stage.proxy import pooled_proxy_features, proxy_features
 from mmreid_gs.utils.arrays import to_numpy
 from mmreid_gs.utils.contract import check_reid_model
 from mmreid_gs.utils.dist import all_gather_rows, broadcast_from_rank0
@@ -559,8 +558,9 @@ class _ReIDLoopMixin:
         gallery_dev = gallery.to(device)
         gallery_proxy = proxy_features(gallery_dev)
         refine = self.shortlist_refine
-        gallery_pooled = (block_pooled_features(gallery_dev, device)
-                          if refine is not None and refine > num else None)
+        # refine > shortlist >= num (check_refine)
+        gallery_pooled = (pooled_proxy_features(gallery_dev)
+                          if refine is not None else None)
         chunk = max(1, min(QUERY_CHUNK, end - start))
         steps = range(start, end, chunk)
         bar = self._bar(len(steps))

@@ -349,10 +349,11 @@ def check_refine(value, num: Optional[int] = None,
 def _lists(q: Tensor, sim: Tensor, num: int, refine: Optional[int],
            gallery_pooled: Optional[Tensor]
            ) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
-    """A block's shortlists: the proxy's ``num`` best (and None), or its
+    """A block's shortlists: the proxy's ``num`` best (and None), or (with
+    ``refine`` > ``num``, as :func:`shortlisted_scores` ensures) its
     ``refine`` best narrowed to ``num`` by the pooled proxy (and those
     ``refine`` items with their pooled scores)."""
-    if refine is None or refine <= num:
+    if refine is None:
         return top_candidates(sim, num), None
     wide = top_candidates(sim, min(refine, sim.shape[1]))
     idx, pooled = refine_candidates(pooled_proxy_features(q), gallery_pooled,
