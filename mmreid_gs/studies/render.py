@@ -102,6 +102,68 @@ def summary_table(records: Sequence[Dict],
     return '\n'.join(lines) + '\n'
 
 
+def paired_difference_table(records: Sequence[Dict],
+                            baseline: str = 'pk',
+                            variant_order: Optional[Sequence[str]] = None
+                            ) -> str:
+    """Markdown: every sampler against ``baseline`` seed by seed, in the
+    same setting (identities, start, iterations): the mean ± sd over the
+    shared seeds of (sampler - baseline) for Rank-1 and mAP of every test
+    set, and on how many of those seeds the sampler is ahead.
+
+    Runs with the same seed share the benchmark and the pretrained start,
+    so the paired difference removes what the seed does to both; its sd
+    is the seed-to-seed spread of the gap itself.
+
+    Returns:
+        str: The table; ``''`` when no sampler shares a seed with the
+        baseline in any setting.
+    """
+    sets = test_sets(records)
+    order = _variant_order(records, variant_order)
+    by = {}
+    for r in records:
+        by[(r['num_ids'], r['start'], r['iterations'], r['variant'],
+            r['seed'])] = r
+    head = (['identities', 'start', 'iterations', 'sampler', 'seeds']
+            + [f'{s} {m}: minus {baseline} (seeds ahead)'
+               for s in sets for m in TABLE_METRICS])
+    lines = []
+    settings = sorted({k[:4] for k in by if k[3] != baseline},
+                      key=lambda k: (k[2], k[1], k[0], order.get(k[3], 99)))
+    for num_ids, start, iterations, variant in settings:
+        seeds = sorted(k[4] for k in by
+                       if k[:4] == (num_ids, start, iterations, variant)
+                       and (num_ids, start, iterations, baseline,
+                            k[4]) in by)
+        if not seeds:
+            continue
+        cells = [f'{num_ids:,}', start, f'{iterations:,}', variant,
+                 str(len(seeds))]
+        for s in sets:
+            for m in TABLE_METRICS:
+                diffs = []
+                for seed in seeds:
+                    a = by[(num_ids, start, iterations, variant,
+                            seed)]['metrics'].get(f'{s}/{m}')
+                    b = by[(num_ids, start, iterations, baseline,
+                            seed)]['metrics'].get(f'{s}/{m}')
+                    if a is not None and b is not None:
+                        diffs.append(a - b)
+                if not diffs:
+                    cells.append('-')
+                    continue
+                ahead = sum(d > 0 for d in diffs)
+                mean = _mean_sd(diffs)
+                cells.append(('+' if np.mean(diffs) >= 0 else '') + mean
+                             + f' ({ahead} of {len(diffs)})')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    if not lines:
+        return ''
+    return '\n'.join(['| ' + ' | '.join(head) + ' |',
+                      '|' + '---|' * len(head)] + lines) + '\n'
+
+
 def pseudo_label_table(records: Sequence[Dict],
                        variant_order: Optional[Sequence[str]] = None) -> str:
     """Markdown: sampler | epoch | clusters | outliers | NMI | ARI | purity
@@ -366,6 +428,14 @@ def render_study(spec: Dict, records: Sequence[Dict],
              'sample standard deviation over seeds, %).\n']
     if main:
         parts.append('\n## Results\n\n' + summary_table(main, order))
+        paired = (paired_difference_table(main, 'pk', order)
+                  if 'pk' in order else '')
+        if paired:
+            parts.append('\n## Against PK, seed by seed\n\n'
+                         'Each sampler minus PK with the same '
+                         'seed (same benchmark and start): mean ± sd over '
+                         'the shared seeds, and on how many it is ahead.\n\n'
+                         + paired)
         clusters = pseudo_label_table(main, order)
         if clusters:
             parts.append('\n## The pseudo-labels at every clustering\n\n'
@@ -414,5 +484,6 @@ def plateau_change(record: Dict, metric: str = 'A/Rank-1',
 __all__ = [
     'summary_table', 'plot_curves', 'time_to_accuracy',
     'time_to_accuracy_table', 'plot_time_to_accuracy', 'render_study',
-    'plateau_change', 'group_records', 'test_sets', 'pseudo_label_table'
+    'plateau_change', 'group_records', 'test_sets', 'pseudo_label_table',
+    'paired_difference_table'
 ]

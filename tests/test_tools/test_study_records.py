@@ -170,3 +170,24 @@ def test_pseudo_label_table_means_over_seeds():
     assert '| gs | 1 | 31 ± 1 | 200 ± 0 | 0.650 ± 0.071 | 0.040 ± 0.000 |' \
         in table
     assert pseudo_label_table([dict(variant='pk', seed=0)]) == ''
+
+
+def test_paired_difference_table_pairs_seeds():
+    from mmreid_gs.studies.render import paired_difference_table
+    recs = [_record('pk', 8000, 0, 60., 40.), _record('gs', 8000, 0, 63.,
+                                                      39.),
+            _record('pk', 8000, 1, 62., 41.), _record('gs', 8000, 1, 63.,
+                                                      44.),
+            # seed 2 has no PK run: left out of the pairs
+            _record('gs', 8000, 2, 90., 90.)]
+    lines = paired_difference_table(recs, 'pk', ['pk', 'gs']).splitlines()
+    assert len(lines) == 3
+    cells = lines[2].strip('| ').split(' | ')
+    # A Rank-1: +3, +1 -> +2.0 ± 1.4, ahead on both; A mAP the same (the
+    # record's mAP is Rank-1 - 10); B Rank-1: -1, +3 -> +1.0 ± 2.8, ahead
+    # on one
+    assert cells[:5] == ['8,000', 'pretrained', f'{ITERS:,}', 'gs', '2']
+    assert cells[5:] == ['+2.0 ± 1.4 (2 of 2)', '+2.0 ± 1.4 (2 of 2)',
+                         '+1.0 ± 2.8 (1 of 2)', '+1.0 ± 2.8 (1 of 2)']
+    # no sampler shares a seed with the baseline: no table
+    assert paired_difference_table(recs[1:2], 'pk') == ''
