@@ -173,7 +173,11 @@ def test_ctrl_c_prints_one_line_keeps_checkpoints_exit_130(
     proc = subprocess.Popen(
         [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
          '--work-dir', work_dir], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # as from a terminal: a suite launched in the background of a
+        # non-interactive shell inherits SIGINT ignored, and Python keeps it
+        # ignored in its children
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpt = osp.join(work_dir, 'epoch_1.pth')
     deadline = time.time() + 240
     while not osp.isfile(osp.join(work_dir, 'last_checkpoint')):
