@@ -121,21 +121,18 @@ def paired_difference_table(records: Sequence[Dict],
     """
     sets = test_sets(records)
     order = _variant_order(records, variant_order)
-    by = {}
-    for r in records:
-        by[(r['num_ids'], r['start'], r['iterations'], r['variant'],
-            r['seed'])] = r
+    groups = group_records(records, ('num_ids', 'start', 'iterations',
+                                     'variant'))
     head = (['identities', 'start', 'iterations', 'sampler', 'seeds']
             + [f'{s} {m}: minus {baseline} (seeds ahead)'
                for s in sets for m in TABLE_METRICS])
     lines = []
-    settings = sorted({k[:4] for k in by if k[3] != baseline},
-                      key=lambda k: (k[2], k[1], k[0], order.get(k[3], 99)))
-    for num_ids, start, iterations, variant in settings:
-        seeds = sorted(k[4] for k in by
-                       if k[:4] == (num_ids, start, iterations, variant)
-                       and (num_ids, start, iterations, baseline,
-                            k[4]) in by)
+    for key in sorted((k for k in groups if k[3] != baseline),
+                      key=lambda k: (k[2], k[1], k[0], order.get(k[3], 99))):
+        num_ids, start, iterations, variant = key
+        base = {r['seed']: r for r in groups.get(key[:3] + (baseline,), [])}
+        mine = {r['seed']: r for r in groups[key]}
+        seeds = sorted(set(mine) & set(base))
         if not seeds:
             continue
         cells = [f'{num_ids:,}', start, f'{iterations:,}', variant,
@@ -144,10 +141,8 @@ def paired_difference_table(records: Sequence[Dict],
             for m in TABLE_METRICS:
                 diffs = []
                 for seed in seeds:
-                    a = by[(num_ids, start, iterations, variant,
-                            seed)]['metrics'].get(f'{s}/{m}')
-                    b = by[(num_ids, start, iterations, baseline,
-                            seed)]['metrics'].get(f'{s}/{m}')
+                    a = mine[seed]['metrics'].get(f'{s}/{m}')
+                    b = base[seed]['metrics'].get(f'{s}/{m}')
                     if a is not None and b is not None:
                         diffs.append(a - b)
                 if not diffs:
