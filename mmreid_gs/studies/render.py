@@ -303,6 +303,75 @@ def time_to_accuracy(records: Sequence[Dict],
     return dict(best=best, rows=rows, metric=metric)
 
 
+def cut_at_budget(record: Dict, max_train_seconds: float) -> Dict:
+    """A copy of an uncapped run's record as the same run stopped at a
+    training wall-clock budget would have recorded it.
+
+    :class:`~mmreid_gs.engine.hooks.WallClockHook` stops training after the
+    first epoch that ends at or past the budget, and that epoch is still
+    validated: the curve is kept up to and including its first point at or
+    past ``max_train_seconds``. Nothing before the stop depends on the
+    budget (the schedule is the same), so up to there the curves are the
+    capped run's.
+
+    Args:
+        record (dict): A record whose curve carries ``seconds``.
+        max_train_seconds (float): The budget (> 0).
+
+    Returns:
+        dict: The record with the cut ``curve``, its last point's
+        ``metrics`` and ``seconds`` as ``metrics`` / ``train_seconds``, and
+        ``cut_at`` = the budget.
+    """
+    points = sorted((c for c in record.get('curve', [])
+                     if c.get('seconds') is not None),
+                    key=lambda c: c['seconds'])
+    kept = []
+    for c in points:
+        kept.append(c)
+        if c['seconds'] >= max_train_seconds:
+            break
+    if not kept:
+        return dict(record)
+    return dict(record, curve=kept, metrics=dict(kept[-1]['metrics']),
+                train_seconds=kept[-1]['seconds'],
+                cut_at=float(max_train_seconds))
+
+
+def time_cohort(records: Sequence[Dict]) -> List[Dict]:
+    """The runs of the time-to-accuracy comparison.
+
+    The ``time`` preset's runs (stopped at a training wall-clock budget,
+    ``max_train_seconds``), and for every variant and seed they lack, the
+    uncapped run of the same setting (identities, start, planned
+    iterations) cut where the capped run would have stopped
+    (:func:`cut_at_budget`): a run trained to the end for the main table
+    is also the time study's run, not a second run of the same thing.
+
+    Args:
+        records (Sequence[dict]): A study's records.
+
+    Returns:
+        list[dict]: Empty when no record is of the ``time`` preset.
+    """
+    capped = [r for r in records if r.get('preset') == 'time']
+    if not capped:
+        return []
+    budgets = {float(r.get('max_train_seconds') or 0) for r in capped}
+    budget = max(budgets)
+    settings = {(r['num_ids'], r['start'], r['iterations']) for r in capped}
+    have = {(r['variant'], r['seed']) for r in capped}
+    out = list(capped)
+    for r in records:
+        if r.get('preset') == 'time' or r.get('max_train_seconds') or \
+                (r['num_ids'], r['start'], r['iterations']) not in settings \
+                or (r['variant'], r['seed']) in have:
+            continue
+        if budget > 0:
+            out.append(cut_at_budget(r, budget))
+    return out
+
+
 def time_to_accuracy_table(result: Dict,
                            variant_order: Optional[Sequence[str]] = None
                            ) -> str:
@@ -414,7 +483,7 @@ def render_study(spec: Dict, records: Sequence[Dict],
                          'in its runs.jsonl')
     os.makedirs(out_dir, exist_ok=True)
     order = list(spec['variants'])
-    timed = [r for r in records if r.get('preset') == 'time']
+    timed = time_cohort(records)
     main = [r for r in records if r.get('preset') != 'time']
     written = []
     parts = [f"# Study `{spec['name']}`\n\n{spec['doc']}.\n\n"
@@ -447,6 +516,15 @@ def render_study(spec: Dict, records: Sequence[Dict],
         result = time_to_accuracy(timed)
         parts.append('\n## Time to accuracy\n\n'
                      + time_to_accuracy_table(result, order))
+        cut = sorted({r['variant'] for r in timed if r.get('cut_at')},
+                     key=lambda v: order.index(v) if v in order else 99)
+        if cut:
+            budget = max(r['cut_at'] for r in timed if r.get('cut_at'))
+            parts.append(
+                f"\n{', '.join(cut)}: the runs of the main table at the "
+                'same setting, their curves cut where a run capped at '
+                f'{budget / 60:.0f} training minutes stops (after the first '
+                'epoch that ends past it).\n')
         if result['best']:
             path = osp.join(out_dir, 'time_to_accuracy.png')
             plot_time_to_accuracy(timed, path, variant_order=order)
@@ -477,7 +555,8 @@ def plateau_change(record: Dict, metric: str = 'A/Rank-1',
 
 
 __all__ = [
-    'summary_table', 'plot_curves', 'time_to_accuracy',
+    'summary_table', 'plot_curves', 'time_to_accuracy', 'time_cohort',
+    'cut_at_budget',
     'time_to_accuracy_table', 'plot_time_to_accuracy', 'render_study',
     'plateau_change', 'group_records', 'test_sets', 'pseudo_label_table',
     'paired_difference_table'

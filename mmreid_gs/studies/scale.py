@@ -58,10 +58,13 @@ from .variants import (GRAPH_SAMPLERS, _chosen, _configure_run, _set_schedule,
 #: (runner, dataset indexing, checkpoints, one validation on the demo's two
 #: test sets of about 1,700 images); ``val_seconds``: each further
 #: validation (a preset's ``val_interval``; about 1,700 images extracted and
-#: matched).
+#: matched); ``memory_seconds_per_class``: what the class memory adds to an
+#: iteration per training class (every batch is scored against the whole
+#: memory: 2.4 s an iteration at 8,000 classes, measured 2026-12-07).
 SCALE_COSTS = dict(sec_per_iter=0.25, images_per_sec=300.,
                    extract_per_image=0.012, pair_seconds=2.2e-6,
-                   run_overhead=45., two_stage_speedup=6., val_seconds=25.)
+                   run_overhead=45., two_stage_speedup=6., val_seconds=25.,
+                   memory_seconds_per_class=2.7e-4)
 
 
 def plan_scale_runs(quick: bool = False,
@@ -263,7 +266,10 @@ def estimate_scale_seconds(base: Config, runs: List[Dict], preset: Dict,
     (:data:`SCALE_COSTS`): an estimate, not a measurement.
 
     Training: runs x epochs x batches_per_epoch iterations (plus the
-    pretraining) at ``sec_per_iter``; the class graphs of the GS epochs:
+    pretraining) at ``sec_per_iter`` (with the class memory, plus
+    ``memory_seconds_per_class`` x classes), a run capped by the preset's
+    ``max_train_seconds`` stopping after the first epoch past it; the class
+    graphs of the GS and DFGS epochs:
     one image per class extracted, C^2 QAConv pairs (over
     ``two_stage_speedup`` with the two-stage graph); data: the trees not
     generated yet are counted as if none were; a fixed cost per run.
@@ -282,9 +288,18 @@ def estimate_scale_seconds(base: Config, runs: List[Dict], preset: Dict,
     pre = preset['pretrain']
     pre_iters = pre['epochs'] * pre['batches_per_epoch'] \
         if 'pretrained' in starts else 0
-    graphs = 0.
+    graphs = train = 0.
+    cap = float(preset.get('max_train_seconds') or 0)
     for r in runs:
-        if r['spec'].get('sampler') != 'gs':
+        per_iter = c['sec_per_iter']
+        if r['spec'].get('loss') == 'class_memory':
+            per_iter += r['num_ids'] * c['memory_seconds_per_class']
+        run_train = iters * per_iter
+        if cap:
+            epoch = preset['batches_per_epoch'] * per_iter
+            run_train = min(run_train, math.ceil(cap / epoch) * epoch)
+        train += run_train
+        if r['spec'].get('sampler') not in GRAPH_SAMPLERS:
             continue
         n = r['num_ids']
         builds = max(0, preset['epochs'] - int(r['spec'].get('pk_epochs',
@@ -302,7 +317,7 @@ def estimate_scale_seconds(base: Config, runs: List[Dict], preset: Dict,
     every = int(preset.get('val_interval') or preset['epochs'])
     extra_vals = max(0, preset['epochs'] // every - 1)
     out = dict(
-        train=(len(runs) * iters + pre_iters) * c['sec_per_iter'],
+        train=train + pre_iters * c['sec_per_iter'],
         graphs=graphs,
         validation=len(runs) * extra_vals * c.get('val_seconds', 0.),
         data=ids * per_id / c['images_per_sec'],

@@ -5,6 +5,7 @@ its runs on a rerun, and --status / --render from a committed-style
 runs.jsonl alone."""
 import csv
 import json
+import math
 import os
 import os.path as osp
 
@@ -148,6 +149,27 @@ def test_estimate_counts_every_part():
     scratch = [r for r in runs if r['start'] == 'scratch']
     assert study.estimate_scale_seconds(base, scratch, preset)['train'] == \
         pytest.approx(len(scratch) * iters * study.SCALE_COSTS['sec_per_iter'])
+
+
+def test_estimate_class_memory_cap_and_dfgs_graphs():
+    base = Config.fromfile(DEMO)
+    c = study.SCALE_COSTS
+    # the class memory at 8,000 classes: slower iterations, stopped after
+    # the first epoch past the training wall-clock budget
+    runs, preset = study.plan_scale_runs(preset='time')
+    cm = [r for r in runs if r['variant'] == 'cm']
+    per_iter = c['sec_per_iter'] + 8000 * c['memory_seconds_per_class']
+    epoch = preset['batches_per_epoch'] * per_iter
+    est = study.estimate_scale_seconds(base, cm, preset)
+    pre = preset['pretrain']
+    assert est['train'] == pytest.approx(
+        math.ceil(preset['max_train_seconds'] / epoch) * epoch
+        + pre['epochs'] * pre['batches_per_epoch'] * c['sec_per_iter'])
+    assert est['graphs'] == 0
+    # DFGS builds a class graph every epoch after its warm-up, as GS
+    runs, preset = study.plan_scale_runs(preset='dfgs', counts=[8000],
+                                         seeds=[0])
+    assert study.estimate_scale_seconds(base, runs, preset)['graphs'] > 0
 
 
 def test_tiny_scale_study_writes_results_and_skips_finished_runs(tmp_path):

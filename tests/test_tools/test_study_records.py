@@ -13,7 +13,7 @@ from mmreid_gs.studies import (append_record, load_records, missing_runs,
                                record_key)
 from mmreid_gs.studies.specs import load_study
 from mmreid_gs.studies.render import (plateau_change, summary_table,
-                                      time_to_accuracy)
+                                      time_cohort, time_to_accuracy)
 
 tool = load_tool('tools/analysis_tools/sampler_study.py')
 #: the full preset's budget (configs/studies/scale.py): epochs x 400
@@ -134,6 +134,47 @@ def test_time_to_accuracy_hand_computed(tmp_path):
     assert '## Time to accuracy' in summary
     assert '| cm | never | never | 89.0 ± 0.0 |' in summary
     assert osp.getsize(tmp_path / 'time_to_accuracy.png') > 5000
+
+
+def test_time_cohort_cuts_uncapped_runs_at_the_budget(tmp_path):
+    def curve(points):
+        return [dict(epoch=i + 1, iteration=400 * (i + 1), seconds=t,
+                     metrics={'A/Rank-1': a})
+                for i, (t, a) in enumerate(points)]
+
+    cm = dict(_record('cm', 8000, 0, 0, 0, preset='time',
+                      curve=curve([(700, 60.), (1400, 80.), (2100, 85.)])),
+              max_train_seconds=1800)
+    # full-preset runs of the same setting: cut after the first point at
+    # or past 1,800 s (the epoch a capped run stops after)
+    pk = _record('pk', 8000, 0, 0, 0, curve=curve(
+        [(600, 70.), (1200, 75.), (1800, 78.), (2400, 90.)]))
+    gs = _record('gs', 8000, 1, 0, 0, curve=curve(
+        [(900, 72.), (1790, 88.), (2300, 95.), (2900, 99.)]))
+    other = _record('pk', 4000, 0, 0, 0)  # another setting: left out
+    cohort = time_cohort([cm, pk, gs, other])
+    got = {(r['variant'], r['seed']): r for r in cohort}
+    assert set(got) == {('cm', 0), ('pk', 0), ('gs', 1)}
+    assert got[('cm', 0)] is cm
+    cut = {k: [c['seconds'] for c in r['curve']] for k, r in got.items()}
+    assert cut[('pk', 0)] == [600, 1200, 1800]
+    assert cut[('gs', 1)] == [900, 1790, 2300]
+    assert got[('gs', 1)]['metrics'] == {'A/Rank-1': 95.}
+    assert got[('gs', 1)]['train_seconds'] == 2300
+    assert pk['curve'][-1]['seconds'] == 2400  # the record itself is intact
+    # best = 95 (gs, cut): 90% = 85.5 -> gs at 1790 s, pk never, cm never
+    res = time_to_accuracy(cohort)
+    assert res['best'] == {'A': 95.}
+    secs = {(r['variant'], r['fraction']): r['seconds'] for r in res['rows']}
+    assert secs[('gs', 0.9)] == 1790 and secs[('gs', 0.95)] == 2300
+    assert secs[('pk', 0.9)] is None and secs[('cm', 0.9)] is None
+    assert time_cohort([pk, gs]) == []  # no time preset run: no cohort
+    path = tmp_path / 'runs.jsonl'
+    _write(path, [cm, pk, gs, other])
+    tool.main(['scale', '--render', '--records', str(path)])
+    summary = open(tmp_path / 'summary.md').read()
+    assert 'pk, gs: the runs of the main table at the same setting' in summary
+    assert 'capped at 30 training minutes' in summary
 
 
 def test_plateau_change_over_the_last_quarter():
