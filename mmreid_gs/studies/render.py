@@ -355,21 +355,17 @@ def time_cohort(records: Sequence[Dict]) -> List[Dict]:
         list[dict]: Empty when no record is of the ``time`` preset.
     """
     capped = [r for r in records if r.get('preset') == 'time']
-    if not capped:
-        return []
-    budgets = {float(r.get('max_train_seconds') or 0) for r in capped}
-    budget = max(budgets)
+    budget = max((float(r.get('max_train_seconds') or 0) for r in capped),
+                 default=0.)
+    if budget <= 0:
+        return capped
     settings = {(r['num_ids'], r['start'], r['iterations']) for r in capped}
     have = {(r['variant'], r['seed']) for r in capped}
-    out = list(capped)
-    for r in records:
-        if r.get('preset') == 'time' or r.get('max_train_seconds') or \
-                (r['num_ids'], r['start'], r['iterations']) not in settings \
-                or (r['variant'], r['seed']) in have:
-            continue
-        if budget > 0:
-            out.append(cut_at_budget(r, budget))
-    return out
+    return capped + [
+        cut_at_budget(r, budget) for r in records
+        if r.get('preset') != 'time' and not r.get('max_train_seconds')
+        and (r['num_ids'], r['start'], r['iterations']) in settings
+        and (r['variant'], r['seed']) not in have]
 
 
 def time_to_accuracy_table(result: Dict,
