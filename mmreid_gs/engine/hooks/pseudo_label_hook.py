@@ -74,9 +74,11 @@ class PseudoLabelHook(Hook):
     uninterrupted run did, and drops the checkpoint's ``graph_sampler``
     state, which belongs to the previous labels.
 
-    Memory: the ``N`` feature maps and the ``[N, N]`` float32 distances
-    (4 N^2 bytes: 4.3 GB at MSMT17's 32,621 training images) on every
-    rank; the Jaccard step keeps only the pairs within ``eps``.
+    Memory: the ``N`` feature maps and one ``[block_size, N]`` block of
+    scores on the device; the ``[N, N]`` float32 distances (4 N^2 bytes:
+    4.3 GB at MSMT17's 32,621 training images) in host memory on every
+    rank (:meth:`distances`); the Jaccard step keeps only the pairs within
+    ``eps``.
 
     Args:
         pipeline (list[dict | callable]): Transforms that load one image
@@ -218,6 +220,35 @@ class PseudoLabelHook(Hook):
         with eval_mode(model):
             return self._cluster(runner, dataset, model)
 
+    def distances(self, model, feats: torch.Tensor,
+                  rows: Sequence[int]) -> torch.Tensor:
+        """``1 - sigmoid(model.match(feats[rows], feats))``, scored in
+        blocks of ``block_size`` rows on the features' device, each block
+        moved to the host as soon as it is scored.
+
+        The device holds the features and one block of scores; the
+        ``[len(rows), N]`` float32 result is on the CPU (on a GPU the whole
+        matrix would be 4 N^2 bytes of device memory twice over: the
+        scores and their sigmoid).
+
+        Args:
+            model: The re-ID model (``match``).
+            feats (Tensor): [N, ...] features of all the images.
+            rows (Sequence[int]): Images to score against all.
+
+        Returns:
+            Tensor: float32 [len(rows), N] on the CPU.
+        """
+        n = feats.shape[0]
+        out = torch.empty(len(rows), n, dtype=torch.float32)
+        with torch.no_grad(), autocast(enabled=self.fp16):
+            for i in range(0, len(rows), self.block_size):
+                block = rows[i:i + self.block_size]
+                scores = compute_class_scores(feats, model.match, block,
+                                              self.block_size)
+                out[i:i + len(block)] = torch.sigmoid(-scores.float()).cpu()
+        return out
+
     def _cluster(self, runner, dataset, model) -> np.ndarray:
         n = len(dataset)
         rank, world_size = get_dist_info()
@@ -229,15 +260,11 @@ class PseudoLabelHook(Hook):
             model, dataset, padded, self._get_pipeline(), self.batch_size,
             self.num_workers, self.fp16, show=self.progress and rank == 0)
         feats = all_gather_rows(local[:len(mine)])
-        with torch.no_grad(), autocast(enabled=self.fp16):
-            scores = compute_class_scores(feats, model.match, padded,
-                                          self.block_size)
-            dist = torch.sigmoid(-scores[:len(mine)].float())
-        dist = all_gather_rows(dist)
+        dist = all_gather_rows(self.distances(model, feats, mine))
         t_feat = time.perf_counter() - start
         labels = torch.empty(n, dtype=torch.long, device=feats.device)
         if rank == 0:
-            graph = jaccard_neighbors(dist.cpu().numpy(), self.k1, self.k2,
+            graph = jaccard_neighbors(dist.numpy(), self.k1, self.k2,
                                       max_distance=self.eps)
             labels.copy_(torch.from_numpy(dbscan_pseudo_labels(
                 graph, self.eps, self.min_samples)))

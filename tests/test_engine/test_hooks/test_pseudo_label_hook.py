@@ -142,6 +142,24 @@ def test_clusters_become_the_labels(root, inference):
         assert np.bincount(labels[b]).max() == 2
 
 
+@pytest.mark.parametrize('inference', [False, True])
+def test_distances_blockwise_on_the_host(inference):
+    model = TinyReID().eval()
+    feats = torch.rand(23, 3)
+    rows = [4, 0, 22, 7, 9, 11, 3]
+    hook = PseudoLabelHook(PIPELINE, block_size=3)
+    if inference:
+        with torch.inference_mode():
+            dist = hook.distances(model, feats, rows)
+    else:
+        dist = hook.distances(model, feats, rows)
+    expected = 1 - torch.sigmoid(model.match(feats[rows], feats))
+    assert dist.dtype == torch.float32 and dist.device.type == 'cpu'
+    assert dist.shape == (len(rows), 23)
+    torch.testing.assert_close(dist, expected)
+    assert hook.distances(model, feats, []).shape == (0, 23)
+
+
 def test_bad_clustering_keeps_labels_or_stops(root, monkeypatch):
     runner = make_runner(root)
     hook = PseudoLabelHook(PIPELINE, **HOOK_ARGS)
