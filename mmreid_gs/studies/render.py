@@ -25,8 +25,9 @@ def _mean_sd(values: Sequence[float], digits: int = 1) -> str:
     vals = np.asarray([v for v in values if v is not None], dtype=float)
     if not vals.size:
         return '-'
-    sd = vals.std(ddof=1) if vals.size > 1 else 0.
-    return f'{vals.mean():.{digits}f} ± {sd:.{digits}f}'
+    if vals.size == 1:  # one run has no spread: no '± 0.0'
+        return f'{vals[0]:.{digits}f}'
+    return f'{vals.mean():.{digits}f} ± {vals.std(ddof=1):.{digits}f}'
 
 
 def test_sets(records: Sequence[Dict]) -> List[str]:
