@@ -248,8 +248,8 @@ def plot_curves(records: Sequence[Dict], path: str,
                         if r['warmup_iterations']}
                 for w in warm:
                     ax.axvline(w, color=colors[v], ls=':', lw=1)
-            ax.set_title(f'{s} {metric}: {num_ids:,} ids, {start}',
-                         fontsize=9)
+            ax.set_title(f'{s} {metric}: {num_ids:,} ids, {start}, '
+                         f'{iterations:,} iterations', fontsize=9)
             ax.set_xlabel('iteration')
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
